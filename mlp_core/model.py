@@ -1,0 +1,190 @@
+"""The 784-H-10 ReLU MLP: initialisation, forward pass, softmax cross-entropy, gradients, .npz I/O.
+
+Leaves out the training loop (train.py) and data handling (data.py). Pure NumPy.
+
+Conventions: a batch `X` is (B, 784) float32, labels `y` are integer class indices (B,).
+    logits = relu(X @ W1 + b1) @ W2 + b2
+The objective minimised in training is
+    mean softmax cross-entropy over the batch + (l2 / 2) * (sum(W1**2) + sum(W2**2))
+so its gradient adds `l2 * W` to each weight matrix. Biases are not penalised. Reported
+losses (train_loss, val_loss, test_loss) are the cross-entropy alone, so they compare across l2.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_IN = 784
+N_OUT = 10
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+
+
+class ModelFileError(Exception):
+    """A model file is missing, pickled, malformed or holds non-finite values."""
+
+
+@dataclass
+class Params:
+    W1: np.ndarray  # (784, H)
+    b1: np.ndarray  # (H,)
+    W2: np.ndarray  # (H, 10)
+    b2: np.ndarray  # (10,)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.W1.shape[1]
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in PARAM_NAMES}
+
+    def copy(self) -> "Params":
+        return Params(*(getattr(self, n).copy() for n in PARAM_NAMES))
+
+    def astype(self, dtype) -> "Params":
+        return Params(*(getattr(self, n).astype(dtype) for n in PARAM_NAMES))
+
+    def is_finite(self) -> bool:
+        return all(np.isfinite(getattr(self, n)).all() for n in PARAM_NAMES)
+
+
+def init_params(hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> Params:
+    """He-normal weights (std sqrt(2 / fan_in), suited to ReLU), zero biases."""
+    W1 = rng.standard_normal((N_IN, hidden_size), dtype=np.float32) * np.float32(np.sqrt(2.0 / N_IN))
+    W2 = rng.standard_normal((hidden_size, N_OUT), dtype=np.float32) * np.float32(np.sqrt(2.0 / hidden_size))
+    return Params(W1.astype(dtype, copy=False), np.zeros(hidden_size, dtype),
+                  W2.astype(dtype, copy=False), np.zeros(N_OUT, dtype))
+
+
+def forward(params: Params, X: np.ndarray) -> np.ndarray:
+    """Logits (B, 10)."""
+    A1 = np.maximum(X @ params.W1 + params.b1, 0)  # (B, H)
+    return A1 @ params.W2 + params.b2  # (B, 10)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax by the log-sum-exp shift: finite for any finite logits."""
+    with np.errstate(over="ignore"):  # a gap beyond float range gives -inf: probability 0
+        shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean softmax cross-entropy computed from logits (never log(softmax))."""
+    logp = log_softmax(logits)
+    return float(-logp[np.arange(len(y)), y].mean(dtype=np.float64))
+
+
+def l2_penalty(params: Params, l2: float) -> float:
+    return 0.5 * l2 * float(np.sum(params.W1 * params.W1, dtype=np.float64)
+                            + np.sum(params.W2 * params.W2, dtype=np.float64))
+
+
+def loss_and_grads(params: Params, X: np.ndarray, y: np.ndarray, l2: float
+                   ) -> tuple[float, Params]:
+    """The full objective (cross-entropy + L2 penalty) and its gradient. Reference
+    implementation: clear rather than fast; the training loop uses a fused in-place version."""
+    Z1 = X @ params.W1 + params.b1  # (B, H)
+    A1 = np.maximum(Z1, 0)
+    logits = A1 @ params.W2 + params.b2  # (B, 10)
+    B = len(y)
+    logp = log_softmax(logits)
+    loss = -logp[np.arange(B), y].mean() + l2_penalty(params, l2)
+    dlogits = np.exp(logp)
+    dlogits[np.arange(B), y] -= 1
+    dlogits /= B  # (B, 10)
+    dW2 = A1.T @ dlogits + l2 * params.W2
+    db2 = dlogits.sum(axis=0)
+    dA1 = dlogits @ params.W2.T
+    dZ1 = dA1 * (Z1 > 0)
+    dW1 = X.T @ dZ1 + l2 * params.W1
+    db1 = dZ1.sum(axis=0)
+    return float(loss), Params(dW1, db1, dW2, db2)
+
+
+def evaluate(params: Params, X: np.ndarray, y: np.ndarray, chunk: int = 4096
+             ) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a whole set, in chunks to bound memory."""
+    total_loss = 0.0
+    correct = 0
+    for start in range(0, len(X), chunk):
+        logits = forward(params, X[start:start + chunk])
+        yb = y[start:start + chunk]
+        logp = log_softmax(logits)
+        total_loss += float(-logp[np.arange(len(yb)), yb].sum(dtype=np.float64))
+        correct += int((logits.argmax(axis=1) == yb).sum())
+    n = max(len(X), 1)
+    return total_loss / n, correct / n
+
+
+def predict_proba(params: Params, X: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax(forward(params, X)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+def save_params(path: str | os.PathLike, params: Params) -> None:
+    """Write W1, b1, W2, b2 (float32) to an .npz, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: np.ascontiguousarray(v, dtype=np.float32)
+                           for k, v in params.as_dict().items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def params_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> Params:
+    """Check names, shapes, dtypes and finiteness; raise ModelFileError naming `source`."""
+    missing = [n for n in PARAM_NAMES if n not in arrays]
+    if missing:
+        raise ModelFileError(f"{source}: missing array(s) {', '.join(missing)}")
+    extra = sorted(set(arrays) - set(PARAM_NAMES))
+    if extra:
+        raise ModelFileError(f"{source}: unexpected array(s) {', '.join(extra)}")
+    for n in PARAM_NAMES:
+        if arrays[n].dtype != np.float32:
+            raise ModelFileError(f"{source}: {n} has dtype {arrays[n].dtype}, expected float32")
+    W1, b1, W2, b2 = (arrays[n] for n in PARAM_NAMES)
+    if W1.ndim != 2 or W1.shape[0] != N_IN or W1.shape[1] < 1:
+        raise ModelFileError(f"{source}: W1 has shape {W1.shape}, expected ({N_IN}, H)")
+    H = W1.shape[1]
+    expected = {"b1": (H,), "W2": (H, N_OUT), "b2": (N_OUT,)}
+    for n, shape in expected.items():
+        if arrays[n].shape != shape:
+            raise ModelFileError(f"{source}: {n} has shape {arrays[n].shape}, expected {shape}")
+    for n in PARAM_NAMES:
+        if not np.isfinite(arrays[n]).all():
+            raise ModelFileError(f"{source}: {n} contains NaN or infinite values")
+    return Params(W1, b1, W2, b2)
+
+
+def load_params(path: str | os.PathLike) -> Params:
+    """Load an .npz written by save_params. Never unpickles: object arrays are refused."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: file not found") from None
+    except ValueError as e:  # object arrays need pickle, which is refused
+        raise ModelFileError(f"{path}: refused: holds pickled objects or is not an .npz ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelFileError(f"{path}: not a readable .npz file ({e})") from None
+    return params_from_arrays(arrays, str(path))
+
+
+def params_to_bytes(params: Params) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **params.as_dict())
+    return buf.getvalue()

@@ -1,0 +1,222 @@
+"""Minibatch SGD for the MLP: a validated config, a fused float32 training step and an epoch loop.
+
+Leaves out where the data comes from and where metrics go: `train` yields one dict per epoch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .model import N_IN, N_OUT, Params, evaluate, init_params
+
+# Metric names, defined once; the search, the tables and the plots use these.
+EPOCH = "epoch"
+TRAIN_LOSS = "train_loss"
+TRAIN_ACCURACY = "train_accuracy"
+VAL_LOSS = "val_loss"
+VAL_ACCURACY = "val_accuracy"
+TEST_LOSS = "test_loss"
+TEST_ACCURACY = "test_accuracy"
+TIME_S = "time_s"
+DIVERGED = "diverged"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run, checked once on construction."""
+
+    hidden_size: int = 128
+    learning_rate: float = 0.01
+    l2: float = 0.001
+    epochs: int = 10
+    batch_size: int = 256
+    momentum: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+
+        for name in ("hidden_size", "epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                bad(name, "must be a positive integer")
+        for name in ("learning_rate", "l2", "momentum"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+                bad(name, "must be a finite number")
+        if self.learning_rate <= 0:
+            bad("learning_rate", "must be positive")
+        if self.l2 < 0:
+            bad("l2", "must be non-negative")
+        if not 0 <= self.momentum < 1:
+            bad("momentum", "must be in [0, 1)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            bad("seed", "must be a non-negative integer")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Trainer:
+    """Holds parameters, optimiser state, the RNG and preallocated buffers for one run.
+
+    The whole state needed to continue bit-identically (params, velocity, epochs done, RNG
+    state) round-trips through `state_dict` / `from_state`, so a checkpoint resumes exactly."""
+
+    def __init__(self, config: TrainConfig, params: Params | None = None,
+                 rng: np.random.Generator | None = None):
+        self.config = config
+        self.rng = rng if rng is not None else np.random.default_rng(config.seed)
+        self.params = params if params is not None else init_params(config.hidden_size, self.rng)
+        self.velocity = (Params(*(np.zeros_like(a) for a in self.params.as_dict().values()))
+                         if config.momentum > 0 else None)
+        self.epochs_done = 0
+        H, B = config.hidden_size, config.batch_size
+        f32 = np.float32
+        # Buffers reused by every step; views [:b] serve the last, shorter batch.
+        self._X = np.empty((B, N_IN), f32)
+        self._Z1 = np.empty((B, H), f32)
+        self._mask = np.empty((B, H), bool)
+        self._logits = np.empty((B, N_OUT), f32)
+        self._dA1 = np.empty((B, H), f32)
+        self._dW1 = np.empty((N_IN, H), f32)
+        self._dW2 = np.empty((H, N_OUT), f32)
+        self._rowmax = np.empty((B, 1), f32)
+        self._rowsum = np.empty((B, 1), f32)
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays only (no pickle): params, velocity, epochs done and the RNG state as JSON."""
+        state = dict(self.params.as_dict())
+        if self.velocity is not None:
+            state.update({"v_" + k: v for k, v in self.velocity.as_dict().items()})
+        state["epochs_done"] = np.array(self.epochs_done, dtype=np.int64)
+        state["rng_state"] = np.array(json.dumps(self.rng.bit_generator.state))
+        state["config"] = np.array(json.dumps(self.config.to_dict()))
+        return state
+
+    @classmethod
+    def from_state(cls, config: TrainConfig, state: dict[str, np.ndarray]) -> "Trainer":
+        rng = np.random.default_rng()
+        rng.bit_generator.state = json.loads(str(state["rng_state"]))
+        params = Params(*(np.array(state[k], dtype=np.float32) for k in ("W1", "b1", "W2", "b2")))
+        trainer = cls(config, params=params, rng=rng)
+        if trainer.velocity is not None and "v_W1" in state:
+            trainer.velocity = Params(*(np.array(state["v_" + k], dtype=np.float32)
+                                        for k in ("W1", "b1", "W2", "b2")))
+        trainer.epochs_done = int(state["epochs_done"])
+        return trainer
+
+    # -- one step ----------------------------------------------------------------------------
+    def step(self, X: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """One SGD step on a batch; returns (sum of cross-entropy over the batch, correct count)
+        measured before the update. Same math as model.loss_and_grads, fused and in place."""
+        p, cfg = self.params, self.config
+        b = len(y)
+        Z1, mask, logits = self._Z1[:b], self._mask[:b], self._logits[:b]
+        dA1, rowmax, rowsum = self._dA1[:b], self._rowmax[:b], self._rowsum[:b]
+        rows = np.arange(b)
+
+        np.matmul(X, p.W1, out=Z1)
+        Z1 += p.b1
+        np.greater(Z1, 0, out=mask)
+        np.maximum(Z1, 0, out=Z1)  # Z1 now holds A1
+        np.matmul(Z1, p.W2, out=logits)
+        logits += p.b2
+
+        correct = int(np.count_nonzero(logits.argmax(axis=1) == y))
+        np.max(logits, axis=1, keepdims=True, out=rowmax)
+        logits -= rowmax
+        s_y = logits[rows, y]  # shifted logit of the true class (a copy)
+        np.exp(logits, out=logits)
+        np.sum(logits, axis=1, keepdims=True, out=rowsum)
+        # loss_i = log(sum_j exp(s_ij)) - s_iy: finite whatever the logits' scale
+        loss_sum = float(np.sum(np.log(rowsum[:, 0]) - s_y, dtype=np.float64))
+        # dlogits = (softmax - onehot) / b, written over logits
+        logits *= (1.0 / rowsum) * np.float32(1.0 / b)
+        logits[rows, y] -= np.float32(1.0 / b)
+
+        lr, l2 = np.float32(cfg.learning_rate), np.float32(cfg.l2)
+        np.matmul(Z1.T, logits, out=self._dW2)  # (H, 10)
+        db2 = logits.sum(axis=0)
+        np.matmul(logits, p.W2.T, out=dA1)  # (b, H)
+        dA1 *= mask
+        np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
+        db1 = dA1.sum(axis=0)
+        if l2 != 0:
+            self._dW1 += l2 * p.W1
+            self._dW2 += l2 * p.W2
+        grads = ((p.W1, self._dW1), (p.b1, db1), (p.W2, self._dW2), (p.b2, db2))
+        if self.velocity is None:
+            for w, g in grads:
+                g *= lr
+                w -= g
+        else:
+            mu = np.float32(self.config.momentum)
+            for (w, g), v in zip(grads, (self.velocity.W1, self.velocity.b1,
+                                         self.velocity.W2, self.velocity.b2)):
+                v *= mu
+                g *= lr
+                v -= g
+                w += v
+        return loss_sum, correct
+
+    def run_epoch(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """One pass in a fresh seeded order; returns the running (train loss, accuracy),
+        each batch measured just before its update (as Keras reports it), so the epoch costs
+        no extra pass over the training set."""
+        n, B = len(X), self.config.batch_size
+        order = self.rng.permutation(n)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, B):
+            idx = order[start:start + B]
+            Xb = self._X[:len(idx)]
+            np.take(X, idx, axis=0, out=Xb)
+            l, c = self.step(Xb, y[idx])
+            loss_sum += l
+            correct += c
+        self.epochs_done += 1
+        return loss_sum / n, correct / n
+
+
+def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
+          X_val: np.ndarray, y_val: np.ndarray, X_test: np.ndarray | None = None,
+          y_test: np.ndarray | None = None, trainer: Trainer | None = None
+          ) -> Iterator[dict]:
+    """Train for `config.epochs` (continuing `trainer` if given), yielding one metrics dict per
+    epoch. Ends after an epoch whose loss or weights are not finite, with `diverged` True.
+    The caller can read `trainer.params` between epochs (pass a Trainer to keep a handle)."""
+    if len(X_train) == 0:
+        raise ValueError("the training set is empty")
+    if config.batch_size > len(X_train):
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(X_train)})")
+    trainer = trainer or Trainer(config)
+    while trainer.epochs_done < config.epochs:
+        t0 = time.perf_counter()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            train_loss, train_acc = trainer.run_epoch(X_train, y_train)
+            diverged = not (math.isfinite(train_loss) and trainer.params.is_finite())
+            metrics = {EPOCH: trainer.epochs_done, TRAIN_LOSS: train_loss, TRAIN_ACCURACY: train_acc}
+            if diverged:
+                metrics.update({VAL_LOSS: float("nan"), VAL_ACCURACY: float("nan")})
+            else:
+                metrics[VAL_LOSS], metrics[VAL_ACCURACY] = evaluate(trainer.params, X_val, y_val)
+                if X_test is not None:
+                    metrics[TEST_LOSS], metrics[TEST_ACCURACY] = evaluate(trainer.params, X_test, y_test)
+                diverged = not math.isfinite(metrics[VAL_LOSS])
+        metrics[TIME_S] = time.perf_counter() - t0
+        metrics[DIVERGED] = diverged
+        yield metrics
+        if diverged:
+            return

@@ -1,0 +1,123 @@
+"""mlp_core.train: the fused step equals the reference math, determinism, resume, divergence,
+validation of the config, and accuracy on real digits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlp_core.model import Params, init_params, loss_and_grads
+from mlp_core.train import TrainConfig, Trainer, train
+
+
+def test_fused_step_matches_reference_gradients():
+    rng = np.random.default_rng(0)
+    cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.01, batch_size=16)
+    trainer = Trainer(cfg)
+    before = trainer.params.copy()
+    X = rng.random((16, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 16)
+    loss_sum, correct = trainer.step(X, y)
+    ref = before.astype(np.float64)
+    loss, g = loss_and_grads(ref, X.astype(np.float64), y, cfg.l2)
+    data_loss = loss - 0.5 * cfg.l2 * ((ref.W1 ** 2).sum() + (ref.W2 ** 2).sum())
+    assert loss_sum / 16 == pytest.approx(data_loss, rel=1e-5)
+    for n in ("W1", "b1", "W2", "b2"):
+        expected = getattr(ref, n) - cfg.learning_rate * getattr(g, n)
+        np.testing.assert_allclose(getattr(trainer.params, n), expected, rtol=1e-4, atol=1e-6)
+        assert getattr(trainer.params, n).dtype == np.float32
+
+
+def test_momentum_step_matches_reference():
+    rng = np.random.default_rng(1)
+    cfg = TrainConfig(hidden_size=8, learning_rate=0.1, l2=0.0, batch_size=4, momentum=0.9)
+    trainer = Trainer(cfg)
+    w = trainer.params.copy().astype(np.float64)
+    v = Params(*(np.zeros_like(a) for a in w.as_dict().values()))
+    for _ in range(3):
+        X = rng.random((4, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 4)
+        _, g = loss_and_grads(w, X.astype(np.float64), y, 0.0)
+        for n in ("W1", "b1", "W2", "b2"):
+            setattr(v, n, 0.9 * getattr(v, n) - 0.1 * getattr(g, n))
+            setattr(w, n, getattr(w, n) + getattr(v, n))
+        trainer.step(X, y)
+    for n in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_allclose(getattr(trainer.params, n), getattr(w, n), rtol=1e-4, atol=1e-6)
+
+
+def _run(cfg, ds, trainer=None):
+    return list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=trainer))
+
+
+def test_same_seed_same_numbers_and_resume_is_exact(small_dataset):
+    cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.001, epochs=3, batch_size=100, seed=7)
+    a, b = Trainer(cfg), Trainer(cfg)
+    ma, mb = _run(cfg, small_dataset, a), _run(cfg, small_dataset, b)
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
+    assert strip(ma) == strip(mb)
+    np.testing.assert_array_equal(a.params.W1, b.params.W1)
+    # stop after 2 epochs, round-trip the state through arrays, finish: bit-identical
+    two = TrainConfig(**{**cfg.to_dict(), "epochs": 2})
+    c = Trainer(two)
+    _run(two, small_dataset, c)
+    state = {k: np.array(v) for k, v in c.state_dict().items()}
+    d = Trainer.from_state(cfg, state)
+    last = _run(cfg, small_dataset, d)
+    assert [m["epoch"] for m in last] == [3]
+    assert strip(last) == strip(ma[2:])
+    np.testing.assert_array_equal(d.params.W1, a.params.W1)
+    # another seed, other numbers
+    e = Trainer(TrainConfig(**{**cfg.to_dict(), "seed": 8}))
+    _run(cfg, small_dataset, e)
+    assert not np.array_equal(e.params.W1, a.params.W1)
+
+
+def test_metrics_and_dtypes(small_dataset):
+    cfg = TrainConfig(hidden_size=16, learning_rate=0.05, epochs=2)
+    trainer = Trainer(cfg)
+    ms = list(train(cfg, small_dataset.X_train, small_dataset.y_train, small_dataset.X_val,
+                    small_dataset.y_val, small_dataset.X_test, small_dataset.y_test, trainer=trainer))
+    assert [m["epoch"] for m in ms] == [1, 2]
+    assert set(ms[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                          "test_loss", "test_accuracy", "time_s", "diverged"}
+    assert all(a.dtype == np.float32 for a in trainer.params.as_dict().values())
+    assert small_dataset.X_train.dtype == np.float32
+
+
+def test_divergence_is_detected_and_stops(small_dataset):
+    cfg = TrainConfig(hidden_size=16, learning_rate=1e6, epochs=5)
+    ms = _run(cfg, small_dataset)
+    assert ms[-1]["diverged"] is True
+    assert len(ms) < 5
+    assert all(not m["diverged"] for m in ms[:-1])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"hidden_size": 0}, "hidden_size must be a positive integer"),
+    ({"hidden_size": 2.5}, "hidden_size must be a positive integer"),
+    ({"learning_rate": 0.0}, "learning_rate must be positive"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    ({"l2": -0.1}, "l2 must be non-negative"),
+    ({"l2": float("inf")}, "l2 must be a finite number"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"batch_size": -1}, "batch_size must be a positive integer"),
+    ({"momentum": 1.0}, "momentum must be in [0, 1)"),
+])
+def test_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        TrainConfig(**kwargs)
+
+
+def test_batch_larger_than_training_set_is_refused(small_dataset):
+    cfg = TrainConfig(batch_size=100_000)
+    with pytest.raises(ValueError, match="larger than the training set"):
+        _run(cfg, small_dataset)
+
+
+def test_reaches_93_percent_on_real_digits(small_dataset):
+    """8,000 real MNIST digits (6,400 trained on), judged on 2,000 others."""
+    cfg = TrainConfig(hidden_size=256, learning_rate=0.1, momentum=0.9, l2=0.001, epochs=5)
+    ms = list(train(cfg, small_dataset.X_train, small_dataset.y_train, small_dataset.X_val,
+                    small_dataset.y_val, small_dataset.X_test, small_dataset.y_test))
+    assert len(small_dataset.X_test) == 2000
+    assert ms[-1]["test_accuracy"] >= 0.93
