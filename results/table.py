@@ -1,0 +1,198 @@
+"""The run's tables: column names, building results.csv from per-epoch history, atomic CSV I/O,
+ranking, pivots and the grid-edge advice.
+
+Leaves out plotting and export. Needs only pandas and the run folder's files: no Ray.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY,
+                            VAL_LOSS)
+
+TRIAL_ID = "trial_id"
+HIDDEN_SIZE, LEARNING_RATE, L2 = "hidden_size", "learning_rate", "l2"
+HYPERPARAMETERS = (HIDDEN_SIZE, LEARNING_RATE, L2)
+STATUS = "status"
+EPOCHS = "epochs"
+NODE_ID = "node_id"
+BEST_EPOCH = "best_epoch"
+
+COMPLETED, STOPPED_EARLY, DIVERGED, ERROR = "completed", "stopped_early", "diverged", "error"
+STATUSES = (COMPLETED, STOPPED_EARLY, DIVERGED, ERROR)
+
+RESULTS_FILE = "results.csv"
+HISTORY_FILE = "history.csv"
+SWEEP_FILE = "sweep.json"
+
+RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
+                   VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH]
+HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S]
+
+
+class RunError(Exception):
+    """A run folder is missing, incomplete or malformed; the message names the file."""
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a CSV so that readers only ever see the old file or the complete new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            df.to_csv(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFrame,
+                    node_id: str | None) -> dict:
+    """One results.csv row from a trial's per-epoch history: metrics of its best validation epoch
+    (the last epoch when none is finite), `epochs` run and total training seconds."""
+    row = {TRIAL_ID: trial_id, **{k: config[k] for k in HYPERPARAMETERS}, STATUS: status,
+           EPOCHS: int(history[EPOCH].max()) if len(history) else 0,
+           TIME_S: float(history[TIME_S].sum()) if len(history) else 0.0,
+           NODE_ID: node_id or ""}
+    finite = history[np.isfinite(history[VAL_ACCURACY].astype(float))] if len(history) else history
+    if len(finite):
+        best = finite.sort_values([VAL_ACCURACY, EPOCH], ascending=[False, True]).iloc[0]
+    elif len(history):
+        best = history.sort_values(EPOCH).iloc[-1]
+    else:
+        best = None
+    for k in (VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY):
+        row[k] = float(best[k]) if best is not None else float("nan")
+    row[BEST_EPOCH] = int(best[EPOCH]) if best is not None and len(finite) else 0
+    return row
+
+
+def results_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=RESULTS_COLUMNS)
+    return df.sort_values(TRIAL_ID, kind="stable").reset_index(drop=True)
+
+
+def history_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return df.sort_values([TRIAL_ID, EPOCH], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run folder
+# ---------------------------------------------------------------------------------------------
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise RunError(f"{path}: not found (is this a run folder?)")
+    try:
+        df = pd.read_csv(path, dtype={TRIAL_ID: str, NODE_ID: str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not a readable CSV ({e})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RunError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    return read_csv(Path(run_dir) / RESULTS_FILE, RESULTS_COLUMNS)
+
+
+def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    return read_csv(Path(run_dir) / HISTORY_FILE, HISTORY_COLUMNS)
+
+
+def load_sweep(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / SWEEP_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: not found (is this a run folder?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------------------------
+def ranked(results: pd.DataFrame, sort: str = VAL_ACCURACY) -> pd.DataFrame:
+    """Trials best first: by `sort` (descending for accuracies, ascending otherwise), ties by
+    lower validation loss, then trial id; NaN last."""
+    if sort not in results.columns:
+        raise RunError(f"--sort: no column {sort!r}; choose one of {', '.join(results.columns)}")
+    ascending = not (sort.endswith("accuracy") or sort in (EPOCHS, BEST_EPOCH))
+    keys, asc = [sort], [ascending]
+    if sort != VAL_LOSS:
+        keys.append(VAL_LOSS)
+        asc.append(True)
+    keys.append(TRIAL_ID)
+    asc.append(True)
+    return results.sort_values(keys, ascending=asc, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def best_trial(results: pd.DataFrame) -> pd.Series:
+    ok = results[np.isfinite(results[VAL_ACCURACY].astype(float)) & (results[STATUS] != ERROR)]
+    if ok.empty:
+        raise RunError("no trial has a finite validation accuracy: nothing to pick")
+    return ranked(ok).iloc[0]
+
+
+def pivot(results: pd.DataFrame, value: str = VAL_ACCURACY) -> dict[int, pd.DataFrame]:
+    """For each hidden size: best `value` over learning rate (rows) x L2 (columns)."""
+    out = {}
+    for h, part in results.groupby(HIDDEN_SIZE):
+        out[int(h)] = part.pivot_table(index=LEARNING_RATE, columns=L2, values=value, aggfunc="max")
+    return out
+
+
+def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
+    """Sentences saying where the best configuration sits on the edge of the searched grid and
+    which way to extend it. Empty when it is inside on every axis (or the axis had one value)."""
+    best = best_trial(results)
+    flags = {HIDDEN_SIZE: "--hidden", LEARNING_RATE: "--lr", L2: "--l2"}
+    notes = []
+    for hp in HYPERPARAMETERS:
+        values = sorted(set((sweep or {}).get(hp, []) or results[hp].tolist()))
+        if len(values) < 2:
+            continue
+        v = best[hp]
+        if v == values[-1]:
+            suggestion = values[-1] * 2 if hp == HIDDEN_SIZE else values[-1] * (values[-1] / values[-2])
+            notes.append(f"The best {hp} ({_fmt(v)}) is the largest value searched: the optimum may "
+                         f"lie above it; consider extending {flags[hp]} upward (e.g. {_fmt(suggestion)}).")
+        elif v == values[0]:
+            if hp == L2 and v == 0:
+                continue
+            suggestion = values[0] // 2 if hp == HIDDEN_SIZE else values[0] / (values[1] / values[0])
+            notes.append(f"The best {hp} ({_fmt(v)}) is the smallest value searched: the optimum may "
+                         f"lie below it; consider extending {flags[hp]} downward (e.g. {_fmt(suggestion)}).")
+    return notes
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def counts(results: pd.DataFrame) -> dict[str, int]:
+    return {s: int((results[STATUS] == s).sum()) for s in STATUSES}

@@ -1,0 +1,169 @@
+"""Driver-side Tune callbacks: the run's CSV tables kept current, and a compact progress line.
+
+Leaves out the trials themselves. Tables are rewritten atomically whenever a trial ends, so a
+crash of the driver loses at most the trials in flight; history is keyed by (trial, epoch), so a
+trial replayed from an older checkpoint after a resume never records an epoch twice.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from ray.tune import Callback
+
+from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY
+from results import table as T
+
+from .trainable import NODE_ID
+
+
+class RunRecorder(Callback):
+    def __init__(self, run_dir: Path, epochs: int, stopped_early: set | None = None):
+        self.run_dir = Path(run_dir)
+        self.epochs = epochs
+        self.stopped_early = stopped_early if stopped_early is not None else set()
+        self.history: dict[tuple[str, int], dict] = {}
+        self.rows: dict[str, dict] = {}  # finished trials only
+        self.configs: dict[str, dict] = {}
+        self.nodes: dict[str, str] = {}
+        self.diverged: set[str] = set()
+        self.running: set[str] = set()
+        self._load_existing()
+
+    # -- state from an earlier, interrupted driver ----------------------------------------------
+    def _load_existing(self):
+        if (self.run_dir / T.HISTORY_FILE).exists():
+            for r in T.load_history(self.run_dir).to_dict("records"):
+                self.history[(str(r[T.TRIAL_ID]), int(r[EPOCH]))] = r
+        if (self.run_dir / T.RESULTS_FILE).exists():
+            for r in T.load_results(self.run_dir).to_dict("records"):
+                self.rows[str(r[T.TRIAL_ID])] = r
+
+    @property
+    def finished(self) -> frozenset:
+        return frozenset(self.rows)
+
+    # -- Tune hooks -----------------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        tid = trial.trial_id
+        if tid in self.rows or EPOCH not in result:
+            return
+        self.configs[tid] = {k: trial.config[k] for k in T.HYPERPARAMETERS}
+        self.nodes[tid] = result.get(NODE_ID, "")
+        row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
+        row[T.TRIAL_ID] = tid
+        self.history[(tid, int(result[EPOCH]))] = row
+        if result.get(DIVERGED):
+            self.diverged.add(tid)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        if trial.trial_id in self.rows:
+            return
+        status = self._final_status(trial.trial_id)
+        if status is not None:
+            self._finish(trial, status)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        if trial.trial_id not in self.rows:
+            self._finish(trial, T.ERROR)
+
+    def on_experiment_end(self, trials, **info):
+        self.write()
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _final_status(self, tid: str) -> str | None:
+        done = max((e for (t, e) in self.history if t == tid), default=0)
+        if tid in self.diverged:
+            return T.DIVERGED
+        if done >= self.epochs:
+            return T.COMPLETED
+        if tid in self.stopped_early:
+            return T.STOPPED_EARLY
+        return None  # ended without finishing (interrupted): it will be resumed
+
+    def _finish(self, trial, status: str):
+        tid = trial.trial_id
+        config = self.configs.get(tid) or {k: trial.config[k] for k in T.HYPERPARAMETERS}
+        hist = pd.DataFrame([r for (t, _), r in self.history.items() if t == tid],
+                            columns=T.HISTORY_COLUMNS)
+        self.rows[tid] = T.summarise_trial(tid, config, status, hist, self.nodes.get(tid))
+        self.write()
+
+    def write(self):
+        finished_or_running = set(self.rows) | {t for (t, _) in self.history}
+        hist_rows = [r for (t, _), r in self.history.items() if t in finished_or_running]
+        T.write_csv_atomic(T.history_frame(hist_rows), self.run_dir / T.HISTORY_FILE)
+        T.write_csv_atomic(T.results_frame(list(self.rows.values())), self.run_dir / T.RESULTS_FILE)
+
+
+class Progress(Callback):
+    """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
+
+    def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0):
+        self.recorder = recorder
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = time.monotonic()
+        self.done_at_start = len(recorder.rows)
+        self._last = 0.0
+
+    def line(self) -> str:
+        rows = list(self.recorder.rows.values())
+        done = len(rows)
+        stopped = sum(r[T.STATUS] == T.STOPPED_EARLY for r in rows)
+        diverged = sum(r[T.STATUS] == T.DIVERGED for r in rows)
+        errors = sum(r[T.STATUS] == T.ERROR for r in rows)
+        best = max((r[VAL_ACCURACY] for r in self.recorder.history.values()
+                    if isinstance(r[VAL_ACCURACY], float) and math.isfinite(r[VAL_ACCURACY])),
+                   default=None)
+        elapsed = time.monotonic() - self.t0
+        new = done - self.done_at_start
+        eta = f"{_hms(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
+        parts = [f"trials {done}/{self.total} done", f"{len(self.recorder.running)} running",
+                 f"{stopped} stopped early", f"{diverged} diverged"]
+        if errors:
+            parts.append(f"{errors} errors")
+        text = ", ".join(parts)
+        if best is not None:
+            text += f" | best val_accuracy {best:.4f}"
+        return f"{text} | elapsed {_hms(elapsed)}, ETA {eta}"
+
+    def _emit(self, force=False):
+        now = time.monotonic()
+        if not force and now - self._last < (self.every_s if self.tty else 30.0):
+            return
+        self._last = now
+        if self.tty:
+            self.stream.write("\r\033[K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._emit()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._emit(force=self.tty)
+
+    def on_experiment_end(self, trials, **info):
+        self._emit(force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,82 @@
+"""The search space: the default grid, parsing and validation of user lists, the seeded order.
+
+Leaves out how trials run (trainable.py) and how they are scheduled (sweep.py). No Ray here.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+HIDDEN_SIZE = "hidden_size"
+LEARNING_RATE = "learning_rate"
+L2 = "l2"
+HYPERPARAMETERS = (HIDDEN_SIZE, LEARNING_RATE, L2)
+
+DEFAULT_HIDDEN = (64, 128, 256, 512, 1024)
+DEFAULT_LR = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
+DEFAULT_L2 = (0.001, 0.005, 0.01, 0.05, 0.1)
+
+
+class SpaceError(ValueError):
+    """A hyperparameter list is malformed; the message names the flag and the value."""
+
+
+def _items(flag: str, text: str) -> list[str]:
+    items = [s.strip() for s in str(text).split(",")]
+    if not text or not str(text).strip() or any(not s for s in items):
+        raise SpaceError(f"{flag}: empty list or empty item in {text!r}; give comma-separated values")
+    return items
+
+
+def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
+    out = []
+    for s in _items(flag, text):
+        try:
+            v = int(s)
+        except ValueError:
+            raise SpaceError(f"{flag}: {s!r} is not a whole number") from None
+        if v < 1:
+            raise SpaceError(f"{flag}: {v} must be a positive integer")
+        out.append(v)
+    return _unique(flag, out)
+
+
+def parse_float_list(flag: str, text: str, *, positive: bool) -> tuple[float, ...]:
+    out = []
+    for s in _items(flag, text):
+        try:
+            v = float(s)
+        except ValueError:
+            raise SpaceError(f"{flag}: {s!r} is not a number") from None
+        if not math.isfinite(v):
+            raise SpaceError(f"{flag}: {s!r} must be finite")
+        if positive and v <= 0:
+            raise SpaceError(f"{flag}: {s} must be positive")
+        if v < 0:
+            raise SpaceError(f"{flag}: {s} must be non-negative")
+        out.append(v)
+    return _unique(flag, out)
+
+
+def _unique(flag, values):
+    if len(set(values)) != len(values):
+        raise SpaceError(f"{flag}: repeated value in {','.join(map(str, values))}")
+    return tuple(sorted(values))
+
+
+def grid(hidden=DEFAULT_HIDDEN, lr=DEFAULT_LR, l2=DEFAULT_L2) -> list[dict]:
+    """Every combination, in natural (nested) order."""
+    return [{HIDDEN_SIZE: int(h), LEARNING_RATE: float(a), L2: float(r)}
+            for h, a, r in itertools.product(hidden, lr, l2)]
+
+
+def shuffled(configs: list[dict], seed: int) -> list[dict]:
+    """The same configurations in a seeded random order.
+
+    Asynchronous successive halving promotes a trial when it beats the trials that reached its
+    rung *before* it. In natural order each new learning rate beats all earlier ones, so almost
+    everything is promoted; a random order makes early arrivals a fair sample."""
+    order = np.random.default_rng(seed).permutation(len(configs))
+    return [configs[i] for i in order]

@@ -1,0 +1,251 @@
+"""The sweep: validated settings, the run folder, Ray start-up and the Tune experiment.
+
+Leaves out argument parsing (run_search.py) and everything after the sweep (results/).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Before Ray/Tune read them: no per-trial CSV/JSON/TensorBoard loggers (our tables replace
+# them), no warning for the snapshots that checkpoint retention forces.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Ray reads RAY_AUTH_MODE when it is imported. A local Ray gets token authentication (Ray's
+# own default since 2.59, said explicitly here); for a cluster the user's setting stands.
+if not os.environ.get("RAY_ADDRESS"):
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
+from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
+
+from mlp_core.data import DATASETS, load_dataset  # noqa: E402
+from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
+from results import table as T  # noqa: E402
+
+from . import space  # noqa: E402
+from .callbacks import Progress, RunRecorder  # noqa: E402
+from .trainable import CPUS_PER_TRIAL, train_mlp  # noqa: E402
+
+TUNE_DIR = "tune"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class SweepError(Exception):
+    """A setting or the run folder is unusable; the message names the flag or the path."""
+
+
+@dataclass
+class SweepSpec:
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    hidden: tuple = space.DEFAULT_HIDDEN
+    lr: tuple = space.DEFAULT_LR
+    l2: tuple = space.DEFAULT_L2
+    epochs: int = 10
+    batch_size: int = 256
+    seed: int = 0
+    val_fraction: float = 0.2
+    momentum: float = 0.0
+    scheduler: str = "asha"
+    reduction_factor: int = 3
+    grace_period: int = 1
+    cpus_per_trial: int = 1
+    max_concurrent: int = 0  # 0: as many as the CPUs allow
+    address: str | None = None
+    storage: str | None = None
+    dataset_files: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.dataset not in DATASETS:
+            raise SweepError(f"--dataset: unknown {self.dataset!r}; choose {', '.join(DATASETS)}")
+        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                        ("--cpus-per-trial", self.cpus_per_trial),
+                        ("--reduction-factor", self.reduction_factor),
+                        ("--grace-period", self.grace_period)):
+            if v < 1:
+                raise SweepError(f"{flag}: {v} must be a positive integer")
+        if self.reduction_factor < 2:
+            raise SweepError(f"--reduction-factor: {self.reduction_factor} must be at least 2")
+        if self.max_concurrent < 0:
+            raise SweepError(f"--max-concurrent: {self.max_concurrent} must be 0 (no limit) or positive")
+        if self.seed < 0:
+            raise SweepError(f"--seed: {self.seed} must be non-negative")
+        if not 0 < self.val_fraction < 1:
+            raise SweepError(f"--val-fraction: {self.val_fraction} must be between 0 and 1")
+        if self.scheduler not in ("asha", "none"):
+            raise SweepError(f"--scheduler: {self.scheduler!r}; choose asha or none")
+        if not (self.hidden and self.lr and self.l2):
+            raise SweepError("the grid is empty: --hidden, --lr and --l2 each need a value")
+
+    def configs(self) -> list[dict]:
+        return space.grid(self.hidden, self.lr, self.l2)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("hidden", "lr", "l2"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SweepSpec":
+        d = dict(d)
+        for k in ("hidden", "lr", "l2"):
+            d[k] = tuple(d[k])
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folder
+# ---------------------------------------------------------------------------------------------
+def default_name() -> str:
+    return "sweep-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def run_folder(out: str, name: str) -> Path:
+    """OUT/NAME, refusing names that are not a plain folder name (no '/', '..', leading dot)."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise SweepError(f"--name: {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
+                         f"(no '/', no '..', not starting with '.')")
+    return Path(out).expanduser().resolve() / name
+
+
+def prepare_run_folder(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / T.SWEEP_FILE).is_file():
+            raise SweepError(f"--resume: {run_dir} holds no sweep to resume ({T.SWEEP_FILE} not found)")
+        if not (run_dir / TUNE_DIR).is_dir():
+            raise SweepError(f"--resume: {run_dir / TUNE_DIR} is missing: the sweep cannot be resumed")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "
+                         f"or choose another --name (earlier results are never overwritten)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise SweepError(f"--out: cannot write to {run_dir}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------------------------
+def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -> bool:
+    """Connect to `address` (or $RAY_ADDRESS), or start a local Ray bound to 127.0.0.1 with no
+    dashboard. Returns True when this call started it (so the caller shuts it down)."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs = dict(log_to_driver=verbose, include_dashboard=False,
+                  logging_level="INFO" if verbose else "ERROR")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+    return True
+
+
+# Trials ASHA stopped before their last epoch. Module-level because a resumed Tuner unpickles
+# its own scheduler instance: whichever instance runs, the driver's recorder reads this set.
+STOPPED_EARLY: set[str] = set()
+
+
+class RecordingASHA(ASHAScheduler):
+    """ASHA that records which trials it stopped before their last epoch."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and result.get(EPOCH, 0) < self._max_t:
+            STOPPED_EARLY.add(trial.trial_id)
+        return decision
+
+
+def make_scheduler(spec: SweepSpec):
+    if spec.scheduler == "none":
+        return FIFOScheduler()
+    return RecordingASHA(time_attr=EPOCH, max_t=spec.epochs,
+                         grace_period=min(spec.grace_period, spec.epochs),
+                         reduction_factor=spec.reduction_factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    total: int
+    finished: int
+    interrupted: bool
+    seconds: float
+
+
+def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
+              stream=None) -> SweepOutcome:
+    import time
+
+    stream = stream or sys.stderr
+    t0 = time.monotonic()
+    spec.validate()
+    prepare_run_folder(run_dir, resume)
+    data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
+    if spec.batch_size > len(data.X_train):
+        raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
+                         f"({len(data.X_train)} images)")
+    spec.dataset_files = data.files
+    if not resume:
+        T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
+                            run_dir / T.SWEEP_FILE)
+
+    configs = space.shuffled(spec.configs(), spec.seed)
+    fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
+             "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial}
+    scheduler = make_scheduler(spec)
+    recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
+    progress = Progress(recorder, len(configs), stream=stream)
+
+    started = start_ray(spec.address, verbose)
+    try:
+        trainable = tune.with_parameters(
+            tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
+            X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
+            finished=recorder.finished)
+        tune_path = run_dir / TUNE_DIR
+        run_config = tune.RunConfig(
+            name=TUNE_DIR, storage_path=str(run_dir),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=3),
+            callbacks=[recorder, progress], verbose=2 if verbose else 0)
+        if resume:
+            tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={space.HIDDEN_SIZE: tune.choice(list(spec.hidden)),
+                             space.LEARNING_RATE: tune.choice(list(spec.lr)),
+                             space.L2: tune.choice(list(spec.l2)), **fixed},
+                tune_config=tune.TuneConfig(
+                    metric=VAL_ACCURACY, mode="max", scheduler=scheduler,
+                    search_alg=BasicVariantGenerator(points_to_evaluate=[{**c, **fixed} for c in configs]),
+                    num_samples=len(configs), reuse_actors=True,
+                    max_concurrent_trials=spec.max_concurrent or None),
+                run_config=run_config)
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    recorder.write()
+    finished = len(recorder.rows)
+    return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
+                        time.monotonic() - t0)

@@ -1,0 +1,58 @@
+"""The Ray Tune trainable: one configuration trained epoch by epoch, reported and checkpointed.
+
+Leaves out scheduling and result files (sweep.py, records.py). Reads no file: the arrays arrive
+through the object store (tune.with_parameters), so a trial can run on any node.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import ray
+from ray import tune
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from mlp_core.train import TrainConfig, Trainer, train
+
+STATE_FILE = "state.npz"
+NODE_ID = "node_id"
+BLAS_THREADS = "blas_threads"
+CPUS_PER_TRIAL = "cpus_per_trial"
+
+
+def blas_threads() -> int:
+    """The largest thread count any loaded BLAS/OpenMP pool would use right now."""
+    return max((p["num_threads"] for p in threadpool_info()), default=1)
+
+
+def _restore(config: TrainConfig) -> Trainer | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        with np.load(os.path.join(d, STATE_FILE), allow_pickle=False) as npz:
+            state = {k: npz[k] for k in npz.files}
+    return Trainer.from_state(config, state)
+
+
+def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
+              finished: frozenset = frozenset()) -> None:
+    """Train one configuration, reporting one metrics dict and one checkpoint per epoch.
+
+    `finished` holds the ids of trials already recorded as done in the run's tables: on a resume
+    Ray may restart such a trial from an older experiment snapshot, and it returns at once."""
+    if tune.get_context().get_trial_id() in finished:
+        return
+    cfg = TrainConfig.from_dict(config)
+    node_id = ray.get_runtime_context().get_node_id()
+    # Ray's CPU count is bookkeeping; BLAS would otherwise start a thread per core in every trial.
+    with threadpool_limits(limits=int(config.get(CPUS_PER_TRIAL, 1))):
+        threads = blas_threads()
+        trainer = _restore(cfg) or Trainer(cfg)
+        for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer):
+            metrics[NODE_ID] = node_id
+            metrics[BLAS_THREADS] = threads
+            with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
+                np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict())
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
