@@ -27,7 +27,7 @@ from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
-from mlp_core.data import DATASETS, load_dataset  # noqa: E402
+from mlp_core.data import DATASETS, load_dataset, resolve_data_dir  # noqa: E402
 from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
 
@@ -119,16 +119,19 @@ def run_folder(out: str, name: str) -> Path:
     return Path(out).expanduser().resolve() / name
 
 
-def prepare_run_folder(run_dir: Path, resume: bool) -> None:
+def check_run_folder(run_dir: Path, resume: bool) -> None:
+    """Refuse a new sweep over an existing run, or a resume of something that is not one."""
     if resume:
         if not (run_dir / T.SWEEP_FILE).is_file():
             raise SweepError(f"--resume: {run_dir} holds no sweep to resume ({T.SWEEP_FILE} not found)")
         if not (run_dir / TUNE_DIR).is_dir():
             raise SweepError(f"--resume: {run_dir / TUNE_DIR} is missing: the sweep cannot be resumed")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "
                          f"or choose another --name (earlier results are never overwritten)")
+
+
+def create_run_folder(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -198,13 +201,22 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     stream = stream or sys.stderr
     t0 = time.monotonic()
     spec.validate()
-    prepare_run_folder(run_dir, resume)
+    check_run_folder(run_dir, resume)
+    # Everything that can fail on bad input fails here, before the run folder or Ray exist.
     data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
     if spec.batch_size > len(data.X_train):
         raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
                          f"({len(data.X_train)} images)")
+    if resume and spec.dataset_files:
+        changed = [r for r, f in data.files.items()
+                   if spec.dataset_files.get(r, {}).get("sha256") != f["sha256"]]
+        if changed:
+            raise SweepError(f"--resume: the dataset differs from the one the sweep started with "
+                             f"({', '.join(data.files[r]['path'] for r in changed)})")
+    spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
     spec.dataset_files = data.files
     if not resume:
+        create_run_folder(run_dir)
         T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
                             run_dir / T.SWEEP_FILE)
 

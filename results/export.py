@@ -1,0 +1,70 @@
+"""The exported model: model.npz (float32 W1, b1, W2, b2) beside model.json (what it is, how it
+scored, on which data, with which libraries).
+
+Leaves out training. Loading never unpickles and checks names, shapes, dtypes and finiteness.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from mlp_core.model import ModelFileError, Params, load_params, save_params
+
+from .table import write_json_atomic
+
+MODEL_NPZ = "model.npz"
+MODEL_JSON = "model.json"
+INPUT_FORMAT = ("28x28 image flattened row-major to 784 values, pixels / 255 as float32 "
+                "(white digit on black, as in MNIST); logits = relu(x @ W1 + b1) @ W2 + b2")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "pandas", "matplotlib", "ray"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def export_model(model_dir: str | Path, params: Params, meta: dict) -> Path:
+    """Write model.npz and model.json into model_dir (each atomically); returns the folder."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_params(model_dir / MODEL_NPZ, params)
+    doc = {"format": "mlp-sweep model v1", "input": INPUT_FORMAT,
+           "arrays": {"W1": [784, params.hidden_size], "b1": [params.hidden_size],
+                      "W2": [params.hidden_size, 10], "b2": [10]},
+           "libraries": library_versions(),
+           "exported_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+           **meta}
+    write_json_atomic(doc, model_dir / MODEL_JSON)
+    return model_dir
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """Accept the model folder or its model.npz; return (npz, json) paths."""
+    path = Path(path)
+    if path.is_dir():
+        return path / MODEL_NPZ, path / MODEL_JSON
+    return path, path.with_name(MODEL_JSON)
+
+
+def load_model(path: str | Path) -> tuple[Params, dict]:
+    npz, js = model_paths(path)
+    if not npz.exists():
+        raise ModelFileError(f"{npz}: file not found")
+    params = load_params(npz)
+    meta: dict = {}
+    if js.exists():
+        try:
+            meta = json.loads(js.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelFileError(f"{js}: not valid JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{js}: expected a JSON object")
+    return params, meta

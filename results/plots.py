@@ -1,0 +1,159 @@
+"""Figures of a run: learning curves, weight histograms, the search heatmap and trial curves,
+and a confusion matrix. Each function takes data and returns a matplotlib Figure.
+
+Leaves out saving policy: the caller saves (save_figure draws with the Agg canvas; no pyplot,
+no global state).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mlp_core.model import Params
+
+from .table import (HIDDEN_SIZE, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
+                    VAL_ACCURACY, pivot)
+
+SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
+SPLIT_LABEL = {"train": "train", "val": "validation", "test": "test"}
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _curves(history: pd.DataFrame, metric: str, title: str, ylabel: str) -> Figure:
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for split, color in SPLITS:
+        col = f"{split}_{metric}"
+        if col in history and history[col].notna().any():
+            ax.plot(history["epoch"], history[col], marker="o", ms=3, color=color,
+                    label=SPLIT_LABEL[split])
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_loss(history: pd.DataFrame, title: str = "Cross-entropy loss per epoch") -> Figure:
+    return _curves(history, "loss", title, "mean cross-entropy")
+
+
+def plot_accuracy(history: pd.DataFrame, title: str = "Accuracy per epoch") -> Figure:
+    return _curves(history, "accuracy", title, "accuracy")
+
+
+def plot_weights(params: Params, layer: int) -> Figure:
+    """Histograms of one layer's weights and biases (layer 1: W1, b1; layer 2: W2, b2)."""
+    W, b = (params.W1, params.b1) if layer == 1 else (params.W2, params.b2)
+    fig = Figure(figsize=(8.8, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, arr, name, color in ((axes[0], W, f"W{layer}", "tab:blue"), (axes[1], b, f"b{layer}", "tab:red")):
+        ax.hist(arr.ravel(), bins=min(80, max(10, arr.size // 4)), color=color, alpha=0.8,
+                label=f"{name} {tuple(arr.shape)}\nmean {arr.mean():.3g}, std {arr.std():.3g}")
+        ax.set_title(f"{name}: {'weights' if name.startswith('W') else 'biases'}")
+        ax.set_xlabel("value")
+        ax.set_ylabel("count")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Layer fc{layer} parameters")
+    return fig
+
+
+def plot_search_heatmap(results: pd.DataFrame) -> Figure:
+    """Best validation accuracy over learning rate x L2, one panel per hidden size, values written
+    in the cells; empty cells were not searched or never reported."""
+    tables = pivot(results)
+    sizes = sorted(tables)
+    lrs = sorted(results[LEARNING_RATE].unique())
+    l2s = sorted(results[L2].unique())
+    n = len(sizes)
+    fig = Figure(figsize=(max(4.2, 0.9 * len(l2s) + 1.5) * n + 1.2, 0.55 * len(lrs) + 2.2),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
+    finite = results[VAL_ACCURACY][np.isfinite(results[VAL_ACCURACY].astype(float))]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    best = finite.max() if len(finite) else None
+    image = None
+    for ax, h in zip(axes, sizes):
+        grid = tables[h].reindex(index=lrs, columns=l2s).to_numpy(dtype=float)
+        image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+        for i in range(len(lrs)):
+            for j in range(len(l2s)):
+                v = grid[i, j]
+                if np.isfinite(v):
+                    color = "black" if v > vmin + 0.6 * (vmax - vmin) else "white"
+                    weight = "bold" if best is not None and v == best else "normal"
+                    ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8,
+                            color=color, weight=weight)
+        ax.set_xticks(range(len(l2s)), [f"{v:g}" for v in l2s], rotation=45)
+        ax.set_yticks(range(len(lrs)), [f"{v:g}" for v in lrs])
+        ax.set_title(f"hidden_size = {h}")
+        ax.set_xlabel("l2")
+    axes[0].set_ylabel("learning_rate")
+    cbar = fig.colorbar(image, ax=list(axes), shrink=0.9)
+    cbar.set_label("best validation accuracy")
+    fig.suptitle("Best validation accuracy (%) over learning rate x L2")
+    return fig
+
+
+def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int | None = None) -> Figure:
+    """Every trial's validation accuracy per epoch, coloured by hidden size; trials stopped early
+    end in a cross, so where early stopping cut them off shows at a glance."""
+    fig = Figure(figsize=(8.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    sizes = sorted(results[HIDDEN_SIZE].unique())
+    cmap = {h: c for h, c in zip(sizes, ["tab:blue", "tab:orange", "tab:green", "tab:red",
+                                         "tab:purple", "tab:brown", "tab:pink", "tab:gray"] * 4)}
+    status = dict(zip(results[TRIAL_ID], results[STATUS]))
+    hidden = dict(zip(results[TRIAL_ID], results[HIDDEN_SIZE]))
+    for tid, part in history.groupby(TRIAL_ID):
+        if tid not in hidden:
+            continue
+        part = part.sort_values("epoch")
+        c = cmap[hidden[tid]]
+        ax.plot(part["epoch"], part[VAL_ACCURACY], color=c, alpha=0.45, lw=1)
+        if status.get(tid) == STOPPED_EARLY and len(part):
+            ax.plot(part["epoch"].iloc[-1], part[VAL_ACCURACY].iloc[-1], "x", color=c, ms=5)
+    for h in sizes:
+        ax.plot([], [], color=cmap[h], label=f"hidden_size {h}")
+    ax.plot([], [], "x", color="black", label="stopped early")
+    n_stopped = int((results[STATUS] == STOPPED_EARLY).sum())
+    ax.set_title(f"Validation accuracy of all {len(results)} trials ({n_stopped} stopped early)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    if epochs:
+        ax.set_xlim(0.8, epochs + 0.2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix") -> Figure:
+    fig = Figure(figsize=(6.0, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues")
+    k = cm.shape[0]
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > threshold else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="images")
+    return fig
+

@@ -1,0 +1,74 @@
+"""report.html: one self-contained page (images embedded) with the run's summary, the top trials,
+the grid-edge advice and every plot, readable offline.
+
+Leaves out drawing the plots (plots.py) and computing the table (table.py).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from . import table as T
+from .export import MODEL_JSON
+from .retrain import BEST_DIR, PLOTS_DIR
+
+PLOT_CAPTIONS = [
+    ("search_heatmap.png", "Best validation accuracy over learning rate × L2, per hidden size"),
+    ("search_curves.png", "Validation accuracy of every trial per epoch (× = stopped early)"),
+    ("loss.png", "Retrained best configuration: loss per epoch"),
+    ("accuracy.png", "Retrained best configuration: accuracy per epoch"),
+    ("weights_fc1.png", "Retrained model, first layer: weights and biases"),
+    ("weights_fc2.png", "Retrained model, second layer: weights and biases"),
+]
+
+
+def write_report(run_dir: str | Path, top: int = 10) -> Path:
+    run_dir = Path(run_dir)
+    sweep = T.load_sweep(run_dir)
+    results = T.load_results(run_dir)
+    counts = T.counts(results)
+    best = T.best_trial(results)
+    esc = html.escape
+    parts = [f"<h1>Sweep {esc(run_dir.name)}</h1>",
+             "<h2>Summary</h2><ul>",
+             f"<li>dataset: {esc(str(sweep.get('dataset')))}; epochs ≤ {sweep.get('epochs')}, "
+             f"batch {sweep.get('batch_size')}, scheduler {esc(str(sweep.get('scheduler')))}, seed {sweep.get('seed')}</li>",
+             f"<li>grid: hidden_size {sweep.get('hidden')}, learning_rate {sweep.get('lr')}, l2 {sweep.get('l2')}</li>",
+             f"<li>trials: {len(results)} ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+             f"trial-epochs run: {int(results[T.EPOCHS].sum())}</li>",
+             f"<li>best: trial {esc(str(best[T.TRIAL_ID]))}, hidden_size {best[T.HIDDEN_SIZE]}, "
+             f"learning_rate {best[T.LEARNING_RATE]:g}, l2 {best[T.L2]:g}: "
+             f"val_accuracy {best['val_accuracy']:.4f}</li>"]
+    model_json = run_dir / BEST_DIR / MODEL_JSON
+    if model_json.exists():
+        meta = json.loads(model_json.read_text())
+        parts.append(f"<li>retrained model: test_accuracy {meta['test_accuracy']:.4f}, "
+                     f"test_loss {meta['test_loss']:.4f} (best epoch {meta['best_epoch']}); "
+                     f"files in <code>{esc(BEST_DIR)}/</code></li>")
+    parts.append("</ul>")
+    advice = T.edge_advice(results, sweep)
+    if advice:
+        parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
+    parts.append(f"<h2>Top {top} trials</h2>")
+    parts.append(T.ranked(results).head(top).to_html(index=False, float_format=lambda v: f"{v:.4g}",
+                                                      border=0, classes="trials"))
+    parts.append("<h2>Plots</h2>")
+    for name, caption in PLOT_CAPTIONS:
+        png = run_dir / PLOTS_DIR / name
+        if png.exists():
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            parts.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{esc(caption)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table.trials{border-collapse:collapse;font-size:0.9em}"
+             "table.trials td,table.trials th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "img{max-width:100%}figure{margin:1.5em 0}figcaption{color:#555}")
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {esc(run_dir.name)}</title>"
+           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    out = run_dir / "report.html"
+    tmp = out.with_name(".report.html.part")
+    tmp.write_text(doc, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,219 @@
+"""After the sweep: retrain the chosen configuration from scratch, keep its best validation epoch,
+export it, draw the plots, and evaluate or apply an exported model.
+
+Leaves out the sweep itself. Reads the run folder's files and the dataset; no Ray.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlp_core.data import N_CLASSES, DataError, load_dataset
+from mlp_core.model import Params, evaluate, forward, predict_proba
+from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
+                            VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
+
+from . import plots
+from . import table as T
+from .export import export_model, load_model
+
+BEST_DIR = "best"
+PLOTS_DIR = "plots"
+BEST_HISTORY_COLUMNS = [EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TEST_LOSS,
+                        TEST_ACCURACY]
+
+
+@dataclass
+class RetrainOutcome:
+    trial_id: str
+    config: dict
+    best_epoch: int
+    val_accuracy: float
+    test_accuracy: float
+    test_loss: float
+    seed_test_accuracies: list[float]
+    model_dir: Path
+
+    def summary(self) -> str:
+        cfg = ", ".join(f"{k}={self.config[k]:g}" if isinstance(self.config[k], float)
+                        else f"{k}={self.config[k]}" for k in T.HYPERPARAMETERS)
+        text = (f"retrained trial {self.trial_id} ({cfg}): best epoch {self.best_epoch}, "
+                f"val_accuracy {self.val_accuracy:.4f}, test_accuracy {self.test_accuracy:.4f}")
+        accs = self.seed_test_accuracies
+        if len(accs) > 1:
+            text += (f"; over {len(accs)} seeds test_accuracy {np.mean(accs):.4f} "
+                     f"± {np.std(accs, ddof=1):.4f} (mean ± sample std)")
+        return text + f"\nmodel: {self.model_dir}"
+
+
+def choose_trial(results: pd.DataFrame, trial_id: str | None) -> pd.Series:
+    if trial_id is None:
+        return T.best_trial(results)
+    match = results[results[T.TRIAL_ID] == trial_id]
+    if match.empty:
+        raise T.RunError(f"--trial: no trial {trial_id!r} in results.csv")
+    return match.iloc[0]
+
+
+def dataset_for_run(sweep: dict, data_dir: str | None = None):
+    """The same data and the same train/validation split the sweep used."""
+    return load_dataset(sweep["dataset"], data_dir or sweep.get("data_dir"),
+                        sweep.get("val_fraction", 0.2), sweep.get("seed", 0))
+
+
+def _train_keep_best(cfg: TrainConfig, data) -> tuple[list[dict], Params | None, int]:
+    trainer = Trainer(cfg)
+    history, best, best_epoch, best_val = [], None, 0, -math.inf
+    for m in train(cfg, data.X_train, data.y_train, data.X_val, data.y_val,
+                   data.X_test, data.y_test, trainer=trainer):
+        history.append(m)
+        if not m["diverged"] and m[VAL_ACCURACY] > best_val:
+            best_val, best, best_epoch = m[VAL_ACCURACY], trainer.params.copy(), m[EPOCH]
+    return history, best, best_epoch
+
+
+def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
+            data_dir: str | None = None, log=print) -> RetrainOutcome:
+    """Retrain for the full epoch budget, write best/history.csv, export best/model.*; with
+    seeds > 1 also train seeds seed+1.. and write best/seeds.csv."""
+    run_dir = Path(run_dir)
+    if seeds < 1:
+        raise T.RunError(f"--seeds: {seeds} must be a positive integer")
+    sweep = T.load_sweep(run_dir)
+    results = T.load_results(run_dir)
+    row = choose_trial(results, trial_id)
+    config = {T.HIDDEN_SIZE: int(row[T.HIDDEN_SIZE]), T.LEARNING_RATE: float(row[T.LEARNING_RATE]),
+              T.L2: float(row[T.L2])}
+    data = dataset_for_run(sweep, data_dir)
+    base_seed = int(sweep.get("seed", 0))
+    model_dir = run_dir / BEST_DIR
+    model_dir.mkdir(parents=True, exist_ok=True)
+    per_seed = []
+    exported = None
+    for k in range(seeds):
+        cfg = TrainConfig(**config, epochs=int(sweep["epochs"]), batch_size=int(sweep["batch_size"]),
+                          momentum=float(sweep.get("momentum", 0.0)), seed=base_seed + k)
+        log(f"retraining {row[T.TRIAL_ID]} with seed {cfg.seed} for {cfg.epochs} epochs ...")
+        history, best, best_epoch = _train_keep_best(cfg, data)
+        if best is None:
+            raise T.RunError(f"trial {row[T.TRIAL_ID]} diverged on retraining (seed {cfg.seed}); "
+                             f"choose another with --trial")
+        test_loss, test_acc = evaluate(best, data.X_test, data.y_test)
+        val_loss, val_acc = evaluate(best, data.X_val, data.y_val)
+        per_seed.append({"seed": cfg.seed, "best_epoch": best_epoch, VAL_ACCURACY: val_acc,
+                         TEST_ACCURACY: test_acc, TEST_LOSS: test_loss})
+        if k == 0:
+            hist = pd.DataFrame(history)[BEST_HISTORY_COLUMNS]
+            T.write_csv_atomic(hist, model_dir / "history.csv")
+            export_model(model_dir, best, {
+                "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
+                "seed": cfg.seed, "epochs": cfg.epochs, "best_epoch": best_epoch,
+                "batch_size": cfg.batch_size, "momentum": cfg.momentum,
+                "test_accuracy": test_acc, "test_loss": test_loss,
+                "val_accuracy": val_acc, "val_loss": val_loss,
+                "dataset": {"name": sweep["dataset"], "val_fraction": sweep.get("val_fraction", 0.2),
+                            "split_seed": base_seed,
+                            "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
+                                      for r, f in data.files.items()}},
+            })
+            exported = (best, best_epoch, val_acc, test_acc, test_loss, hist)
+    if seeds > 1:
+        T.write_csv_atomic(pd.DataFrame(per_seed), model_dir / "seeds.csv")
+    best, best_epoch, val_acc, test_acc, test_loss, hist = exported
+    draw_best_plots(run_dir, hist, best)
+    return RetrainOutcome(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,
+                          [s[TEST_ACCURACY] for s in per_seed], model_dir)
+
+
+def draw_best_plots(run_dir: Path, history: pd.DataFrame, params: Params) -> None:
+    out = Path(run_dir) / PLOTS_DIR
+    plots.save_figure(plots.plot_loss(history), out / "loss.png")
+    plots.save_figure(plots.plot_accuracy(history), out / "accuracy.png")
+    plots.save_figure(plots.plot_weights(params, 1), out / "weights_fc1.png")
+    plots.save_figure(plots.plot_weights(params, 2), out / "weights_fc2.png")
+
+
+def draw_search_plots(run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    results, history = T.load_results(run_dir), T.load_history(run_dir)
+    sweep = T.load_sweep(run_dir)
+    out = run_dir / PLOTS_DIR
+    plots.save_figure(plots.plot_search_heatmap(results), out / "search_heatmap.png")
+    plots.save_figure(plots.plot_search_curves(history, results, sweep.get("epochs")),
+                      out / "search_curves.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# Using an exported model
+# ---------------------------------------------------------------------------------------------
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = N_CLASSES) -> np.ndarray:
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: str | None = None
+                   ) -> dict:
+    """Test-set accuracy, loss, per-class accuracy and confusion matrix of an exported model;
+    writes confusion_matrix.png beside the model."""
+    params, meta = load_model(model_dir)
+    name = dataset or (meta.get("dataset") or {}).get("name") or "mnist"
+    data = load_dataset(name, data_dir, val_fraction=0.0)
+    loss, acc = evaluate(params, data.X_test, data.y_test)
+    pred = forward(params, data.X_test).argmax(axis=1)
+    cm = confusion_matrix(data.y_test, pred)
+    per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
+    model_dir = Path(model_dir)
+    folder = model_dir if model_dir.is_dir() else model_dir.parent
+    png = plots.save_figure(plots.plot_confusion(cm, f"Confusion matrix on the {name} test set "
+                                                     f"(accuracy {acc:.4f})"),
+                            folder / "confusion_matrix.png")
+    return {"dataset": name, "n": int(len(data.y_test)), "accuracy": acc, "loss": loss,
+            "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(), "png": str(png)}
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """One 28x28 image as float32 (784,) scaled to [0, 1]: a PNG (converted to greyscale) or a
+    .npy of shape (28, 28) or (784,) (uint8 0-255, or floats already in [0, 1])."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise DataError(f"{path}: refused: not a plain .npy array ({e})") from None
+        if arr.shape not in ((28, 28), (784,)):
+            raise DataError(f"{path}: shape {arr.shape}, expected (28, 28) or (784,)")
+        if arr.dtype == np.uint8:
+            x = arr.astype(np.float32) / np.float32(255)
+        elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
+            x = arr.astype(np.float32)
+            if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+                raise DataError(f"{path}: values must be uint8 0-255 or floats in [0, 1]")
+        else:
+            raise DataError(f"{path}: dtype {arr.dtype} is not an image")
+        return x.reshape(784)
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            if im.size != (28, 28):
+                raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, expected 28x28")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    return arr.astype(np.float32).reshape(784) / np.float32(255)
+
+
+def predict_files(model_dir: str | Path, files: list[str]) -> list[dict]:
+    params, _ = load_model(model_dir)
+    X = np.stack([load_image(f) for f in files])
+    proba = predict_proba(params, X)
+    return [{"file": str(f), "digit": int(p.argmax()), "probability": float(p.max())}
+            for f, p in zip(files, proba)]
+

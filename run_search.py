@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Command line: run a sweep, retrain its best configuration, show its table, use its model.
+
+A thin layer over search/ (the sweep), results/ (tables, plots, export) and mlp_core/ (data).
+Ray is imported only by `run`, so the other commands start fast and work without a cluster.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2  # a bad flag or value
+EXIT_FAILURE = 1  # a bad file, or a failure while working
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+
+
+# --- value checks, run before anything starts ----------------------------------------------------
+def _positive_int(flag):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{v} must be a positive integer")
+        return v
+    parse.__name__ = flag
+    return parse
+
+
+def _non_negative_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be zero or positive")
+    return v
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+    return v
+
+
+def _momentum(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and 0 <= v < 1):
+        raise argparse.ArgumentTypeError(f"{text} must be in [0, 1)")
+    return v
+
+
+def _list(kind):
+    from search import space
+
+    def parse(text):
+        try:
+            if kind == "hidden":
+                return space.parse_int_list("", text)
+            return space.parse_float_list("", text, positive=(kind == "lr"))
+        except space.SpaceError as e:
+            raise argparse.ArgumentTypeError(str(e).lstrip(": ")) from None
+    return parse
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="run_search.py", description=__doc__.split("\n")[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+
+    r = sub.add_parser("run", help="run a sweep (the default command), then retrain, plot and export")
+    r.add_argument("--data-dir", help="folder holding the four IDX files (downloaded there if missing); "
+                                      "default: $MLP_SWEEP_CACHE/<dataset> or ~/.cache/mlp-sweep/<dataset>")
+    r.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=None,
+                   help="default: mnist")
+    r.add_argument("--out", default="runs", help="folder of run folders (default: runs)")
+    r.add_argument("--name", help="run folder name under --out (default: sweep-<date>-<time>)")
+    r.add_argument("--hidden", type=_list("hidden"), help="hidden sizes, comma-separated "
+                                                         "(default: 64,128,256,512,1024)")
+    r.add_argument("--lr", type=_list("lr"), help="learning rates (default: 0.0001,0.0005,0.001,"
+                                                  "0.005,0.01,0.05,0.1)")
+    r.add_argument("--l2", type=_list("l2"), help="L2 strengths (default: 0.001,0.005,0.01,0.05,0.1)")
+    r.add_argument("--epochs", type=_positive_int("--epochs"), help="most epochs a trial runs (default: 10)")
+    r.add_argument("--batch-size", type=_positive_int("--batch-size"), help="default: 256")
+    r.add_argument("--seed", type=_non_negative_int, help="seeds the split, the order and every trial (default: 0)")
+    r.add_argument("--val-fraction", type=_fraction, help="share of the training set held out (default: 0.2)")
+    r.add_argument("--momentum", type=_momentum, help="SGD momentum (default: 0, plain SGD)")
+    r.add_argument("--scheduler", choices=["asha", "none"], default=None,
+                   help="asha: stop weak trials early (default); none: every trial runs all epochs")
+    r.add_argument("--reduction-factor", type=_positive_int("--reduction-factor"),
+                   help="ASHA keeps about 1 in this many trials at each rung (default: 3)")
+    r.add_argument("--cpus-per-trial", type=_positive_int("--cpus-per-trial"), default=1,
+                   help="CPUs (and BLAS threads) per trial (default: 1)")
+    r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
+                   help="most trials at once (default: 0, as many as the CPUs allow)")
+    r.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+    r.add_argument("--resume", action="store_true", help="continue the interrupted sweep OUT/NAME")
+    r.add_argument("--no-retrain", action="store_true", help="skip retraining, plots of the best and export")
+    r.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
+
+    t = sub.add_parser("retrain", help="retrain a run's best (or chosen) configuration and export it")
+    t.add_argument("run_dir")
+    t.add_argument("--trial", help="trial id to retrain (default: best validation accuracy)")
+    t.add_argument("--seeds", type=_positive_int("--seeds"), default=1,
+                   help="retrain with this many seeds and report mean ± std of test accuracy")
+    t.add_argument("--data-dir", help="where the dataset is now, if it moved")
+
+    s = sub.add_parser("show", help="the top trials of a run, or a pivot")
+    s.add_argument("run_dir")
+    s.add_argument("--top", type=_positive_int("--top"), default=10)
+    s.add_argument("--sort", default="val_accuracy", help="column to rank by (default: val_accuracy)")
+    s.add_argument("--pivot", action="store_true", help="best val_accuracy over learning_rate x l2 per hidden_size")
+    s.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
+
+    e = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy and confusion matrix of a model")
+    e.add_argument("model_dir")
+    e.add_argument("--data-dir", help="folder with the dataset's IDX files")
+    e.add_argument("--dataset", choices=["mnist", "fashion-mnist"],
+                   help="default: the dataset named in model.json")
+
+    d = sub.add_parser("predict", help="the class and its probability for 28x28 images (PNG or .npy)")
+    d.add_argument("model_dir")
+    d.add_argument("files", nargs="+")
+    return p
+
+
+# --- commands ------------------------------------------------------------------------------------
+RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epochs": 10,
+                "batch_size": 256, "seed": 0, "val_fraction": 0.2, "momentum": 0.0,
+                "scheduler": "asha", "reduction_factor": 3}
+
+
+def cmd_run(args) -> int:
+    if not args.address and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported
+    from search import space
+    from search.sweep import SweepError, SweepSpec, default_name, run_folder, run_sweep
+
+    if args.resume and not args.name:
+        raise CliError("--resume needs --name: the run folder OUT/NAME to continue", EXIT_USAGE)
+    try:
+        run_dir = run_folder(args.out, args.name or default_name())
+    except SweepError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k) is not None}
+    if args.resume:
+        from results.table import RunError, load_sweep
+        try:
+            spec = SweepSpec.from_json(load_sweep(run_dir))
+        except RunError as e:
+            raise CliError(f"--resume: {e}", EXIT_USAGE) from None
+        for k, v in given.items():
+            if getattr(spec, k) != v:
+                raise CliError(f"--{k.replace('_', '-')}: {v} differs from the sweep being resumed "
+                               f"({getattr(spec, k)}); leave it out to resume", EXIT_USAGE)
+        if args.data_dir:
+            spec.data_dir = args.data_dir
+    else:
+        values = {**RUN_DEFAULTS, **given}
+        spec = SweepSpec(
+            dataset=values["dataset"], data_dir=args.data_dir,
+            hidden=values["hidden"] or space.DEFAULT_HIDDEN, lr=values["lr"] or space.DEFAULT_LR,
+            l2=values["l2"] or space.DEFAULT_L2, epochs=values["epochs"],
+            batch_size=values["batch_size"], seed=values["seed"],
+            val_fraction=values["val_fraction"], momentum=values["momentum"],
+            scheduler=values["scheduler"], reduction_factor=values["reduction_factor"])
+    spec.cpus_per_trial = args.cpus_per_trial
+    spec.max_concurrent = args.max_concurrent
+    spec.address = args.address
+    try:
+        spec.validate()
+    except SweepError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+
+    resume_cmd = (f"python run_search.py run --out {args.out} --name {run_dir.name} --resume"
+                  + (f" --address {args.address}" if args.address else ""))
+    n = len(spec.configs())
+    print(f"sweep {run_dir}: {n} trials, ≤{spec.epochs} epochs each, scheduler {spec.scheduler}"
+          + (" (resuming)" if args.resume else ""), file=sys.stderr)
+    try:
+        outcome = run_sweep(spec, run_dir, resume=args.resume, verbose=args.verbose)
+    except SweepError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; results so far are in {run_dir}. Resume with:\n  {resume_cmd}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if outcome.interrupted:
+        print(f"\nstopped with {outcome.finished} of {outcome.total} trials finished; results so far "
+              f"are in {run_dir}. Resume with:\n  {resume_cmd}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"sweep finished in {outcome.seconds:.1f} s: {run_dir / 'results.csv'}", file=sys.stderr)
+    finish_run(run_dir, retrain=not args.no_retrain)
+    return 0
+
+
+def finish_run(run_dir: Path, retrain: bool) -> None:
+    from results import table as T
+    from results.report import write_report
+    from results.retrain import draw_search_plots, retrain as do_retrain
+
+    draw_search_plots(run_dir)
+    results = T.load_results(run_dir)
+    print(format_table(T.ranked(results).head(5), "text"))
+    for note in T.edge_advice(results, T.load_sweep(run_dir)):
+        print("note: " + note)
+    if retrain:
+        outcome = do_retrain(run_dir, log=lambda m: print(m, file=sys.stderr))
+        print(outcome.summary())
+    report = write_report(run_dir)
+    print(f"report: {report}")
+
+
+def cmd_retrain(args) -> int:
+    from results.report import write_report
+    from results.retrain import draw_search_plots, retrain
+
+    outcome = retrain(args.run_dir, args.trial, args.seeds, args.data_dir,
+                      log=lambda m: print(m, file=sys.stderr))
+    draw_search_plots(args.run_dir)
+    write_report(args.run_dir)
+    print(outcome.summary())
+    return 0
+
+
+def format_table(df, fmt: str) -> str:
+    if fmt == "csv":
+        return df.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        return df.to_json(orient="records", indent=2)
+    shown = df.copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.4g}")
+    if fmt == "markdown":
+        cols = [str(c) for c in shown.columns]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+        return "\n".join(lines)
+    return shown.to_string(index=False)
+
+
+def cmd_show(args) -> int:
+    from results import table as T
+
+    results = T.load_results(args.run_dir)
+    sweep = T.load_sweep(args.run_dir)
+    if args.pivot:
+        tables = T.pivot(results)
+        if args.format == "json":
+            print(json.dumps({str(h): {f"{lr:g}": {f"{l2:g}": (None if v != v else v) for l2, v in row.items()}
+                                       for lr, row in t.iterrows()} for h, t in tables.items()}, indent=2))
+        else:
+            for h, t in tables.items():
+                t = t.reset_index()
+                t.columns = ["learning_rate \\ l2"] + [f"{c:g}" for c in t.columns[1:]]
+                print(f"hidden_size = {h}: best val_accuracy")
+                print(format_table(t, args.format))
+                print()
+    else:
+        try:
+            top = T.ranked(results, args.sort).head(args.top)
+        except T.RunError as e:
+            raise CliError(str(e), EXIT_USAGE) from None
+        print(format_table(top, args.format))
+    if args.format in ("text", "markdown"):
+        for note in T.edge_advice(results, sweep):
+            print(("\n> " if args.format == "markdown" else "\nnote: ") + note)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from results.retrain import evaluate_model
+
+    r = evaluate_model(args.model_dir, args.data_dir, args.dataset)
+    print(f"{r['dataset']} test set, {r['n']} images: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
+    print("per-class accuracy: " + "  ".join(f"{k}: {a:.3f}" for k, a in enumerate(r["per_class_accuracy"])))
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print("      " + " ".join(f"{j:>5}" for j in range(10)))
+    for i, row in enumerate(r["confusion_matrix"]):
+        print(f"{i:>5} " + " ".join(f"{v:>5}" for v in row))
+    print(f"confusion matrix image: {r['png']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from results.retrain import predict_files
+
+    for r in predict_files(args.model_dir, args.files):
+        print(f"{r['file']}: {r['digit']} (probability {r['probability']:.3f})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "retrain": cmd_retrain, "show": cmd_show, "evaluate": cmd_evaluate,
+            "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["run"] + argv  # `run_search.py` alone, or with run's flags, runs the sweep
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except CliError as e:
+        if debug:
+            raise
+        print(f"run_search.py: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - known error types print one line; others too, unless --debug
+        if debug:
+            raise
+        from mlp_core.data import DataError
+        from mlp_core.model import ModelFileError
+        from results.table import RunError
+        known = (DataError, ModelFileError, RunError, OSError, ValueError)
+        kind = "" if isinstance(e, known) else f"{type(e).__name__}: "
+        print(f"run_search.py: error: {kind}{e}" + ("" if isinstance(e, known) else
+                                                     " (run with --debug for the traceback)"),
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
