@@ -143,26 +143,33 @@ class Trainer:
         np.sum(logits, axis=1, keepdims=True, out=rowsum)
         # loss_i = log(sum_j exp(s_ij)) - s_iy: finite whatever the logits' scale
         loss_sum = float(np.sum(np.log(rowsum[:, 0]) - s_y, dtype=np.float64))
-        # dlogits = (softmax - onehot) / b, written over logits
-        logits *= (1.0 / rowsum) * np.float32(1.0 / b)
-        logits[rows, y] -= np.float32(1.0 / b)
-
+        # dlogits = (softmax - onehot) / b, written over logits. Without momentum it is scaled by
+        # the learning rate here, on the small (b, 10) array, so every gradient below comes out
+        # as its SGD step and no weight-sized array needs an extra pass.
         lr, l2 = np.float32(cfg.learning_rate), np.float32(cfg.l2)
+        scale = np.float32(1.0 / b) * (lr if self.velocity is None else np.float32(1.0))
+        logits *= (1.0 / rowsum) * scale
+        logits[rows, y] -= scale
+
         np.matmul(Z1.T, logits, out=self._dW2)  # (H, 10)
         db2 = logits.sum(axis=0)
         np.matmul(logits, p.W2.T, out=dA1)  # (b, H)
         dA1 *= mask
         np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
         db1 = dA1.sum(axis=0)
-        if l2 != 0:
-            self._dW1 += l2 * p.W1
-            self._dW2 += l2 * p.W2
         grads = ((p.W1, self._dW1), (p.b1, db1), (p.W2, self._dW2), (p.b2, db2))
         if self.velocity is None:
-            for w, g in grads:
-                g *= lr
-                w -= g
+            # W <- W - lr * (dW + l2 * W) = (1 - lr * l2) * W - lr * dW; biases are not decayed
+            if l2 != 0:
+                decay = np.float32(1.0) - lr * l2
+                p.W1 *= decay
+                p.W2 *= decay
+            for w, step in grads:
+                w -= step
         else:
+            if l2 != 0:
+                self._dW1 += l2 * p.W1
+                self._dW2 += l2 * p.W2
             mu = np.float32(self.config.momentum)
             for (w, g), v in zip(grads, (self.velocity.W1, self.velocity.b1,
                                          self.velocity.W2, self.velocity.b2)):

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mlp_core.model import Params
 
-from .table import (HIDDEN_SIZE, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
+from .table import (DIVERGED, HIDDEN_SIZE, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
                     VAL_ACCURACY, pivot)
 
 SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
@@ -41,6 +42,7 @@ def _curves(history: pd.DataFrame, metric: str, title: str, ylabel: str) -> Figu
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -72,7 +74,7 @@ def plot_weights(params: Params, layer: int) -> Figure:
 
 def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     """Best validation accuracy over learning rate x L2, one panel per hidden size, values written
-    in the cells; empty cells were not searched or never reported."""
+    in the cells (in %); cells of trials whose loss blew up say "diverged"."""
     tables = pivot(results)
     sizes = sorted(tables)
     lrs = sorted(results[LEARNING_RATE].unique())
@@ -85,6 +87,8 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     best = finite.max() if len(finite) else None
     image = None
+    diverged = {(r[HIDDEN_SIZE], r[LEARNING_RATE], r[L2]) for _, r in results.iterrows()
+                if r[STATUS] == DIVERGED}
     for ax, h in zip(axes, sizes):
         grid = tables[h].reindex(index=lrs, columns=l2s).to_numpy(dtype=float)
         image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
@@ -96,6 +100,8 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
                     weight = "bold" if best is not None and v == best else "normal"
                     ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8,
                             color=color, weight=weight)
+                elif (h, lrs[i], l2s[j]) in diverged:
+                    ax.text(j, i, "diverged", ha="center", va="center", fontsize=7, color="dimgray")
         ax.set_xticks(range(len(l2s)), [f"{v:g}" for v in l2s], rotation=45)
         ax.set_yticks(range(len(lrs)), [f"{v:g}" for v in lrs])
         ax.set_title(f"hidden_size = {h}")
@@ -134,6 +140,7 @@ def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int
     ax.set_ylabel("validation accuracy")
     if epochs:
         ax.set_xlim(0.8, epochs + 0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return fig

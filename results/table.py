@@ -31,8 +31,9 @@ RESULTS_FILE = "results.csv"
 HISTORY_FILE = "history.csv"
 SWEEP_FILE = "sweep.json"
 
+BLAS_THREADS = "blas_threads"
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
-                   VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH]
+                   VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS]
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S]
 
 
@@ -69,13 +70,13 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
 
 
 def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFrame,
-                    node_id: str | None) -> dict:
+                    node_id: str | None, blas_threads: int | None = None) -> dict:
     """One results.csv row from a trial's per-epoch history: metrics of its best validation epoch
     (the last epoch when none is finite), `epochs` run and total training seconds."""
     row = {TRIAL_ID: trial_id, **{k: config[k] for k in HYPERPARAMETERS}, STATUS: status,
            EPOCHS: int(history[EPOCH].max()) if len(history) else 0,
            TIME_S: float(history[TIME_S].sum()) if len(history) else 0.0,
-           NODE_ID: node_id or ""}
+           NODE_ID: node_id or "", BLAS_THREADS: blas_threads}
     finite = history[np.isfinite(history[VAL_ACCURACY].astype(float))] if len(history) else history
     if len(finite):
         best = finite.sort_values([VAL_ACCURACY, EPOCH], ascending=[False, True]).iloc[0]

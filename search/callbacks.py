@@ -17,7 +17,7 @@ from ray.tune import Callback
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY
 from results import table as T
 
-from .trainable import NODE_ID
+from .trainable import BLAS_THREADS, NODE_ID
 
 
 class RunRecorder(Callback):
@@ -29,6 +29,7 @@ class RunRecorder(Callback):
         self.rows: dict[str, dict] = {}  # finished trials only
         self.configs: dict[str, dict] = {}
         self.nodes: dict[str, str] = {}
+        self.threads: dict[str, int] = {}
         self.diverged: set[str] = set()
         self.running: set[str] = set()
         self._load_existing()
@@ -56,6 +57,7 @@ class RunRecorder(Callback):
             return
         self.configs[tid] = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         self.nodes[tid] = result.get(NODE_ID, "")
+        self.threads[tid] = result.get(BLAS_THREADS)
         row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
         row[T.TRIAL_ID] = tid
         self.history[(tid, int(result[EPOCH]))] = row
@@ -94,7 +96,8 @@ class RunRecorder(Callback):
         config = self.configs.get(tid) or {k: trial.config[k] for k in T.HYPERPARAMETERS}
         hist = pd.DataFrame([r for (t, _), r in self.history.items() if t == tid],
                             columns=T.HISTORY_COLUMNS)
-        self.rows[tid] = T.summarise_trial(tid, config, status, hist, self.nodes.get(tid))
+        self.rows[tid] = T.summarise_trial(tid, config, status, hist, self.nodes.get(tid),
+                                           self.threads.get(tid))
         self.write()
 
     def write(self):

@@ -195,7 +195,9 @@ class SweepOutcome:
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
-              stream=None) -> SweepOutcome:
+              stream=None, trainable_fn=train_mlp) -> SweepOutcome:
+    """Run (or resume) the sweep into run_dir; returns when every trial has finished or the sweep
+    was stopped (Ctrl-C). `trainable_fn` is replaceable for the overhead benchmark."""
     import time
 
     stream = stream or sys.stderr
@@ -230,7 +232,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     started = start_ray(spec.address, verbose)
     try:
         trainable = tune.with_parameters(
-            tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
+            tune.with_resources(trainable_fn, {"cpu": spec.cpus_per_trial}),
             X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
             finished=recorder.finished)
         tune_path = run_dir / TUNE_DIR

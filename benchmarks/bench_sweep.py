@@ -1,0 +1,82 @@
+"""Sweep benchmark: the default 175-combination grid on full Fashion-MNIST, timed, with its
+trial-epochs and its efficiency against this machine's all-core float32 GEMM rate.
+
+Leaves out correctness (the tests) and peers (bench_peers.py). Usage:
+    python benchmarks/bench_sweep.py [--scheduler asha|none] [--compare RUN_DIR] [--epochs N]
+Efficiency = training FLOPs / (wall time x all-core GEMM rate), where training FLOPs count the
+forward and backward matrix products on the training images only (3196 H per image per epoch:
+forward 2*794H, dW2 20H, dA1 20H, dW1 1568H); validation passes, data movement and Ray
+overheads count against it. Wall time is the whole `run_sweep` call: data loading, Ray start-up
+and shutdown included.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10) + 2 * 10 + 2 * 10 + 2 * 784  # 3196
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--scheduler", default="asha", choices=["asha", "none"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--name", default=None)
+    p.add_argument("--compare", help="a full-grid run folder: report the chosen trial's val_accuracy gap to its best")
+    p.add_argument("--json", help="write the measurements here too")
+    args = p.parse_args()
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from gemm import all_core_gemm_rate
+    from results import table as T
+    from search.sweep import SweepSpec, run_folder, run_sweep
+
+    rate = all_core_gemm_rate()
+    print(f"all-core float32 GEMM rate: {rate:.1f} GFLOP/s", flush=True)
+    name = args.name or f"{args.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_folder(args.out, name)
+    spec = SweepSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+                     scheduler=args.scheduler)
+    t0 = time.perf_counter()
+    outcome = run_sweep(spec, run_dir)
+    wall = time.perf_counter() - t0
+    results = T.load_results(run_dir)
+    n_train = 60000 - round(60000 * spec.val_fraction)
+    flops = float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum()) * n_train * FLOPS_PER_IMAGE_PER_H
+    full_epochs = len(results) * args.epochs
+    best = T.best_trial(results)
+    out = {"scheduler": args.scheduler, "trials": len(results), "finished": outcome.finished,
+           "wall_s": wall, "trial_epochs": int(results[T.EPOCHS].sum()),
+           "trial_epochs_fraction": float(results[T.EPOCHS].sum()) / full_epochs,
+           "flops_fraction_of_full_grid": float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum())
+           / float((args.epochs * results[T.HIDDEN_SIZE]).sum()),
+           "training_tflop": flops / 1e12, "gemm_gflops_all_cores": rate,
+           "efficiency": flops / (wall * rate * 1e9),
+           "best": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()},
+           "counts": T.counts(results), "run_dir": str(run_dir)}
+    if args.compare:
+        full = T.load_results(args.compare)
+        full_best = T.best_trial(full)
+        key = tuple(best[k] for k in T.HYPERPARAMETERS)
+        same = full[(full[T.HIDDEN_SIZE] == key[0]) & (full[T.LEARNING_RATE] == key[1]) & (full[T.L2] == key[2])]
+        out["full_grid_best_val_accuracy"] = float(full_best[T.VAL_ACCURACY])
+        out["full_grid_best_config"] = [full_best[k].item() for k in T.HYPERPARAMETERS]
+        out["chosen_config_val_accuracy_in_full_grid"] = float(same[T.VAL_ACCURACY].iloc[0])
+        out["gap_pp"] = 100 * (float(full_best[T.VAL_ACCURACY]) - float(same[T.VAL_ACCURACY].iloc[0]))
+    print(json.dumps(out, indent=2, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

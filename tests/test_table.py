@@ -1,0 +1,151 @@
+"""results.table and results.plots on hand-built frames: summaries, ranking, pivots, edge
+advice, atomic writes, and figures with titles, labels and legends."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlp_core.model import init_params
+from results import plots
+from results import table as T
+
+
+def hist(trial, accs, losses=None):
+    losses = losses or [1.0 / (i + 1) for i in range(len(accs))]
+    return pd.DataFrame({"trial_id": trial, "epoch": range(1, len(accs) + 1), "train_loss": losses,
+                         "train_accuracy": accs, "val_loss": losses, "val_accuracy": accs,
+                         "time_s": 0.5})
+
+
+def make_results():
+    rows = []
+    acc = {(64, 0.01, 0.001): 0.90, (64, 0.1, 0.001): 0.95, (128, 0.01, 0.001): 0.91,
+           (128, 0.1, 0.001): 0.97, (64, 0.01, 0.01): 0.85, (64, 0.1, 0.01): 0.93,
+           (128, 0.01, 0.01): 0.86, (128, 0.1, 0.01): float("nan")}
+    for i, ((h, lr, l2), a) in enumerate(acc.items()):
+        status = T.DIVERGED if math.isnan(a) else (T.COMPLETED if a > 0.9 else T.STOPPED_EARLY)
+        rows.append({"trial_id": f"t{i}", "hidden_size": h, "learning_rate": lr, "l2": l2,
+                     "status": status, "epochs": 3 if a > 0.9 else 1, "val_accuracy": a,
+                     "val_loss": 1 - a if a == a else float("nan"), "train_loss": 0.1,
+                     "train_accuracy": a, "time_s": 1.0, "node_id": "n1", "best_epoch": 1,
+                     "blas_threads": 1})
+    return T.results_frame(rows)
+
+
+def test_summarise_trial_takes_the_best_validation_epoch():
+    h = hist("a", [0.5, 0.8, 0.7])
+    row = T.summarise_trial("a", {"hidden_size": 64, "learning_rate": 0.1, "l2": 0.0},
+                            T.COMPLETED, h, "node")
+    assert row["val_accuracy"] == 0.8 and row["best_epoch"] == 2 and row["epochs"] == 3
+    assert row["time_s"] == pytest.approx(1.5) and row["val_loss"] == pytest.approx(0.5)
+    assert list(T.results_frame([row]).columns) == T.RESULTS_COLUMNS
+
+
+def test_summarise_diverged_trial():
+    h = hist("d", [0.3, float("nan")])
+    row = T.summarise_trial("d", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h, "")
+    assert row["val_accuracy"] == 0.3 and row["epochs"] == 2
+    h2 = hist("e", [float("nan")])
+    row2 = T.summarise_trial("e", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h2, "")
+    assert math.isnan(row2["val_accuracy"]) and row2["best_epoch"] == 0
+
+
+def test_ranked_best_and_counts():
+    r = make_results()
+    top = T.ranked(r)
+    assert top.iloc[0]["trial_id"] == "t3" and math.isnan(top.iloc[-1]["val_accuracy"])
+    assert T.best_trial(r)["trial_id"] == "t3"
+    assert T.ranked(r, "val_loss").iloc[0]["trial_id"] == "t3"
+    with pytest.raises(T.RunError, match="no column 'nope'"):
+        T.ranked(r, "nope")
+    assert T.counts(r) == {"completed": 4, "stopped_early": 3, "diverged": 1, "error": 0}
+
+
+def test_pivot():
+    p = T.pivot(make_results())
+    assert sorted(p) == [64, 128]
+    assert p[64].loc[0.1, 0.001] == 0.95 and p[128].loc[0.01, 0.01] == 0.86
+    assert math.isnan(p[128].loc[0.1, 0.01])
+
+
+def test_edge_advice():
+    r = make_results()  # best: hidden 128 (largest), lr 0.1 (largest), l2 0.001 (smallest)
+    notes = T.edge_advice(r)
+    assert len(notes) == 3
+    assert any("hidden_size (128) is the largest" in n and "--hidden upward (e.g. 256)" in n for n in notes)
+    assert any("learning_rate (0.1) is the largest" in n and "--lr upward (e.g. 1)" in n for n in notes)
+    assert any("l2 (0.001) is the smallest" in n and "--l2 downward (e.g. 0.0001)" in n for n in notes)
+    # surround the best on every axis: nothing to say
+    sweep = {"hidden_size": [64, 128, 256], "learning_rate": [0.01, 0.1, 1.0], "l2": [0.0, 0.001, 0.01]}
+    assert T.edge_advice(r, sweep) == []
+
+
+def test_atomic_csv_write(tmp_path):
+    df = make_results()
+    T.write_csv_atomic(df, tmp_path / "results.csv")
+    back = T.load_results(tmp_path)
+    assert list(back.columns) == T.RESULTS_COLUMNS and len(back) == len(df)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def test_bad_run_folder_errors(tmp_path):
+    with pytest.raises(T.RunError, match="results.csv: not found"):
+        T.load_results(tmp_path)
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(T.RunError, match="missing column"):
+        T.load_results(tmp_path)
+    (tmp_path / "sweep.json").write_text("{not json")
+    with pytest.raises(T.RunError, match="not valid JSON"):
+        T.load_sweep(tmp_path)
+
+
+# --- figures --------------------------------------------------------------------------------------
+def _texts(fig):
+    ax = fig.axes[0]
+    return ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), ax.get_legend()
+
+
+def test_learning_curve_figures(tmp_path):
+    h = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1, .5, .4], "val_loss": [1.1, .6, .5],
+                      "test_loss": [1.2, .7, .6], "train_accuracy": [.7, .8, .9],
+                      "val_accuracy": [.6, .7, .8], "test_accuracy": [.6, .7, .75]})
+    for fig in (plots.plot_loss(h), plots.plot_accuracy(h)):
+        title, xl, yl, legend = _texts(fig)
+        assert title and xl == "epoch" and yl and legend is not None
+        assert [t.get_text() for t in legend.get_texts()] == ["train", "validation", "test"]
+        line = fig.axes[0].get_lines()[2]
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+    path = plots.save_figure(plots.plot_loss(h), tmp_path / "loss.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_weight_histograms():
+    p = init_params(32, np.random.default_rng(0))
+    fig = plots.plot_weights(p, 1)
+    assert [ax.get_title() for ax in fig.axes] == ["W1: weights", "b1: biases"]
+    counts = sum(patch.get_height() for patch in fig.axes[0].patches)
+    assert counts == 784 * 32
+    assert fig.axes[0].get_legend() is not None
+
+
+def test_search_heatmap_writes_values_in_cells():
+    fig = plots.plot_search_heatmap(make_results())
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("hidden_size")]
+    assert [ax.get_title() for ax in panels] == ["hidden_size = 64", "hidden_size = 128"]
+    texts = {t.get_text() for t in panels[1].texts}
+    assert {"91.0", "97.0", "86.0"} <= texts
+    assert any(t.get_text() == "diverged" for t in panels[1].texts)
+
+
+def test_search_curves_mark_early_stops():
+    r = make_results()
+    h = pd.concat([hist(t, [0.5, 0.9, 0.95][:e]) for t, e in zip(r["trial_id"], r["epochs"])])
+    fig = plots.plot_search_curves(h, r, epochs=3)
+    ax = fig.axes[0]
+    assert "3 stopped early" in ax.get_title()
+    crosses = [l for l in ax.get_lines() if l.get_marker() == "x" and len(l.get_xdata())]
+    assert len(crosses) == 3
+    assert "stopped early" in [t.get_text() for t in ax.get_legend().get_texts()]
