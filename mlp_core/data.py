@@ -231,7 +231,6 @@ def download_file(spec: FileSpec, mirrors: tuple[str, ...], dest_dir: Path,
 
     A download whose SHA-256 does not match is discarded and the next mirror tried; the file
     appears in dest_dir only complete and verified (temporary file, then atomic rename)."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / (spec.name + ".gz")
     failures = []
     for base in mirrors:
@@ -245,6 +244,7 @@ def download_file(spec: FileSpec, mirrors: tuple[str, ...], dest_dir: Path,
         if not _verify(spec, raw):
             failures.append(f"{url}: SHA-256 mismatch, download rejected")
             continue
+        dest_dir.mkdir(parents=True, exist_ok=True)  # only once there is something verified to keep
         fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix="." + spec.name, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:

@@ -21,6 +21,8 @@ from .trainable import BLAS_THREADS, NODE_ID
 
 
 class RunRecorder(Callback):
+    WRITE_EVERY_S = 10.0
+
     def __init__(self, run_dir: Path, epochs: int, stopped_early: set | None = None):
         self.run_dir = Path(run_dir)
         self.epochs = epochs
@@ -32,6 +34,7 @@ class RunRecorder(Callback):
         self.threads: dict[str, int] = {}
         self.diverged: set[str] = set()
         self.running: set[str] = set()
+        self._last_write = time.monotonic()
         self._load_existing()
 
     # -- state from an earlier, interrupted driver ----------------------------------------------
@@ -58,11 +61,18 @@ class RunRecorder(Callback):
         self.configs[tid] = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         self.nodes[tid] = result.get(NODE_ID, "")
         self.threads[tid] = result.get(BLAS_THREADS)
+        epoch = int(result[EPOCH])
         row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
         row[T.TRIAL_ID] = tid
-        self.history[(tid, int(result[EPOCH]))] = row
+        # A trial restored from an older checkpoint replays epochs: later ones recorded before
+        # belong to the abandoned attempt.
+        for key in [k for k in self.history if k[0] == tid and k[1] > epoch]:
+            del self.history[key]
+        self.history[(tid, epoch)] = row
         if result.get(DIVERGED):
             self.diverged.add(tid)
+        if time.monotonic() - self._last_write > self.WRITE_EVERY_S:
+            self.write()  # also between trial ends, so long trials' epochs reach the disk
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
@@ -101,9 +111,8 @@ class RunRecorder(Callback):
         self.write()
 
     def write(self):
-        finished_or_running = set(self.rows) | {t for (t, _) in self.history}
-        hist_rows = [r for (t, _), r in self.history.items() if t in finished_or_running]
-        T.write_csv_atomic(T.history_frame(hist_rows), self.run_dir / T.HISTORY_FILE)
+        self._last_write = time.monotonic()
+        T.write_csv_atomic(T.history_frame(list(self.history.values())), self.run_dir / T.HISTORY_FILE)
         T.write_csv_atomic(T.results_frame(list(self.rows.values())), self.run_dir / T.RESULTS_FILE)
 
 

@@ -164,10 +164,27 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
 STOPPED_EARLY: set[str] = set()
 
 
+# Validation accuracy per (trial, epoch) from an interrupted run's history.csv. A resumed Tuner
+# restores trials but not ASHA's rungs; they are refilled from this before the first decision.
+PRIOR_RESULTS: dict[tuple[str, int], float] = {}
+
+
 class RecordingASHA(ASHAScheduler):
-    """ASHA that records which trials it stopped before their last epoch."""
+    """ASHA that records which trials it stopped before their last epoch, and that refills its
+    rungs from PRIOR_RESULTS when a resumed sweep hands it an empty state."""
+
+    def _refill_rungs(self):
+        if getattr(self, "_refilled", False):
+            return
+        self._refilled = True
+        for bracket in self._brackets:
+            for milestone, recorded in bracket._rungs:
+                for (tid, epoch), value in PRIOR_RESULTS.items():
+                    if epoch == milestone and value == value and tid not in recorded:
+                        recorded[tid] = self._metric_op * value
 
     def on_trial_result(self, tune_controller, trial, result):
+        self._refill_rungs()
         decision = super().on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP and result.get(EPOCH, 0) < self._max_t:
             STOPPED_EARLY.add(trial.trial_id)
@@ -226,7 +243,10 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
              "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial}
     scheduler = make_scheduler(spec)
+    STOPPED_EARLY.clear()
     recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
+    PRIOR_RESULTS.clear()
+    PRIOR_RESULTS.update({k: float(r[VAL_ACCURACY]) for k, r in recorder.history.items()})
     progress = Progress(recorder, len(configs), stream=stream)
 
     started = start_ray(spec.address, verbose)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import numpy as np
 import ray
@@ -19,6 +20,7 @@ STATE_FILE = "state.npz"
 NODE_ID = "node_id"
 BLAS_THREADS = "blas_threads"
 CPUS_PER_TRIAL = "cpus_per_trial"
+ENDED_AT = "ended_at"  # wall-clock time (Unix seconds) at which the epoch ended
 
 
 def blas_threads() -> int:
@@ -53,6 +55,7 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
+            metrics[ENDED_AT] = time.time()
             with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
                 np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict())
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

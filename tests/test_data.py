@@ -174,7 +174,7 @@ def test_corrupt_download_rejected_then_next_mirror(tmp_path, serve):
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="SHA-256 mismatch"):
         download_file(SPEC, (serve(bad_dir),), cache)
-    assert list(cache.iterdir()) == []  # nothing half-written or unverified left behind
+    assert not cache.exists()  # nothing half-written or unverified left behind, not even the folder
     path = download_file(SPEC, (serve(bad_dir), _dead_url(), serve(MNIST_DIR)), cache)
     assert path.read_bytes() == good
 

@@ -1,0 +1,204 @@
+"""run_search.py end to end, as a user runs it: a small real sweep with retrain, plots, export
+and report; show / retrain / evaluate / predict on it; the exported model checked by an
+independent reimplementation; bad input refused in one line."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import MNIST_DIR, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def dead_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+def cli(*args, timeout=600, env_extra=None):
+    env = {**os.environ, "MLP_SWEEP_MIRRORS": dead_url(), "PYTHONUNBUFFERED": "1",
+           **(env_extra or {})}
+    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, small_data_dir):
+    out = tmp_path_factory.mktemp("runs")
+    r = cli("run", "--data-dir", small_data_dir, "--out", out, "--name", "e2e",
+            "--hidden", "32,64", "--lr", "0.01,0.1", "--l2", "0.001,0.01", "--epochs", "3")
+    assert r.returncode == 0, r.stderr
+    return out / "e2e", r
+
+
+def test_run_writes_every_artefact(run):
+    run_dir, r = run
+    for name in ("results.csv", "history.csv", "sweep.json", "report.html", "best/model.npz",
+                 "best/model.json", "best/history.csv", "plots/loss.png", "plots/accuracy.png",
+                 "plots/weights_fc1.png", "plots/weights_fc2.png", "plots/search_heatmap.png",
+                 "plots/search_curves.png"):
+        assert (run_dir / name).is_file(), name
+    results = pd.read_csv(run_dir / "results.csv")
+    assert list(results.columns[:12]) == ["trial_id", "hidden_size", "learning_rate", "l2", "status",
+                                          "epochs", "val_accuracy", "val_loss", "train_loss",
+                                          "train_accuracy", "time_s", "node_id"]
+    assert len(results) == 8 and results["trial_id"].is_unique
+    hist = pd.read_csv(run_dir / "best/history.csv")
+    assert list(hist.columns) == ["epoch", "train_loss", "train_accuracy", "val_loss",
+                                  "val_accuracy", "test_loss", "test_accuracy"]
+    assert list(hist["epoch"]) == [1, 2, 3]
+    html = (run_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6 and "<table" in html
+    assert "trials 8/8 done" in r.stderr  # the compact progress line
+    assert "Trial status" not in r.stderr and "╭" not in r.stderr  # not Ray's tables
+
+
+def _read_idx(path, offset):
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
+
+
+def test_exported_model_recomputed_independently(run, small_data_dir):
+    run_dir, _ = run
+    meta = json.loads((run_dir / "best/model.json").read_text())
+    with np.load(run_dir / "best/model.npz", allow_pickle=False) as z:
+        W1, b1, W2, b2 = z["W1"], z["b1"], z["W2"], z["b2"]
+    assert W1.dtype == np.float32 and W1.shape == (784, meta["hyperparameters"]["hidden_size"])
+    # the test set as written in the data folder, read here without the project's reader
+    X = _read_idx(small_data_dir / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784)
+    y = _read_idx(small_data_dir / "t10k-labels-idx1-ubyte.gz", 8)
+    x = X.astype(np.float32) / np.float32(255)
+    logits = np.maximum(x @ W1 + b1, 0) @ W2 + b2
+    assert len(y) == 2000
+    assert np.mean(logits.argmax(1) == y) == meta["test_accuracy"]
+    assert meta["test_accuracy"] > 0.85
+    for key in ("hyperparameters", "seed", "epochs", "test_loss", "val_accuracy", "libraries",
+                "exported_at", "dataset"):
+        assert key in meta
+    assert meta["dataset"]["name"] == "mnist" and len(meta["dataset"]["files"]["test_images"]["sha256"]) == 64
+    assert {"numpy", "ray", "pandas", "matplotlib", "python"} <= set(meta["libraries"])
+
+
+def test_show_formats(run):
+    run_dir, _ = run
+    r = cli("show", run_dir, "--top", "3")
+    assert r.returncode == 0 and "trial_id" in r.stdout and len(r.stdout.strip().splitlines()) >= 4
+    r = cli("show", run_dir, "--format", "csv", "--sort", "val_loss", "--top", "8")
+    df = pd.read_csv(pd.io.common.StringIO(r.stdout))
+    assert len(df) == 8 and df["val_loss"].is_monotonic_increasing
+    r = cli("show", run_dir, "--format", "json", "--top", "2")
+    rows = json.loads(r.stdout)
+    assert len(rows) == 2 and rows[0]["val_accuracy"] >= rows[1]["val_accuracy"]
+    r = cli("show", run_dir, "--format", "markdown")
+    assert r.stdout.startswith("| trial_id |")
+    r = cli("show", run_dir, "--pivot")
+    assert "hidden_size = 32" in r.stdout and "hidden_size = 64" in r.stdout
+    r = cli("show", run_dir, "--pivot", "--format", "json")
+    assert set(json.loads(r.stdout)) == {"32", "64"}
+    r = cli("show", run_dir, "--sort", "nope")
+    assert r.returncode == 2 and "no column 'nope'" in r.stderr
+
+
+def test_show_names_the_grid_edge(run):
+    run_dir, _ = run
+    best = pd.read_csv(run_dir / "results.csv").sort_values("val_accuracy").iloc[-1]
+    r = cli("show", run_dir)
+    if best["learning_rate"] == 0.1:  # the largest searched: on the edge
+        assert "learning_rate (0.1) is the largest value searched" in r.stdout
+        assert "--lr upward" in r.stdout
+
+
+def test_retrain_with_seeds(run):
+    run_dir, _ = run
+    r = cli("retrain", run_dir, "--seeds", "2")
+    assert r.returncode == 0, r.stderr
+    assert "over 2 seeds test_accuracy" in r.stdout and "±" in r.stdout
+    seeds = pd.read_csv(run_dir / "best/seeds.csv")
+    assert list(seeds["seed"]) == [0, 1]
+    first = json.loads((run_dir / "best/model.json").read_text())
+    assert seeds["test_accuracy"].iloc[0] == first["test_accuracy"]
+
+
+def test_retrain_a_chosen_trial(run):
+    run_dir, _ = run
+    results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    worst = results.sort_values("val_accuracy").iloc[0]
+    r = cli("retrain", run_dir, "--trial", worst["trial_id"])
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((run_dir / "best/model.json").read_text())
+    assert meta["trial_id"] == worst["trial_id"]
+    r = cli("retrain", run_dir, "--trial", "nope")
+    assert r.returncode != 0 and "no trial 'nope'" in r.stderr
+    cli("retrain", run_dir)  # back to the best for the tests that follow
+
+
+def test_evaluate_and_predict(run, small_data_dir, tmp_path):
+    run_dir, _ = run
+    model = run_dir / "best"
+    meta = json.loads((model / "model.json").read_text())
+    r = cli("evaluate", model, "--data-dir", small_data_dir)
+    assert r.returncode == 0, r.stderr
+    assert f"accuracy {meta['test_accuracy']:.4f}" in r.stdout
+    assert "per-class accuracy" in r.stdout and "confusion matrix" in r.stdout
+    assert (model / "confusion_matrix.png").is_file()
+    X = _read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    y = _read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz", 8)
+    png, npy = tmp_path / "digit.png", tmp_path / "digit.npy"
+    Image.fromarray(X[0]).save(png)
+    np.save(npy, X[1])
+    r = cli("predict", model, png, npy)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{png}: {y[0]} (probability")
+    assert lines[1].startswith(f"{npy}: {y[1]} (probability")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
+    r = cli("predict", model, tmp_path / "big.png")
+    assert r.returncode == 1 and "expected 28x28" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "abc"], "argument --lr: 'abc' is not a number"),
+    (["--lr", "nan"], "argument --lr: 'nan' must be finite"),
+    (["--lr", "inf"], "argument --lr: 'inf' must be finite"),
+    (["--lr", "0"], "argument --lr: 0 must be positive"),
+    (["--l2", "-0.1"], "argument --l2: -0.1 must be non-negative"),
+    (["--hidden", "0"], "argument --hidden: 0 must be a positive integer"),
+    (["--hidden", "12.5"], "argument --hidden: '12.5' is not a whole number"),
+    (["--hidden", ""], "argument --hidden: empty list"),
+    (["--epochs", "0"], "argument --epochs: 0 must be a positive integer"),
+    (["--batch-size", "-3"], "argument --batch-size: -3 must be a positive integer"),
+    (["--name", "../x"], "--name: '../x' is not allowed"),
+    (["--name", "/x"], "--name: '/x' is not allowed"),
+    (["--scheduler", "hyperband"], "argument --scheduler: invalid choice"),
+    (["--resume"], "--resume needs --name"),
+])
+def test_bad_flags_exit_2_in_one_line(args, message, tmp_path):
+    r = cli("run", "--out", tmp_path, *args, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_data_and_output_exit_nonzero_in_one_line(tmp_path, small_data_dir):
+    r = cli("run", "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "o", timeout=60)
+    assert r.returncode == 1 and "missing from" in r.stderr and "t10k-images-idx3-ubyte.gz" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = cli("run", "--data-dir", small_data_dir, "--out", blocker, "--hidden", "8", "--lr", "0.1",
+            "--l2", "0.001", "--epochs", "1", timeout=60)
+    assert r.returncode == 2 and "--out: cannot write to" in r.stderr
+    r = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--batch-size", "7000", timeout=60)
+    assert r.returncode == 2 and "larger than the training set (6400 images)" in r.stderr

@@ -1,0 +1,147 @@
+"""Faults injected for real, through the command line: a Ray worker killed mid-trial, the
+driver killed with SIGKILL and resumed, Ctrl-C (SIGINT) and resumed. Nothing is lost, no trial
+is recorded twice, no epoch twice, finished trials are not trained again."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from test_cli import cli, dead_url
+
+pytestmark = pytest.mark.slow
+
+
+def session_pids(sid: int) -> list[int]:
+    """Processes of session `sid` (the driver started with start_new_session=True: its Ray
+    processes stay in its session even after the driver dies)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == sid:  # fields after "(comm)": state ppid pgrp session ...
+                pids.append(int(d.name))
+    return pids
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def kill_session(sid: int) -> None:
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start(args) -> subprocess.Popen:
+    env = {**os.environ, "MLP_SWEEP_MIRRORS": dead_url(), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "run_search.py"), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT, start_new_session=True)
+
+
+def wait_for(predicate, timeout=180, what="condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def rows(path: Path) -> int:
+    try:
+        return len(pd.read_csv(path))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
+def check_complete(run_dir: Path, n: int, epochs: int):
+    results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    assert len(results) == n and results["trial_id"].is_unique
+    assert (results["status"] == "completed").all() and (results["epochs"] == epochs).all()
+    assert not history.duplicated(["trial_id", "epoch"]).any()
+    assert len(history) == n * epochs
+    return results, history
+
+
+GRID = ["--hidden", "256,512", "--lr", "0.01,0.05,0.1", "--l2", "0.001,0.01", "--epochs", "8",
+        "--scheduler", "none", "--no-retrain"]
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigint"])
+def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "s", *GRID]
+    run_dir = tmp_path / "s"
+    proc = start(args)
+    try:
+        wait_for(lambda: rows(run_dir / "results.csv") >= 2, what="two finished trials")
+        before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+        assert len(before) < 12, "the sweep finished before it could be interrupted"
+        if how == "sigkill":
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        else:
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            assert time.monotonic() - t0 < 30  # a clean stop within seconds
+            assert proc.returncode == 130
+            expected = f"python run_search.py run --out {tmp_path} --name s --resume"
+            assert "Resume with:" in err and expected in err
+            assert rows(run_dir / "results.csv") >= len(before)  # results so far written
+    finally:
+        kill_session(proc.pid)
+    before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    results, _ = check_complete(run_dir, 12, 8)
+    # trials finished before the stop were not trained again: their rows are untouched
+    merged = before.merge(results, on="trial_id", suffixes=("_before", ""))
+    assert len(merged) == len(before)
+    assert (merged["time_s_before"] == merged["time_s"]).all()
+    assert (merged["val_accuracy_before"] == merged["val_accuracy"]).all()
+
+
+def test_a_killed_worker_is_retried_from_its_last_checkpoint(small_data_dir, tmp_path):
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "w",
+            "--hidden", "1024", "--lr", "0.05", "--l2", "0.001", "--epochs", "12",
+            "--scheduler", "none", "--no-retrain"]
+    run_dir = tmp_path / "w"
+    proc = start(args)
+    try:
+        def checkpointed(k):
+            return any(run_dir.glob(f"tune/train_mlp_*/checkpoint_{k:06d}"))
+        wait_for(lambda: checkpointed(3), what="the fourth epoch's checkpoint")
+        workers = [p for p in session_pids(proc.pid) if "ray::ImplicitFunc" in cmdline(p)]
+        assert len(workers) == 1, [cmdline(p) for p in session_pids(proc.pid)]
+        killed_at = time.time()
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    finally:
+        kill_session(proc.pid)
+    results, history = check_complete(run_dir, 1, 12)
+    # epochs up to the checkpoint were not computed again after the kill
+    done_before = history[history["ended_at"] < killed_at]["epoch"]
+    assert len(done_before) >= 4
+    assert len(done_before) < 12
+    assert list(history.sort_values("epoch")["epoch"]) == list(range(1, 13))

@@ -1,0 +1,105 @@
+"""search: real Ray Tune sweeps on real digits (one local Ray per module): early stopping,
+every trial once, per-epoch history without duplicates, divergence, BLAS threads per trial,
+refusal to overwrite a run."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.sweep import SweepError, SweepSpec, run_folder, run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def check_tables(run_dir, n_trials, epochs):
+    results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    assert len(results) == n_trials and results["trial_id"].is_unique
+    assert not history.duplicated(["trial_id", "epoch"]).any()
+    for tid, part in history.groupby("trial_id"):
+        n = int(results.loc[results["trial_id"] == tid, "epochs"].iloc[0])
+        assert sorted(part["epoch"]) == list(range(1, n + 1)), tid
+    assert set(history["trial_id"]) == set(results["trial_id"])
+    assert results["epochs"].max() <= epochs
+    return results, history
+
+
+def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16, 32), lr=(0.001, 0.01, 0.1, 1e5),
+                     l2=(0.001, 0.01), epochs=4, batch_size=128)
+    run_dir = run_folder(str(tmp_path), "asha")
+    outcome = run_sweep(spec, run_dir)
+    assert outcome.finished == outcome.total == 16 and not outcome.interrupted
+    results, _ = check_tables(run_dir, 16, 4)
+    configs = set(zip(results["hidden_size"], results["learning_rate"], results["l2"]))
+    assert configs == {(h, a, r) for h in (16, 32) for a in (0.001, 0.01, 0.1, 1e5) for r in (0.001, 0.01)}
+    status = results.set_index(["hidden_size", "learning_rate", "l2"])["status"]
+    assert (results.loc[results["learning_rate"] == 1e5, "status"] == "diverged").all()
+    stopped = results[results["status"] == "stopped_early"]
+    assert len(stopped) >= 3 and (stopped["epochs"] < 4).all()  # early stopping is visible
+    completed = results[results["status"] == "completed"]
+    assert len(completed) >= 1 and (completed["epochs"] == 4).all()
+    assert results["epochs"].sum() < 16 * 4
+    best = results.loc[results["val_accuracy"].idxmax()]
+    assert best["learning_rate"] == 0.1 and best["val_accuracy"] > 0.85
+    assert status.loc[(32, 0.1, 0.001)] == "completed"
+    assert (results["blas_threads"] == 1).all()  # checked from inside each trial
+    assert results["node_id"].str.len().min() > 10
+    assert (results["status"] != "error").all()
+
+
+def test_without_scheduler_every_trial_runs_every_epoch(ray_local, small_data_dir, tmp_path):
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.001, 0.1), l2=(0.001,),
+                     epochs=2, scheduler="none")
+    run_dir = run_folder(str(tmp_path), "full")
+    run_sweep(spec, run_dir)
+    results, history = check_tables(run_dir, 2, 2)
+    assert (results["status"] == "completed").all() and (results["epochs"] == 2).all()
+    assert len(history) == 4
+
+
+def test_same_seed_same_numbers_across_sweeps(ray_local, small_data_dir, tmp_path):
+    spec = dict(data_dir=str(small_data_dir), hidden=(16,), lr=(0.05,), l2=(0.001,), epochs=2,
+                scheduler="none")
+    a = run_folder(str(tmp_path), "a")
+    b = run_folder(str(tmp_path), "b")
+    run_sweep(SweepSpec(**spec), a)
+    run_sweep(SweepSpec(**spec), b)
+    ha = pd.read_csv(a / "history.csv").drop(columns=["trial_id", "time_s"])
+    hb = pd.read_csv(b / "history.csv").drop(columns=["trial_id", "time_s"])
+    pd.testing.assert_frame_equal(ha, hb)
+
+
+def test_existing_run_is_never_overwritten(ray_local, small_data_dir, tmp_path):
+    run_dir = run_folder(str(tmp_path), "keep")
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.csv").write_text("precious\n")
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,), epochs=1)
+    with pytest.raises(SweepError, match="already exists; pass --resume"):
+        run_sweep(spec, run_dir)
+    assert (run_dir / "results.csv").read_text() == "precious\n"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["results.csv"]
+
+
+def test_run_names_cannot_escape_the_output_folder(tmp_path):
+    for bad in ("../x", "/x", "a/b", ".hidden", "..", ""):
+        with pytest.raises(SweepError, match="--name"):
+            run_folder(str(tmp_path), bad)
+    assert run_folder(str(tmp_path), "ok-1.2_x") == tmp_path / "ok-1.2_x"
+
+
+def test_batch_larger_than_training_set_refused_before_anything(small_data_dir, tmp_path):
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,),
+                     batch_size=100_000)
+    with pytest.raises(SweepError, match="--batch-size: 100000 is larger than the training set"):
+        run_sweep(spec, run_folder(str(tmp_path), "big"))
+    assert not (tmp_path / "big").exists()
