@@ -20,8 +20,24 @@ from results import table as T
 from .trainable import BLAS_THREADS, NODE_ID
 
 
+# Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
+# those copies. Ours pickle as a reference to the live instance of this driver, so a resumed
+# sweep reports to the recorder that loaded the run's tables, not to an empty stale copy.
+_LIVE: dict[tuple[str, str], Callback] = {}
+
+
+def _live(kind: str, run_dir: str) -> Callback:
+    try:
+        return _LIVE[(kind, run_dir)]
+    except KeyError:
+        raise RuntimeError(f"no live {kind} for {run_dir}: resume through run_sweep") from None
+
+
 class RunRecorder(Callback):
     WRITE_EVERY_S = 10.0
+
+    def __reduce__(self):
+        return _live, ("recorder", str(self.run_dir))
 
     def __init__(self, run_dir: Path, epochs: int, stopped_early: set | None = None):
         self.run_dir = Path(run_dir)
@@ -36,6 +52,7 @@ class RunRecorder(Callback):
         self.running: set[str] = set()
         self._last_write = time.monotonic()
         self._load_existing()
+        _LIVE[("recorder", str(self.run_dir))] = self
 
     # -- state from an earlier, interrupted driver ----------------------------------------------
     def _load_existing(self):
@@ -128,6 +145,10 @@ class Progress(Callback):
         self.t0 = time.monotonic()
         self.done_at_start = len(recorder.rows)
         self._last = 0.0
+        _LIVE[("progress", str(recorder.run_dir))] = self
+
+    def __reduce__(self):
+        return _live, ("progress", str(self.recorder.run_dir))
 
     def line(self) -> str:
         rows = list(self.recorder.rows.values())
