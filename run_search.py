@@ -156,8 +156,8 @@ RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epo
 
 
 def cmd_run(args) -> int:
-    if not args.address and not os.environ.get("RAY_ADDRESS"):
-        os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported
+    if args.address:  # before Ray is imported: search.sweep keys its settings on it
+        os.environ["RAY_ADDRESS"] = args.address
     from search import space
     from search.sweep import SweepError, SweepSpec, default_name, run_folder, run_sweep
 

@@ -17,10 +17,14 @@ from pathlib import Path
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Ray reads RAY_AUTH_MODE when it is imported. A local Ray gets token authentication (Ray's
-# own default since 2.59, said explicitly here); for a cluster the user's setting stands.
+# Ray reads these when it is imported. Without a cluster address, the local Ray gets token
+# authentication (Ray's own default since 2.59, said explicitly) and loopback only: Ray treats
+# the node as a single-machine cluster with IP 127.0.0.1, so every server it starts binds there
+# instead of on all interfaces (ray.init(_node_ip_address="127.0.0.1") alone is re-resolved to
+# the external address). For a cluster the user's settings stand.
 if not os.environ.get("RAY_ADDRESS"):
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -155,7 +159,7 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+        ray.init(num_cpus=num_cpus, **kwargs)
     return True
 
 

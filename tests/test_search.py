@@ -1,13 +1,15 @@
 """search: real Ray Tune sweeps on real digits (one local Ray per module): early stopping,
 every trial once, per-epoch history without duplicates, divergence, BLAS threads per trial,
-refusal to overwrite a run."""
+loopback-only servers, refusal to overwrite a run."""
 from __future__ import annotations
 
-import numpy as np
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from search.sweep import SweepError, SweepSpec, run_folder, run_sweep
+from search.sweep import SweepError, SweepSpec, run_folder, run_sweep, start_ray
 
 pytestmark = pytest.mark.slow
 
@@ -15,9 +17,51 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_local():
     import ray
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    assert start_ray(None, verbose=False, num_cpus=2)  # the same start-up as a real run
     yield
     ray.shutdown()
+
+
+def listening_sockets_of(pids: set[int]) -> list[str]:
+    """Local addresses (hex ip:port from /proc/net/tcp{,6}) of LISTEN sockets owned by pids."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                out.append(f[1])
+    return out
+
+
+def ray_pids() -> set[int]:
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ray" in cmd and (b"gcs_server" in cmd or b"raylet" in cmd or b"ray::" in cmd
+                                  or b"ray/dashboard" in cmd or b"ray/_private" in cmd):
+                pids.add(int(d.name))
+    return pids | {os.getpid()}
+
+
+def test_local_ray_listens_on_loopback_only(ray_local):
+    addresses = listening_sockets_of(ray_pids())
+    assert len(addresses) >= 3  # gcs, raylet, this driver at least
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
+    for a in addresses:
+        assert a.split(":")[0] in loopback, f"a Ray server listens beyond loopback: {a}"
 
 
 def check_tables(run_dir, n_trials, epochs):
