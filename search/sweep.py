@@ -5,7 +5,7 @@ Leaves out argument parsing (run_search.py) and everything after the sweep (resu
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import logging
 import os
 import re
 import sys
@@ -279,7 +279,14 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                     num_samples=len(configs), reuse_actors=True,
                     max_concurrent_trials=spec.max_concurrent or None),
                 run_config=run_config)
-        tuner.fit()
+        tune_logger = logging.getLogger("ray.tune")
+        level = tune_logger.level
+        if not verbose:  # e.g. "failed to fetch metrics" for the per-trial logs we turned off
+            tune_logger.setLevel(logging.ERROR)
+        try:
+            tuner.fit()
+        finally:
+            tune_logger.setLevel(level)
     finally:
         if started:
             ray.shutdown()
