@@ -199,9 +199,6 @@ def cmd_run(args) -> int:
 
     resume_cmd = (f"python run_search.py run --out {args.out} --name {run_dir.name} --resume"
                   + (f" --address {args.address}" if args.address else ""))
-    n = len(spec.configs())
-    print(f"sweep {run_dir}: {n} trials, ≤{spec.epochs} epochs each, scheduler {spec.scheduler}"
-          + (" (resuming)" if args.resume else ""), file=sys.stderr)
     try:
         outcome = run_sweep(spec, run_dir, resume=args.resume, verbose=args.verbose)
     except SweepError as e:

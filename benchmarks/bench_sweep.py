@@ -30,6 +30,8 @@ def main():
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--scheduler", default="asha", choices=["asha", "none"])
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--order", default="shuffled", choices=["shuffled", "natural"],
+                   help="trial order; natural shows why the tool shuffles")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--name", default=None)
     p.add_argument("--compare", help="a full-grid run folder: report the chosen trial's val_accuracy gap to its best")
@@ -46,7 +48,7 @@ def main():
     name = args.name or f"{args.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = run_folder(args.out, name)
     spec = SweepSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                     scheduler=args.scheduler)
+                     scheduler=args.scheduler, order=args.order)
     t0 = time.perf_counter()
     outcome = run_sweep(spec, run_dir)
     wall = time.perf_counter() - t0
@@ -55,7 +57,7 @@ def main():
     flops = float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum()) * n_train * FLOPS_PER_IMAGE_PER_H
     full_epochs = len(results) * args.epochs
     best = T.best_trial(results)
-    out = {"scheduler": args.scheduler, "trials": len(results), "finished": outcome.finished,
+    out = {"scheduler": args.scheduler, "order": args.order, "trials": len(results), "finished": outcome.finished,
            "wall_s": wall, "trial_epochs": int(results[T.EPOCHS].sum()),
            "trial_epochs_fraction": float(results[T.EPOCHS].sum()) / full_epochs,
            "flops_fraction_of_full_grid": float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum())

@@ -64,6 +64,7 @@ class SweepSpec:
     grace_period: int = 1
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
+    order: str = "shuffled"  # "natural" only to measure why the order matters (benchmarks)
     address: str | None = None
     storage: str | None = None
     dataset_files: dict = field(default_factory=dict)
@@ -85,6 +86,8 @@ class SweepSpec:
             raise SweepError(f"--seed: {self.seed} must be non-negative")
         if not 0 < self.val_fraction < 1:
             raise SweepError(f"--val-fraction: {self.val_fraction} must be between 0 and 1")
+        if self.order not in ("shuffled", "natural"):
+            raise SweepError(f"order: {self.order!r}; choose shuffled or natural")
         if self.scheduler not in ("asha", "none"):
             raise SweepError(f"--scheduler: {self.scheduler!r}; choose asha or none")
         if not (self.hidden and self.lr and self.l2):
@@ -243,7 +246,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
                             run_dir / T.SWEEP_FILE)
 
-    configs = space.shuffled(spec.configs(), spec.seed)
+    configs = space.shuffled(spec.configs(), spec.seed) if spec.order == "shuffled" else spec.configs()
     fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
              "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial}
     scheduler = make_scheduler(spec)
@@ -253,6 +256,9 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     PRIOR_RESULTS.update({k: float(r[VAL_ACCURACY]) for k, r in recorder.history.items()})
     progress = Progress(recorder, len(configs), stream=stream)
 
+    print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
+          f"scheduler {spec.scheduler}, {len(data.X_train)} training images"
+          + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
     started = start_ray(spec.address, verbose)
     try:
         trainable = tune.with_parameters(
