@@ -119,6 +119,9 @@ def build_parser() -> Parser:
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
                    help="most trials at once (default: 0, as many as the CPUs allow)")
     r.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+    r.add_argument("--storage", help="where Ray Tune keeps the experiment state and checkpoints: a path "
+                                      "every node shares (NFS) or a URI (s3://, gs://); needed on a "
+                                      "multi-machine cluster (default: RUN_DIR/tune)")
     r.add_argument("--resume", action="store_true", help="continue the interrupted sweep OUT/NAME")
     r.add_argument("--no-retrain", action="store_true", help="skip retraining, plots of the best and export")
     r.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
@@ -180,6 +183,9 @@ def cmd_run(args) -> int:
                                f"({getattr(spec, k)}); leave it out to resume", EXIT_USAGE)
         if args.data_dir:
             spec.data_dir = args.data_dir
+        if args.storage and args.storage != spec.storage:
+            raise CliError(f"--storage: {args.storage} differs from the sweep being resumed "
+                           f"({spec.storage}); leave it out to resume", EXIT_USAGE)
     else:
         values = {**RUN_DEFAULTS, **given}
         spec = SweepSpec(
@@ -188,7 +194,8 @@ def cmd_run(args) -> int:
             l2=values["l2"] or space.DEFAULT_L2, epochs=values["epochs"],
             batch_size=values["batch_size"], seed=values["seed"],
             val_fraction=values["val_fraction"], momentum=values["momentum"],
-            scheduler=values["scheduler"], reduction_factor=values["reduction_factor"])
+            scheduler=values["scheduler"], reduction_factor=values["reduction_factor"],
+            storage=args.storage)
     spec.cpus_per_trial = args.cpus_per_trial
     spec.max_concurrent = args.max_concurrent
     spec.address = args.address

@@ -126,13 +126,22 @@ def run_folder(out: str, name: str) -> Path:
     return Path(out).expanduser().resolve() / name
 
 
-def check_run_folder(run_dir: Path, resume: bool) -> None:
+def tune_location(run_dir: Path, storage: str | None) -> tuple[str, str]:
+    """(storage_path, experiment name) for Tune: RUN_DIR/tune by default, STORAGE/NAME with
+    --storage (a path every node shares, or a URI such as s3://bucket/prefix)."""
+    if storage:
+        return storage.rstrip("/"), run_dir.name
+    return str(run_dir), TUNE_DIR
+
+
+def check_run_folder(run_dir: Path, resume: bool, storage: str | None = None) -> None:
     """Refuse a new sweep over an existing run, or a resume of something that is not one."""
     if resume:
         if not (run_dir / T.SWEEP_FILE).is_file():
             raise SweepError(f"--resume: {run_dir} holds no sweep to resume ({T.SWEEP_FILE} not found)")
-        if not (run_dir / TUNE_DIR).is_dir():
-            raise SweepError(f"--resume: {run_dir / TUNE_DIR} is missing: the sweep cannot be resumed")
+        base, name = tune_location(run_dir, storage)
+        if "://" not in base and not (Path(base) / name).is_dir():
+            raise SweepError(f"--resume: {Path(base) / name} is missing: the sweep cannot be resumed")
     elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "
                          f"or choose another --name (earlier results are never overwritten)")
@@ -164,6 +173,49 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     else:
         ray.init(num_cpus=num_cpus, **kwargs)
     return True
+
+
+# Filesystems whose files every node of a cluster can see.
+SHARED_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
+             "glusterfs", "afs", "9p", "virtiofs", "wekafs", "pvfs2", "orangefs")
+
+
+def filesystem_type(path: str | Path, mounts_text: str | None = None) -> str:
+    """The type of the filesystem holding `path` (from /proc/mounts; 'unknown' if unreadable)."""
+    if mounts_text is None:
+        try:
+            mounts_text = Path("/proc/mounts").read_text()
+        except OSError:
+            return "unknown"
+    path = str(Path(path).resolve())
+    best, fstype = "", "unknown"
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1].replace("\\040", " ")
+        inside = path == mount or path.startswith(mount.rstrip("/") + "/") or mount == "/"
+        if inside and len(mount) > len(best):
+            best, fstype = mount, fields[2]
+    return fstype
+
+
+def check_storage(storage_path: str, node_ips: set[str], flag: str, mounts_text: str | None = None) -> None:
+    """A cluster whose nodes sit on more than one machine needs experiment storage they all
+    share: a URI, or a path on a network filesystem. Results are not synced to the head."""
+    if len(node_ips) < 2 or "://" in storage_path:
+        return
+    fstype = filesystem_type(storage_path, mounts_text)
+    if fstype in SHARED_FS or fstype.startswith("fuse."):
+        return
+    raise SweepError(
+        f"{flag}: {storage_path} is on a node-local filesystem ({fstype}) but the cluster's "
+        f"{len(node_ips)} nodes are on {len(node_ips)} machines; give --storage a path every node "
+        f"mounts (NFS, ...) or a URI such as s3://bucket/prefix")
+
+
+def cluster_node_ips() -> set[str]:
+    return {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
 
 
 # Trials ASHA stopped before their last epoch. Module-level because a resumed Tuner unpickles
@@ -227,7 +279,9 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     stream = stream or sys.stderr
     t0 = time.monotonic()
     spec.validate()
-    check_run_folder(run_dir, resume)
+    if spec.storage and "://" not in spec.storage:
+        spec.storage = str(Path(spec.storage).expanduser().resolve())  # trials chdir: never relative
+    check_run_folder(run_dir, resume, spec.storage)
     # Everything that can fail on bad input fails here, before the run folder or Ray exist.
     data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
     if spec.batch_size > len(data.X_train):
@@ -265,14 +319,16 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
             tune.with_resources(trainable_fn, {"cpu": spec.cpus_per_trial}),
             X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
             finished=recorder.finished)
-        tune_path = run_dir / TUNE_DIR
+        storage_path, tune_name = tune_location(run_dir, spec.storage)
+        check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
+        tune_path = f"{storage_path}/{tune_name}"
         run_config = tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(run_dir),
+            name=tune_name, storage_path=storage_path,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=3),
             callbacks=[recorder, progress], verbose=2 if verbose else 0)
         if resume:
-            tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
         else:
             tuner = tune.Tuner(
                 trainable,

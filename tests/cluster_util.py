@@ -1,0 +1,123 @@
+"""A real multi-node Ray cluster on this machine for tests and benchmarks: `ray start` processes
+on 127.0.0.1 and free ports, each node with its own CPUs, stopped by killing exactly the
+processes that carry this cluster's temporary folder (never `ray stop`, which would stop every
+Ray on the machine)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cluster_env() -> dict:
+    """For the head and the driver: Ray's single-machine mode, in which the node IP is 127.0.0.1
+    and Ray's servers bind to loopback only; and token authentication."""
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+
+
+# `ray start --address=127.0.0.1:P` for a second node. In single-machine mode Ray refuses to
+# start a second node, and otherwise it rewrites 127.0.0.1 (in --address and the node IP) to the
+# machine's external address, where our loopback-bound head is not. Keeping 127.0.0.1 as given
+# makes the node's IP 127.0.0.1 too (found from the head's address), so it also binds loopback.
+_WORKER_START = """
+import sys
+import ray._private.services as services
+services.resolve_ip_for_localhost = lambda host: host
+from ray.scripts.scripts import main
+sys.argv = ["ray", "start"] + sys.argv[1:]
+main()
+"""
+
+
+class LocalCluster:
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1):
+        # short: Ray puts unix sockets under it (path length limit)
+        self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        common = [f"--num-cpus={cpus_per_node}", "--disable-usage-stats"]
+        try:
+            self._start([RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=false",
+                         f"--temp-dir={self.temp}", *common], cluster_env())
+            worker_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+            for _ in range(nodes - 1):
+                self._start([sys.executable, "-c", _WORKER_START, f"--address={self.address}", *common],
+                            worker_env)
+            self._wait_for_nodes(nodes)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, args, env):
+        args = [*args, f"--dashboard-agent-listen-port={free_port()}"]
+        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError(f"ray start failed: {r.stdout}\n{r.stderr}")
+
+    def _wait_for_nodes(self, n, timeout=60):
+        code = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
+                "print(sum(1 for x in ray.nodes() if x['Alive']))" % self.address)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            r = subprocess.run([sys.executable, "-c", code], env=cluster_env(), capture_output=True,
+                               text=True, timeout=60)
+            if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the cluster did not reach {n} nodes")
+
+    def pids(self) -> list[int]:
+        """Processes of this cluster: those whose command line names its temporary folder or
+        its session, and their descendants (workers)."""
+        marker = str(self.temp).encode()
+        own, parent = set(), {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                cmd = (d / "cmdline").read_bytes()
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parent[int(d.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            if marker in cmd:
+                own.add(int(d.name))
+        grown = True
+        while grown:  # add children of cluster processes (raylet -> workers)
+            new = {p for p, pp in parent.items() if pp in own and p not in own}
+            own |= new
+            grown = bool(new)
+        return sorted(own)
+
+    def stop(self):
+        for _ in range(3):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.5)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,52 @@
+"""A real two-node Ray cluster on 127.0.0.1 (two `ray start` processes, one CPU each, free
+ports): a small sweep with --address runs trials on both nodes, reading no dataset path; the
+test stops exactly the processes it started. Plus the shared-storage check."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cluster_util import LocalCluster, cluster_env
+from search.sweep import SweepError, check_storage, filesystem_type
+from test_cli import cli
+
+MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
+proc /proc proc rw 0 0
+nfs1:/export /mnt/shared nfs4 rw,relatime 0 0
+tmpfs /tmp tmpfs rw 0 0
+"""
+
+
+def test_filesystem_type_finds_the_longest_mount():
+    assert filesystem_type("/mnt/shared/runs/x", MOUNTS) == "nfs4"
+    assert filesystem_type("/home/me/runs", MOUNTS) == "ext4"
+    assert filesystem_type("/tmp/a", MOUNTS) == "tmpfs"
+    assert filesystem_type("/mnt/sharedother", MOUNTS) == "ext4"
+
+
+def test_multi_machine_cluster_needs_shared_storage():
+    two = {"10.0.0.1", "10.0.0.2"}
+    with pytest.raises(SweepError, match=r"--storage: /home/me/runs is on a node-local filesystem \(ext4\)"):
+        check_storage("/home/me/runs", two, "--storage", MOUNTS)
+    with pytest.raises(SweepError, match="--out: /tmp/r is on a node-local filesystem"):
+        check_storage("/tmp/r", two, "--out", MOUNTS)
+    check_storage("/mnt/shared/runs", two, "--storage", MOUNTS)  # NFS: fine
+    check_storage("s3://bucket/runs", two, "--storage", MOUNTS)  # a URI: fine
+    check_storage("/home/me/runs", {"127.0.0.1"}, "--out", MOUNTS)  # one machine: fine
+
+
+@pytest.mark.slow
+def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
+    with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
+        started = set(cluster.pids())
+        assert len(started) >= 4  # two raylets, GCS, workers...
+        r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir,
+                "--out", tmp_path, "--name", "c", "--hidden", "64,128", "--lr", "0.01,0.1",
+                "--l2", "0.001,0.01", "--epochs", "3", "--scheduler", "none", "--no-retrain",
+                env_extra=cluster_env())
+        assert r.returncode == 0, r.stderr
+        results = pd.read_csv(tmp_path / "c" / "results.csv")
+        assert len(results) == 8 and (results["status"] == "completed").all()
+        assert results["node_id"].nunique() == 2  # trials ran on both nodes
+        assert (tmp_path / "c" / "tune").is_dir()
+    assert cluster.pids() == []  # exactly what it started is gone
