@@ -30,6 +30,11 @@ def gemm_rate(n: int = 1024, seconds: float = 3.0, m: int = 256, k: int = 784) -
     return 2.0 * m * k * n * reps / dt / 1e9
 
 
+def square_gemm_rate(n: int = 1024, seconds: float = 2.0) -> float:
+    """GFLOP/s of one thread doing (n x n) @ (n x n) float32 products: the machine's SGEMM rate."""
+    return gemm_rate(n=n, seconds=seconds, m=n, k=n)
+
+
 def _worker(args):
     return gemm_rate(*args)
 
