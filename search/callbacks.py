@@ -61,7 +61,8 @@ class RunRecorder(Callback):
                 self.history[(str(r[T.TRIAL_ID]), int(r[EPOCH]))] = r
         if (self.run_dir / T.RESULTS_FILE).exists():
             for r in T.load_results(self.run_dir).to_dict("records"):
-                self.rows[str(r[T.TRIAL_ID])] = r
+                if r[T.STATUS] != T.ERROR:  # a resume retries errored trials
+                    self.rows[str(r[T.TRIAL_ID])] = r
 
     @property
     def finished(self) -> frozenset:

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -274,8 +275,6 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               stream=None, trainable_fn=train_mlp) -> SweepOutcome:
     """Run (or resume) the sweep into run_dir; returns when every trial has finished or the sweep
     was stopped (Ctrl-C). `trainable_fn` is replaceable for the overhead benchmark."""
-    import time
-
     stream = stream or sys.stderr
     t0 = time.monotonic()
     spec.validate()
@@ -295,32 +294,33 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                              f"({', '.join(data.files[r]['path'] for r in changed)})")
     spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
     spec.dataset_files = data.files
-    if not resume:
-        create_run_folder(run_dir)
-        T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
-                            run_dir / T.SWEEP_FILE)
-
     configs = space.shuffled(spec.configs(), spec.seed) if spec.order == "shuffled" else spec.configs()
     fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
              "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial}
-    scheduler = make_scheduler(spec)
-    STOPPED_EARLY.clear()
-    recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
-    PRIOR_RESULTS.clear()
-    PRIOR_RESULTS.update({k: float(r[VAL_ACCURACY]) for k, r in recorder.history.items()})
-    progress = Progress(recorder, len(configs), stream=stream)
+    storage_path, tune_name = tune_location(run_dir, spec.storage)
 
-    print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
-          f"scheduler {spec.scheduler}, {len(data.X_train)} training images"
-          + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
     started = start_ray(spec.address, verbose)
     try:
+        # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
+        check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
+        if not resume:
+            create_run_folder(run_dir)
+            T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
+                                run_dir / T.SWEEP_FILE)
+        scheduler = make_scheduler(spec)
+        STOPPED_EARLY.clear()
+        recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
+        PRIOR_RESULTS.clear()
+        PRIOR_RESULTS.update({k: float(r[VAL_ACCURACY]) for k, r in recorder.history.items()})
+        progress = Progress(recorder, len(configs), stream=stream)
+        print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
+              f"scheduler {spec.scheduler}, {len(data.X_train)} training images"
+              + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
+
         trainable = tune.with_parameters(
             tune.with_resources(trainable_fn, {"cpu": spec.cpus_per_trial}),
             X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
             finished=recorder.finished)
-        storage_path, tune_name = tune_location(run_dir, spec.storage)
-        check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
         tune_path = f"{storage_path}/{tune_name}"
         run_config = tune.RunConfig(
             name=tune_name, storage_path=storage_path,

@@ -5,6 +5,7 @@ through the object store (tune.with_parameters), so a trial can run on any node.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -14,7 +15,7 @@ import ray
 from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mlp_core.train import TrainConfig, Trainer, train
+from mlp_core.train import DIVERGED, TrainConfig, Trainer, train
 
 STATE_FILE = "state.npz"
 NODE_ID = "node_id"
@@ -28,14 +29,16 @@ def blas_threads() -> int:
     return max((p["num_threads"] for p in threadpool_info()), default=1)
 
 
-def _restore(config: TrainConfig) -> Trainer | None:
+def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
+    """The trainer saved in Tune's checkpoint for this trial, and the metrics of its last epoch."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None
+        return None, None
     with checkpoint.as_directory() as d:
         with np.load(os.path.join(d, STATE_FILE), allow_pickle=False) as npz:
             state = {k: npz[k] for k in npz.files}
-    return Trainer.from_state(config, state)
+    last = json.loads(str(state["last_metrics"])) if "last_metrics" in state else None
+    return Trainer.from_state(config, state), last
 
 
 def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
@@ -51,11 +54,18 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
     # Ray's CPU count is bookkeeping; BLAS would otherwise start a thread per core in every trial.
     with threadpool_limits(limits=int(config.get(CPUS_PER_TRIAL, 1))):
         threads = blas_threads()
-        trainer = _restore(cfg) or Trainer(cfg)
+        trainer, last = _restore(cfg)
+        if last is not None and (trainer.epochs_done >= cfg.epochs or last.get(DIVERGED)):
+            # Restored from its final checkpoint (the driver died before recording the end):
+            # say the last epoch again so the trial's end reaches the tables.
+            tune.report(last)
+            return
+        trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()
             with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
-                np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict())
+                np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict(),
+                         last_metrics=np.array(json.dumps(metrics)))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
