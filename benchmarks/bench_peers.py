@@ -1,0 +1,196 @@
+"""This tool against what a user would pick instead, on the same data, grid, epochs, batch and
+validation split, with all cores, in one run: wall time, trial-epochs, best validation
+accuracy, test accuracy of the retrained best, and each peer's time as a ratio to this tool's.
+
+Leaves out correctness (the tests). Usage:
+    python benchmarks/bench_peers.py --dataset mnist-small            # every peer on the full grid
+    python benchmarks/bench_peers.py --dataset fashion-mnist --subset 2
+Peers: (1) this tool, defaults (ASHA); (2) this tool, --scheduler none; (3) the original
+exercise, float64 NumPy, one trial after another (original_exercise.py); (4) scikit-learn
+GridSearchCV over MLPClassifier(solver="sgd", batch_size=256, momentum=0); (5) scikit-learn
+HalvingGridSearchCV with the same estimator. Needs the bench extra (scikit-learn).
+
+Honest mapping to scikit-learn: learning_rate_init = learning rate, learning_rate="constant";
+alpha = l2 * 256, because scikit-learn divides the L2 gradient alpha * W by the batch size while
+this tool adds l2 * W to the batch-mean gradient (identical steps except the epoch's last, shorter
+batch); max_iter=10 with n_iter_no_change above it, so exactly 10 epochs; float32 input; the
+validation split as a PredefinedSplit; the chosen configuration retrained on the training split
+only, like this tool's retrain. With --subset K, peers (3) and (4) train, for every hidden size,
+K (learning rate, L2) pairs drawn with seed 0 plus the pair of the full grid's best as found by
+peer (2) (so the subset can only flatter their accuracy), and their time and trial-epochs are
+scaled by 35 / (number of pairs per hidden size): every hidden size keeps its share of the work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+from original_exercise import Float64MLP, search  # noqa: E402
+
+
+def data_for(name: str, tmp: Path) -> tuple[str, str]:
+    """(dataset, data_dir) for the tool, writing the 8,000 / 2,000 MNIST split if asked."""
+    if name == "fashion-mnist":
+        return "fashion-mnist", "/usr/share/datasets/fashion-mnist"
+    from conftest import MNIST_DIR, write_idx
+    from mlp_core.data import read_idx_pair
+    X, y = read_idx_pair(MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    d = tmp / "mnist-small"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
+    write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
+    return "mnist", str(d)
+
+
+def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
+    from results import table as T
+    from results.retrain import retrain
+    from search.sweep import SweepSpec, run_folder, run_sweep
+    run_dir = run_folder(str(out), name)
+    spec = SweepSpec(dataset=dataset, data_dir=data_dir, scheduler=scheduler)
+    t0 = time.perf_counter()
+    run_sweep(spec, run_dir, stream=open(os.devnull, "w"))
+    sweep_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    outcome = retrain(run_dir, log=lambda m: None)
+    retrain_s = time.perf_counter() - t1
+    results = T.load_results(run_dir)
+    best = T.best_trial(results)
+    return {"search_s": sweep_s, "retrain_s": retrain_s, "trial_epochs": float(results["epochs"].sum()),
+            "best_val_accuracy": float(best["val_accuracy"]),
+            "best": [int(best["hidden_size"]), float(best["learning_rate"]), float(best["l2"])],
+            "test_accuracy": outcome.test_accuracy, "scaled": False}
+
+
+def grid_subset(k: int | None, best_pair: tuple[float, float] | None):
+    from search import space
+    pairs = [(lr, l2) for lr in space.DEFAULT_LR for l2 in space.DEFAULT_L2]
+    if k is None:
+        chosen = pairs
+    else:
+        order = np.random.default_rng(0).permutation(len(pairs))
+        chosen = [pairs[i] for i in order[:k]]
+        if best_pair is not None and best_pair not in chosen:
+            chosen.append(best_pair)
+    configs = [{"hidden_size": h, "learning_rate": lr, "l2": l2}
+               for h in space.DEFAULT_HIDDEN for lr, l2 in chosen]
+    return configs, len(pairs) / len(chosen)
+
+
+def original(ds, configs, scale) -> dict:
+    t0 = time.perf_counter()
+    rows = search(configs, ds.X_train.astype(np.float64), ds.y_train, ds.X_val.astype(np.float64), ds.y_val)
+    search_s = time.perf_counter() - t0
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    t1 = time.perf_counter()
+    model = Float64MLP(best["hidden_size"], 0)
+    model.fit(ds.X_train.astype(np.float64), ds.y_train, best["learning_rate"], best["l2"])
+    test = model.accuracy(ds.X_test.astype(np.float64), ds.y_test)
+    return {"search_s": search_s * scale, "retrain_s": time.perf_counter() - t1,
+            "trial_epochs": 10.0 * len(configs) * scale, "best_val_accuracy": best["val_accuracy"],
+            "best": [best["hidden_size"], best["learning_rate"], best["l2"]], "test_accuracy": test,
+            "scaled": scale != 1.0}
+
+
+def sklearn_estimator():
+    from sklearn.neural_network import MLPClassifier
+    return MLPClassifier(activation="relu", solver="sgd", batch_size=256, momentum=0.0,
+                         nesterovs_momentum=False, learning_rate="constant", max_iter=10,
+                         n_iter_no_change=1000, tol=0.0, shuffle=True, early_stopping=False,
+                         random_state=0)
+
+
+def sklearn_peer(ds, configs, scale, halving: bool) -> dict:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    X = np.concatenate([ds.X_train, ds.X_val])
+    y = np.concatenate([ds.y_train, ds.y_val])
+    split = PredefinedSplit(np.r_[np.full(len(ds.X_train), -1), np.zeros(len(ds.X_val), int)])
+    grid = [{"hidden_layer_sizes": [(c["hidden_size"],)], "learning_rate_init": [c["learning_rate"]],
+             "alpha": [c["l2"] * 256]} for c in configs]
+    if halving:
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV
+        search_cv = HalvingGridSearchCV(sklearn_estimator(), grid, cv=split, factor=3, n_jobs=os.cpu_count(),
+                                        refit=False, random_state=0)
+    else:
+        search_cv = GridSearchCV(sklearn_estimator(), grid, cv=split, n_jobs=os.cpu_count(), refit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        search_cv.fit(X, y)
+        search_s = time.perf_counter() - t0
+        p = search_cv.best_params_
+        t1 = time.perf_counter()
+        est = sklearn_estimator().set_params(**p).fit(ds.X_train, ds.y_train)
+        retrain_s = time.perf_counter() - t1
+    res = search_cv.cv_results_
+    if halving:  # full-data epoch equivalents: each fit trains 10 epochs on n_resources samples
+        epochs = float(np.sum(np.asarray(res["n_resources"]) * 10) / len(ds.X_train))
+    else:
+        epochs = 10.0 * len(res["params"])
+    return {"search_s": search_s * scale, "retrain_s": retrain_s, "trial_epochs": epochs * scale,
+            "best_val_accuracy": float(search_cv.best_score_),
+            "best": [p["hidden_layer_sizes"][0], p["learning_rate_init"], p["alpha"] / 256],
+            "test_accuracy": float(est.score(ds.X_test, ds.y_test)), "scaled": scale != 1.0}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", choices=["mnist-small", "fashion-mnist"], default="mnist-small")
+    ap.add_argument("--subset", type=int, default=None,
+                    help="(lr, l2) pairs per hidden size for peers 3 and 4 (default: all 35)")
+    ap.add_argument("--json", help="write the table here too")
+    args = ap.parse_args()
+    from mlp_core.data import load_dataset
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        dataset, data_dir = data_for(args.dataset, tmp)
+        ds = load_dataset(dataset, data_dir, 0.2, 0)
+        print(f"{args.dataset}: {len(ds.X_train)} train / {len(ds.X_val)} validation / {len(ds.X_test)} test",
+              flush=True)
+        rows["1 this tool (ASHA)"] = this_tool(dataset, data_dir, tmp, "asha", "asha")
+        print(rows, flush=True)
+        rows["2 this tool, full grid"] = full = this_tool(dataset, data_dir, tmp, "full", "none")
+        print(rows, flush=True)
+        configs, scale = grid_subset(args.subset, tuple(full["best"][1:]) if args.subset else None)
+        rows["3 original: float64, sequential"] = original(ds, configs, scale)
+        print(rows, flush=True)
+        rows["4 GridSearchCV"] = sklearn_peer(ds, configs, scale, halving=False)
+        print(rows, flush=True)
+        full_configs, _ = grid_subset(None, None)
+        rows["5 HalvingGridSearchCV"] = sklearn_peer(ds, full_configs, 1.0, halving=True)
+    ours = rows["1 this tool (ASHA)"]["search_s"] + rows["1 this tool (ASHA)"]["retrain_s"]
+    print(f"\n| peer | search s | retrain s | total s | × this tool | trial-epochs | best val. acc. "
+          f"| chosen (H, lr, L2) | test acc. of retrained best |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        total = r["search_s"] + r["retrain_s"]
+        mark = " (scaled)" if r["scaled"] else ""
+        print(f"| {name} | {r['search_s']:.0f}{mark} | {r['retrain_s']:.0f} | {total:.0f} | {total / ours:.1f} "
+              f"| {r['trial_epochs']:.0f}{mark} | {100 * r['best_val_accuracy']:.2f}% "
+              f"| {r['best'][0]}, {r['best'][1]:g}, {r['best'][2]:g} | {100 * r['test_accuracy']:.2f}% |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
