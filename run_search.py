@@ -32,47 +32,24 @@ class Parser(argparse.ArgumentParser):
 
 
 # --- value checks, run before anything starts ----------------------------------------------------
-def _positive_int(flag):
+def _number(kind, ok, requirement):
+    """An argparse type: parse with `kind` (int or float), then require `ok(value)`."""
     def parse(text):
         try:
-            v = int(text)
+            v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{v} must be a positive integer")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"{text} {requirement}")
         return v
-    parse.__name__ = flag
     return parse
 
 
-def _non_negative_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be zero or positive")
-    return v
-
-
-def _fraction(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(v) and 0 < v < 1):
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
-    return v
-
-
-def _momentum(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(v) and 0 <= v < 1):
-        raise argparse.ArgumentTypeError(f"{text} must be in [0, 1)")
-    return v
+_positive_int = _number(int, lambda v: v >= 1, "must be a positive integer")
+_non_negative_int = _number(int, lambda v: v >= 0, "must be zero or positive")
+_fraction = _number(float, lambda v: 0 < v < 1, "must be between 0 and 1")
+_momentum = _number(float, lambda v: 0 <= v < 1, "must be in [0, 1)")
 
 
 def _list(kind):
@@ -105,16 +82,16 @@ def build_parser() -> Parser:
     r.add_argument("--lr", type=_list("lr"), help="learning rates (default: 0.0001,0.0005,0.001,"
                                                   "0.005,0.01,0.05,0.1)")
     r.add_argument("--l2", type=_list("l2"), help="L2 strengths (default: 0.001,0.005,0.01,0.05,0.1)")
-    r.add_argument("--epochs", type=_positive_int("--epochs"), help="most epochs a trial runs (default: 10)")
-    r.add_argument("--batch-size", type=_positive_int("--batch-size"), help="default: 256")
+    r.add_argument("--epochs", type=_positive_int, help="most epochs a trial runs (default: 10)")
+    r.add_argument("--batch-size", type=_positive_int, help="default: 256")
     r.add_argument("--seed", type=_non_negative_int, help="seeds the split, the order and every trial (default: 0)")
     r.add_argument("--val-fraction", type=_fraction, help="share of the training set held out (default: 0.2)")
     r.add_argument("--momentum", type=_momentum, help="SGD momentum (default: 0, plain SGD)")
     r.add_argument("--scheduler", choices=["asha", "none"], default=None,
                    help="asha: stop weak trials early (default); none: every trial runs all epochs")
-    r.add_argument("--reduction-factor", type=_positive_int("--reduction-factor"),
+    r.add_argument("--reduction-factor", type=_positive_int,
                    help="ASHA keeps about 1 in this many trials at each rung (default: 3)")
-    r.add_argument("--cpus-per-trial", type=_positive_int("--cpus-per-trial"), default=1,
+    r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
                    help="CPUs (and BLAS threads) per trial (default: 1)")
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
                    help="most trials at once (default: 0, as many as the CPUs allow)")
@@ -129,13 +106,13 @@ def build_parser() -> Parser:
     t = sub.add_parser("retrain", help="retrain a run's best (or chosen) configuration and export it")
     t.add_argument("run_dir")
     t.add_argument("--trial", help="trial id to retrain (default: best validation accuracy)")
-    t.add_argument("--seeds", type=_positive_int("--seeds"), default=1,
+    t.add_argument("--seeds", type=_positive_int, default=1,
                    help="retrain with this many seeds and report mean ± std of test accuracy")
     t.add_argument("--data-dir", help="where the dataset is now, if it moved")
 
     s = sub.add_parser("show", help="the top trials of a run, or a pivot")
     s.add_argument("run_dir")
-    s.add_argument("--top", type=_positive_int("--top"), default=10)
+    s.add_argument("--top", type=_positive_int, default=10)
     s.add_argument("--sort", default="val_accuracy", help="column to rank by (default: val_accuracy)")
     s.add_argument("--pivot", action="store_true", help="best val_accuracy over learning_rate x l2 per hidden_size")
     s.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
@@ -183,7 +160,9 @@ def cmd_run(args) -> int:
                                f"({getattr(spec, k)}); leave it out to resume", EXIT_USAGE)
         if args.data_dir:
             spec.data_dir = args.data_dir
-        if args.storage and args.storage != spec.storage:
+        storage = args.storage and (args.storage if "://" in args.storage
+                                    else str(Path(args.storage).expanduser().resolve()))
+        if storage and storage != spec.storage:
             raise CliError(f"--storage: {args.storage} differs from the sweep being resumed "
                            f"({spec.storage}); leave it out to resume", EXIT_USAGE)
     else:
@@ -258,6 +237,8 @@ def format_table(df, fmt: str) -> str:
     if fmt == "json":
         return df.to_json(orient="records", indent=2)
     shown = df.copy()
+    if "node_id" in shown:  # 56 hex digits; the first 8 tell nodes apart on screen
+        shown["node_id"] = shown["node_id"].astype(str).str[:8]
     for c in shown.columns:
         if shown[c].dtype.kind == "f":
             shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.4g}")

@@ -20,22 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from cluster_util import LocalCluster, cluster_env  # noqa: E402
+from conftest import write_small_mnist  # noqa: E402
 
 GRID = ["--hidden", "128,256", "--lr", "0.001,0.005,0.01,0.05,0.1", "--l2", "0.001,0.01",
         "--epochs", "4", "--scheduler", "none", "--no-retrain"]
-
-
-def small_mnist(tmp: Path) -> Path:
-    from conftest import MNIST_DIR, write_idx
-    from mlp_core.data import read_idx_pair
-    X, y = read_idx_pair(MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
-    d = tmp / "mnist-small"
-    d.mkdir()
-    write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
-    write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
-    write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
-    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
-    return d
 
 
 def sweep(address: str, data: list[str], out: Path, name: str) -> tuple[float, int, int]:
@@ -62,7 +50,7 @@ def main():
             data = ["--dataset", args.dataset, "--data-dir", args.data_dir]
             what = f"{args.dataset} from {args.data_dir}"
         else:
-            data = ["--data-dir", str(small_mnist(tmp))]
+            data = ["--data-dir", str(write_small_mnist(tmp / "mnist-small"))]
             what = "MNIST test set split 8,000 / 2,000"
         print(f"data: {what}; grid: {' '.join(GRID)}")
         rows = []

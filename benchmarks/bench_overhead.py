@@ -27,24 +27,16 @@ def noop(config, X_train=None, y_train=None, X_val=None, y_val=None, finished=fr
 
 def main():
     argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
+    from search.sweep import SweepSpec, run_folder, run_sweep, start_ray  # sets Ray's env first
     import ray
-    from mlp_core.data import read_idx_pair
-    from search.sweep import SweepSpec, run_folder, run_sweep
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import MNIST_DIR, write_idx
+    from conftest import write_small_mnist
 
-    X, y = read_idx_pair(MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
     with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp) / "data"
-        d.mkdir()
-        write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
-        write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
-        write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
-        write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
+        d = write_small_mnist(Path(tmp) / "data")
         t0 = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False)
+        start_ray(None, verbose=False, num_cpus=os.cpu_count())
         t_ray = time.perf_counter() - t0
         spec = SweepSpec(data_dir=str(d), scheduler="none", epochs=1)
         t1 = time.perf_counter()

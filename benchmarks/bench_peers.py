@@ -46,15 +46,8 @@ def data_for(name: str, tmp: Path) -> tuple[str, str]:
     """(dataset, data_dir) for the tool, writing the 8,000 / 2,000 MNIST split if asked."""
     if name == "fashion-mnist":
         return "fashion-mnist", "/usr/share/datasets/fashion-mnist"
-    from conftest import MNIST_DIR, write_idx
-    from mlp_core.data import read_idx_pair
-    X, y = read_idx_pair(MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
-    d = tmp / "mnist-small"
-    d.mkdir()
-    write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
-    write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
-    write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
-    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
+    from conftest import write_small_mnist
+    d = write_small_mnist(tmp / "mnist-small")
     return "mnist", str(d)
 
 

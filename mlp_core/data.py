@@ -8,7 +8,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write
 
 IMAGE_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABEL_MAGIC = 0x00000801  # unsigned byte, 1 dimension
@@ -245,16 +246,8 @@ def download_file(spec: FileSpec, mirrors: tuple[str, ...], dest_dir: Path,
             failures.append(f"{url}: SHA-256 mismatch, download rejected")
             continue
         dest_dir.mkdir(parents=True, exist_ok=True)  # only once there is something verified to keep
-        fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix="." + spec.name, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(target) as f:
+            f.write(raw)
         return target
     raise DataError(f"could not download {spec.name}.gz: " + "; ".join(failures))
 

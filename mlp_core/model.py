@@ -11,14 +11,14 @@ losses (train_loss, val_loss, test_loss) are the cross-entropy alone, so they co
 """
 from __future__ import annotations
 
-import io
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write
 
 N_IN = 784
 N_OUT = 10
@@ -133,15 +133,9 @@ def save_params(path: str | os.PathLike, params: Params) -> None:
     """Write W1, b1, W2, b2 (float32) to an .npz, atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.ascontiguousarray(v, dtype=np.float32)
-                           for k, v in params.as_dict().items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **{k: np.ascontiguousarray(v, dtype=np.float32)
+                       for k, v in params.as_dict().items()})
 
 
 def params_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> Params:
@@ -183,8 +177,3 @@ def load_params(path: str | os.PathLike) -> Params:
         raise ModelFileError(f"{path}: not a readable .npz file ({e})") from None
     return params_from_arrays(arrays, str(path))
 
-
-def params_to_bytes(params: Params) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **params.as_dict())
-    return buf.getvalue()

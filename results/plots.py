@@ -67,7 +67,7 @@ def plot_weights(params: Params, layer: int) -> Figure:
         ax.set_title(f"{name}: {'weights' if name.startswith('W') else 'biases'}")
         ax.set_xlabel("value")
         ax.set_ylabel("count")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.suptitle(f"Layer fc{layer} parameters")
     return fig
 

@@ -10,6 +10,8 @@ import html
 import json
 from pathlib import Path
 
+from mlp_core.files import atomic_write
+
 from . import table as T
 from .export import MODEL_JSON
 from .retrain import BEST_DIR, PLOTS_DIR
@@ -68,7 +70,6 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {esc(run_dir.name)}</title>"
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
     out = run_dir / "report.html"
-    tmp = out.with_name(".report.html.part")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(out)
+    with atomic_write(out, "w", encoding="utf-8") as f:
+        f.write(doc)
     return out

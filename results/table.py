@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mlp_core.files import atomic_write
 from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY,
                             VAL_LOSS)
 
@@ -45,30 +45,14 @@ class RunError(Exception):
 
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a CSV so that readers only ever see the old file or the complete new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", newline="") as f:
+        df.to_csv(f, index=False)
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFrame,
@@ -174,9 +158,10 @@ def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
     which way to extend it. Empty when it is inside on every axis (or the axis had one value)."""
     best = best_trial(results)
     flags = {HIDDEN_SIZE: "--hidden", LEARNING_RATE: "--lr", L2: "--l2"}
+    sweep_keys = {HIDDEN_SIZE: "hidden", LEARNING_RATE: "lr", L2: "l2"}  # as in sweep.json
     notes = []
     for hp in HYPERPARAMETERS:
-        values = sorted(set((sweep or {}).get(hp, []) or results[hp].tolist()))
+        values = sorted(set((sweep or {}).get(sweep_keys[hp]) or results[hp].tolist()))
         if len(values) < 2:
             continue
         v = best[hp]

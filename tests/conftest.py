@@ -20,6 +20,19 @@ def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) 
     return path
 
 
+def write_small_mnist(d: Path) -> Path:
+    """The real MNIST test set split 8,000 / 2,000, written into `d` in the canonical four-file
+    layout (the 8,000 as the training files): a small real dataset for the CLI."""
+    from mlp_core.data import read_idx_pair
+    X, y = read_idx_pair(MNIST_DIR / "t10k-images-idx3-ubyte.gz", MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    d.mkdir(parents=True, exist_ok=True)
+    write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
+    write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
+    write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
+    return d
+
+
 @pytest.fixture(scope="session")
 def mnist_t10k():
     from mlp_core.data import read_idx_pair
@@ -40,10 +53,4 @@ def small_dataset(mnist_t10k):
 @pytest.fixture(scope="session")
 def small_data_dir(tmp_path_factory, mnist_t10k):
     """A data directory in the canonical four-file layout holding the 8,000 / 2,000 split."""
-    X, y = mnist_t10k
-    d = tmp_path_factory.mktemp("mnist-small")
-    write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
-    write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
-    write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
-    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
-    return d
+    return write_small_mnist(tmp_path_factory.mktemp("mnist-small"))

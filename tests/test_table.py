@@ -79,7 +79,7 @@ def test_edge_advice():
     assert any("learning_rate (0.1) is the largest" in n and "--lr upward (e.g. 1)" in n for n in notes)
     assert any("l2 (0.001) is the smallest" in n and "--l2 downward (e.g. 0.0001)" in n for n in notes)
     # surround the best on every axis: nothing to say
-    sweep = {"hidden_size": [64, 128, 256], "learning_rate": [0.01, 0.1, 1.0], "l2": [0.0, 0.001, 0.01]}
+    sweep = {"hidden": [64, 128, 256], "lr": [0.01, 0.1, 1.0], "l2": [0.0, 0.001, 0.01]}  # sweep.json
     assert T.edge_advice(r, sweep) == []
 
 
