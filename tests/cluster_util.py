@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procs import processes, with_descendants
+
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -82,26 +84,10 @@ class LocalCluster:
 
     def pids(self) -> list[int]:
         """Processes of this cluster: those whose command line names its temporary folder or
-        its session, and their descendants (workers)."""
-        marker = str(self.temp).encode()
-        own, parent = set(), {}
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                cmd = (d / "cmdline").read_bytes()
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            parent[int(d.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-            if marker in cmd:
-                own.add(int(d.name))
-        grown = True
-        while grown:  # add children of cluster processes (raylet -> workers)
-            new = {p for p, pp in parent.items() if pp in own and p not in own}
-            own |= new
-            grown = bool(new)
-        return sorted(own)
+        its session, and their descendants (workers, agents)."""
+        procs = processes()
+        own = {p.pid for p in procs if str(self.temp) in p.cmdline}
+        return sorted(with_descendants(own, procs))
 
     def stop(self):
         for _ in range(3):

@@ -41,8 +41,9 @@ def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
         started = set(cluster.pids())
         assert len(started) >= 4  # two raylets, GCS, workers...
         r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir,
-                "--out", tmp_path, "--name", "c", "--hidden", "64,128", "--lr", "0.01,0.1",
-                "--l2", "0.001,0.01", "--epochs", "3", "--scheduler", "none", "--no-retrain",
+                # trials long enough (a few seconds in all) for the second node's worker to start
+                "--out", tmp_path, "--name", "c", "--hidden", "512,1024", "--lr", "0.01,0.1",
+                "--l2", "0.001,0.01", "--epochs", "6", "--scheduler", "none", "--no-retrain",
                 env_extra=cluster_env())
         assert r.returncode == 0, r.stderr
         results = pd.read_csv(tmp_path / "c" / "results.csv")

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
+from procs import processes
 from test_cli import cli, dead_url
 
 pytestmark = pytest.mark.slow
@@ -22,24 +23,11 @@ pytestmark = pytest.mark.slow
 def session_pids(sid: int) -> list[int]:
     """Processes of session `sid` (the driver started with start_new_session=True: its Ray
     processes stay in its session even after the driver dies)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[3]) == sid:  # fields after "(comm)": state ppid pgrp session ...
-                pids.append(int(d.name))
-    return pids
+    return [p.pid for p in processes() if p.sid == sid]
 
 
 def cmdline(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+    return next((p.cmdline for p in processes() if p.pid == pid), "")
 
 
 def kill_session(sid: int) -> None:

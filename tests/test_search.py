@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from procs import processes
 from search.sweep import SweepError, SweepSpec, run_folder, run_sweep, start_ray
 
 pytestmark = pytest.mark.slow
@@ -43,17 +44,8 @@ def listening_sockets_of(pids: set[int]) -> list[str]:
 
 
 def ray_pids() -> set[int]:
-    pids = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"ray" in cmd and (b"gcs_server" in cmd or b"raylet" in cmd or b"ray::" in cmd
-                                  or b"ray/dashboard" in cmd or b"ray/_private" in cmd):
-                pids.add(int(d.name))
-    return pids | {os.getpid()}
+    ray_markers = ("gcs_server", "raylet", "ray::", "ray/dashboard", "ray/_private")
+    return {p.pid for p in processes() if any(m in p.cmdline for m in ray_markers)} | {os.getpid()}
 
 
 def test_local_ray_listens_on_loopback_only(ray_local):
