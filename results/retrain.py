@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlp_core.data import N_CLASSES, DataError, load_dataset
-from mlp_core.model import Params, evaluate, forward, predict_proba
+from mlp_core.model import Params, cross_entropy, evaluate, forward, predict_proba
 from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
                             VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
 
@@ -163,8 +163,10 @@ def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: 
     params, meta = load_model(model_dir)
     name = dataset or (meta.get("dataset") or {}).get("name") or "mnist"
     data = load_dataset(name, data_dir, val_fraction=0.0)
-    loss, acc = evaluate(params, data.X_test, data.y_test)
-    pred = forward(params, data.X_test).argmax(axis=1)
+    logits = forward(params, data.X_test)  # one pass serves loss, accuracy and the matrix
+    loss = cross_entropy(logits, data.y_test)
+    pred = logits.argmax(axis=1)
+    acc = float(np.mean(pred == data.y_test))
     cm = confusion_matrix(data.y_test, pred)
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     model_dir = Path(model_dir)

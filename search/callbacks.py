@@ -43,9 +43,8 @@ class RunRecorder(Callback):
         self.run_dir = Path(run_dir)
         self.epochs = epochs
         self.stopped_early = stopped_early if stopped_early is not None else set()
-        self.history: dict[tuple[str, int], dict] = {}
+        self.history: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> history row
         self.rows: dict[str, dict] = {}  # finished trials only
-        self.configs: dict[str, dict] = {}
         self.nodes: dict[str, str] = {}
         self.threads: dict[str, int] = {}
         self.diverged: set[str] = set()
@@ -58,7 +57,7 @@ class RunRecorder(Callback):
     def _load_existing(self):
         if (self.run_dir / T.HISTORY_FILE).exists():
             for r in T.load_history(self.run_dir).to_dict("records"):
-                self.history[(str(r[T.TRIAL_ID]), int(r[EPOCH]))] = r
+                self.history.setdefault(str(r[T.TRIAL_ID]), {})[int(r[EPOCH])] = r
         if (self.run_dir / T.RESULTS_FILE).exists():
             for r in T.load_results(self.run_dir).to_dict("records"):
                 if r[T.STATUS] != T.ERROR:  # a resume retries errored trials
@@ -76,7 +75,6 @@ class RunRecorder(Callback):
         tid = trial.trial_id
         if tid in self.rows or EPOCH not in result:
             return
-        self.configs[tid] = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         self.nodes[tid] = result.get(NODE_ID, "")
         self.threads[tid] = result.get(BLAS_THREADS)
         epoch = int(result[EPOCH])
@@ -84,9 +82,10 @@ class RunRecorder(Callback):
         row[T.TRIAL_ID] = tid
         # A trial restored from an older checkpoint replays epochs: later ones recorded before
         # belong to the abandoned attempt.
-        for key in [k for k in self.history if k[0] == tid and k[1] > epoch]:
-            del self.history[key]
-        self.history[(tid, epoch)] = row
+        epochs = self.history.setdefault(tid, {})
+        for later in [e for e in epochs if e > epoch]:
+            del epochs[later]
+        epochs[epoch] = row
         if result.get(DIVERGED):
             self.diverged.add(tid)
         if time.monotonic() - self._last_write > self.WRITE_EVERY_S:
@@ -110,7 +109,7 @@ class RunRecorder(Callback):
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _final_status(self, tid: str) -> str | None:
-        done = max((e for (t, e) in self.history if t == tid), default=0)
+        done = max(self.history.get(tid, {}), default=0)
         if tid in self.diverged:
             return T.DIVERGED
         if done >= self.epochs:
@@ -121,16 +120,16 @@ class RunRecorder(Callback):
 
     def _finish(self, trial, status: str):
         tid = trial.trial_id
-        config = self.configs.get(tid) or {k: trial.config[k] for k in T.HYPERPARAMETERS}
-        hist = pd.DataFrame([r for (t, _), r in self.history.items() if t == tid],
-                            columns=T.HISTORY_COLUMNS)
+        config = {k: trial.config[k] for k in T.HYPERPARAMETERS}
+        hist = pd.DataFrame(list(self.history.get(tid, {}).values()), columns=T.HISTORY_COLUMNS)
         self.rows[tid] = T.summarise_trial(tid, config, status, hist, self.nodes.get(tid),
                                            self.threads.get(tid))
         self.write()
 
     def write(self):
         self._last_write = time.monotonic()
-        T.write_csv_atomic(T.history_frame(list(self.history.values())), self.run_dir / T.HISTORY_FILE)
+        rows = [r for epochs in self.history.values() for r in epochs.values()]
+        T.write_csv_atomic(T.history_frame(rows), self.run_dir / T.HISTORY_FILE)
         T.write_csv_atomic(T.results_frame(list(self.rows.values())), self.run_dir / T.RESULTS_FILE)
 
 
@@ -157,8 +156,8 @@ class Progress(Callback):
         stopped = sum(r[T.STATUS] == T.STOPPED_EARLY for r in rows)
         diverged = sum(r[T.STATUS] == T.DIVERGED for r in rows)
         errors = sum(r[T.STATUS] == T.ERROR for r in rows)
-        best = max((r[VAL_ACCURACY] for r in self.recorder.history.values()
-                    if isinstance(r[VAL_ACCURACY], float) and math.isfinite(r[VAL_ACCURACY])),
+        best = max((r[VAL_ACCURACY] for epochs in self.recorder.history.values()
+                    for r in epochs.values() if isinstance(r[VAL_ACCURACY], float) and math.isfinite(r[VAL_ACCURACY])),
                    default=None)
         elapsed = time.monotonic() - self.t0
         new = done - self.done_at_start

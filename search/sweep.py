@@ -311,7 +311,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         STOPPED_EARLY.clear()
         recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
         PRIOR_RESULTS.clear()
-        PRIOR_RESULTS.update({k: float(r[VAL_ACCURACY]) for k, r in recorder.history.items()})
+        PRIOR_RESULTS.update({(tid, e): float(r[VAL_ACCURACY])
+                              for tid, epochs in recorder.history.items() for e, r in epochs.items()})
         progress = Progress(recorder, len(configs), stream=stream)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images"
