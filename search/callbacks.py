@@ -17,7 +17,7 @@ from ray.tune import Callback
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY
 from results import table as T
 
-from .trainable import BLAS_THREADS, NODE_ID
+from .trainable import BLAS_THREADS, NODE_ID, STATE_FILE
 
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
@@ -125,12 +125,27 @@ class RunRecorder(Callback):
         self.rows[tid] = T.summarise_trial(tid, config, status, hist, self.nodes.get(tid),
                                            self.threads.get(tid))
         self.write()
+        drop_checkpoint_weights(trial)
 
     def write(self):
         self._last_write = time.monotonic()
         rows = [r for epochs in self.history.values() for r in epochs.values()]
         T.write_csv_atomic(T.history_frame(rows), self.run_dir / T.HISTORY_FILE)
         T.write_csv_atomic(T.results_frame(list(self.rows.values())), self.run_dir / T.RESULTS_FILE)
+
+
+def drop_checkpoint_weights(trial) -> None:
+    """Free a finished trial's checkpoint weights, keeping the (now tiny) checkpoint folders.
+
+    Tune keeps every checkpoint (no num_to_keep): with num_to_keep, a checkpoint named by the last
+    experiment snapshot can be deleted before the next snapshot lands, and a resume after the
+    driver is killed then fails to restore that trial. A finished trial is never trained again
+    (it is in results.csv), so its weights can go; its folders stay so that a stale snapshot
+    still restores and the trial returns at once. Local storage only; remote storage keeps all."""
+    path = Path(trial.path or "")
+    if trial.path and path.is_dir():
+        for state in path.glob(f"checkpoint_*/{STATE_FILE}"):
+            state.unlink(missing_ok=True)
 
 
 class Progress(Callback):

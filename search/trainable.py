@@ -35,7 +35,10 @@ def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
     if checkpoint is None:
         return None, None
     with checkpoint.as_directory() as d:
-        with np.load(os.path.join(d, STATE_FILE), allow_pickle=False) as npz:
+        path = os.path.join(d, STATE_FILE)
+        if not os.path.exists(path):  # weights dropped when the trial finished: start afresh
+            return None, None
+        with np.load(path, allow_pickle=False) as npz:
             state = {k: npz[k] for k in npz.files}
     last = json.loads(str(state["last_metrics"])) if "last_metrics" in state else None
     return Trainer.from_state(config, state), last
