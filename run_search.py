@@ -90,7 +90,7 @@ def build_parser() -> Parser:
     r.add_argument("--scheduler", choices=["asha", "none"], default=None,
                    help="asha: stop weak trials early (default); none: every trial runs all epochs")
     r.add_argument("--reduction-factor", type=_positive_int,
-                   help="ASHA keeps about 1 in this many trials at each rung (default: 3)")
+                   help="ASHA keeps about 1 in this many trials at each rung (default: 4)")
     r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
                    help="CPUs (and BLAS threads) per trial (default: 1)")
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
@@ -132,7 +132,7 @@ def build_parser() -> Parser:
 # --- commands ------------------------------------------------------------------------------------
 RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epochs": 10,
                 "batch_size": 256, "seed": 0, "val_fraction": 0.2, "momentum": 0.0,
-                "scheduler": "asha", "reduction_factor": 3}
+                "scheduler": "asha", "reduction_factor": 4}
 
 
 def cmd_run(args) -> int:

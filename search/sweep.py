@@ -61,7 +61,7 @@ class SweepSpec:
     val_fraction: float = 0.2
     momentum: float = 0.0
     scheduler: str = "asha"
-    reduction_factor: int = 3
+    reduction_factor: int = 4
     grace_period: int = 1
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
