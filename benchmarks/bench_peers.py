@@ -5,6 +5,7 @@ accuracy, test accuracy of the retrained best, and each peer's time as a ratio t
 Leaves out correctness (the tests). Usage:
     python benchmarks/bench_peers.py --dataset mnist-small            # every peer on the full grid
     python benchmarks/bench_peers.py --dataset fashion-mnist --subset 2
+    python benchmarks/bench_peers.py --dataset fashion-mnist --subset 2 --peers 1,4 --best-pair 0.1,0.001
 Peers: (1) this tool, defaults (ASHA); (2) this tool, --scheduler none; (3) the original
 exercise, float64 NumPy, one trial after another (original_exercise.py); (4) scikit-learn
 GridSearchCV over MLPClassifier(solver="sgd", batch_size=256, momentum=0); (5) scikit-learn
@@ -149,8 +150,17 @@ def main():
     ap.add_argument("--dataset", choices=["mnist-small", "fashion-mnist"], default="mnist-small")
     ap.add_argument("--subset", type=int, default=None,
                     help="(lr, l2) pairs per hidden size for peers 3 and 4 (default: all 35)")
+    ap.add_argument("--peers", default="1,2,3,4,5",
+                    help="which peers to run, comma-separated (default: all five; peer 1 is the reference)")
+    ap.add_argument("--best-pair", help="LR,L2 to include in the --subset when peer 2 is not run "
+                                        "(the full grid's best pair from an earlier run)")
     ap.add_argument("--json", help="write the table here too")
     args = ap.parse_args()
+    peers = {int(p) for p in args.peers.split(",")}
+    if 1 not in peers or not peers <= {1, 2, 3, 4, 5}:
+        ap.error("--peers: a subset of 1,2,3,4,5 that includes 1")
+    if args.subset and 2 not in peers and not args.best_pair and peers & {3, 4}:
+        ap.error("--subset without peer 2 needs --best-pair LR,L2")
     from mlp_core.data import load_dataset
 
     rows = {}
@@ -162,15 +172,21 @@ def main():
               flush=True)
         rows["1 this tool (ASHA)"] = this_tool(dataset, data_dir, tmp, "asha", "asha")
         print(rows, flush=True)
-        rows["2 this tool, full grid"] = full = this_tool(dataset, data_dir, tmp, "full", "none")
-        print(rows, flush=True)
-        configs, scale = grid_subset(args.subset, tuple(full["best"][1:]) if args.subset else None)
-        rows["3 original: float64, sequential"] = original(ds, configs, scale)
-        print(rows, flush=True)
-        rows["4 GridSearchCV"] = sklearn_peer(ds, configs, scale, halving=False)
-        print(rows, flush=True)
-        full_configs, _ = grid_subset(None, None)
-        rows["5 HalvingGridSearchCV"] = sklearn_peer(ds, full_configs, 1.0, halving=True)
+        best_pair = tuple(float(v) for v in args.best_pair.split(",")) if args.best_pair else None
+        if 2 in peers:
+            rows["2 this tool, full grid"] = full = this_tool(dataset, data_dir, tmp, "full", "none")
+            print(rows, flush=True)
+            best_pair = tuple(full["best"][1:])
+        configs, scale = grid_subset(args.subset, best_pair if args.subset else None)
+        if 3 in peers:
+            rows["3 original: float64, sequential"] = original(ds, configs, scale)
+            print(rows, flush=True)
+        if 4 in peers:
+            rows["4 GridSearchCV"] = sklearn_peer(ds, configs, scale, halving=False)
+            print(rows, flush=True)
+        if 5 in peers:
+            full_configs, _ = grid_subset(None, None)
+            rows["5 HalvingGridSearchCV"] = sklearn_peer(ds, full_configs, 1.0, halving=True)
     ours = rows["1 this tool (ASHA)"]["search_s"] + rows["1 this tool (ASHA)"]["retrain_s"]
     print(f"\n| peer | search s | retrain s | total s | × this tool | trial-epochs | best val. acc. "
           f"| chosen (H, lr, L2) | test acc. of retrained best |")
