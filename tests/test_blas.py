@@ -85,3 +85,24 @@ def test_step_accepts_a_non_contiguous_batch():
     a.step(X, y)
     b.step(np.asfortranarray(X), y)
     np.testing.assert_array_equal(a.params.W1, b.params.W1)
+
+
+@needs_blas
+def test_the_update_runs_in_the_library_whose_threads_the_trials_limit():
+    # The trial limits BLAS threads with threadpoolctl, which acts on the libraries NumPy loaded.
+    # The ctypes handle must be that same library, or the update would use every core.
+    import ctypes
+
+    from threadpoolctl import threadpool_limits
+
+    from mlp_core.blas import _numpy_blas_libraries
+
+    lib = ctypes.CDLL(_numpy_blas_libraries()[0])
+    get = getattr(lib, "scipy_openblas_get_num_threads64_", None) or lib.scipy_openblas_get_num_threads
+    get.restype = ctypes.c_int
+    from threadpoolctl import threadpool_info
+
+    reported = [p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"]
+    assert get() in reported
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert get() == 1
