@@ -34,7 +34,7 @@ SWEEP_FILE = "sweep.json"
 BLAS_THREADS = "blas_threads"
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
                    VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS]
-ENDED_AT = "ended_at"
+ENDED_AT = "ended_at"  # wall-clock time (Unix seconds) at which the epoch ended
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S,
                    ENDED_AT]
 

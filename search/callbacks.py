@@ -17,7 +17,7 @@ from ray.tune import Callback
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY
 from results import table as T
 
-from .trainable import BLAS_THREADS, NODE_ID, STATE_FILE
+from .trainable import STATE_FILE
 
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
@@ -75,8 +75,8 @@ class RunRecorder(Callback):
         tid = trial.trial_id
         if tid in self.rows or EPOCH not in result:
             return
-        self.nodes[tid] = result.get(NODE_ID, "")
-        self.threads[tid] = result.get(BLAS_THREADS)
+        self.nodes[tid] = result.get(T.NODE_ID, "")
+        self.threads[tid] = result.get(T.BLAS_THREADS)
         epoch = int(result[EPOCH])
         row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
         row[T.TRIAL_ID] = tid

@@ -16,12 +16,10 @@ from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.train import DIVERGED, TrainConfig, Trainer, train
+from results.table import BLAS_THREADS, ENDED_AT, NODE_ID  # the columns these metrics fill
 
 STATE_FILE = "state.npz"
-NODE_ID = "node_id"
-BLAS_THREADS = "blas_threads"
 CPUS_PER_TRIAL = "cpus_per_trial"
-ENDED_AT = "ended_at"  # wall-clock time (Unix seconds) at which the epoch ended
 
 
 def blas_threads() -> int:
