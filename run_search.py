@@ -139,7 +139,8 @@ def cmd_run(args) -> int:
     if args.address:  # before Ray is imported: search.sweep keys its settings on it
         os.environ["RAY_ADDRESS"] = args.address
     from search import space
-    from search.sweep import SweepError, SweepSpec, default_name, run_folder, run_sweep
+    from search.sweep import (SweepError, SweepSpec, absolute_storage, default_name, run_folder,
+                              run_sweep)
 
     if args.resume and not args.name:
         raise CliError("--resume needs --name: the run folder OUT/NAME to continue", EXIT_USAGE)
@@ -160,8 +161,7 @@ def cmd_run(args) -> int:
                                f"({getattr(spec, k)}); leave it out to resume", EXIT_USAGE)
         if args.data_dir:
             spec.data_dir = args.data_dir
-        storage = args.storage and (args.storage if "://" in args.storage
-                                    else str(Path(args.storage).expanduser().resolve()))
+        storage = absolute_storage(args.storage)
         if storage and storage != spec.storage:
             raise CliError(f"--storage: {args.storage} differs from the sweep being resumed "
                            f"({spec.storage}); leave it out to resume", EXIT_USAGE)

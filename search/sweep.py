@@ -127,6 +127,13 @@ def run_folder(out: str, name: str) -> Path:
     return Path(out).expanduser().resolve() / name
 
 
+def absolute_storage(storage: str | None) -> str | None:
+    """--storage as Tune must get it: a URI unchanged, a path made absolute (trials chdir)."""
+    if storage and "://" not in storage:
+        return str(Path(storage).expanduser().resolve())
+    return storage
+
+
 def tune_location(run_dir: Path, storage: str | None) -> tuple[str, str]:
     """(storage_path, experiment name) for Tune: RUN_DIR/tune by default, STORAGE/NAME with
     --storage (a path every node shares, or a URI such as s3://bucket/prefix)."""
@@ -278,8 +285,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     stream = stream or sys.stderr
     t0 = time.monotonic()
     spec.validate()
-    if spec.storage and "://" not in spec.storage:
-        spec.storage = str(Path(spec.storage).expanduser().resolve())  # trials chdir: never relative
+    spec.storage = absolute_storage(spec.storage)
     check_run_folder(run_dir, resume, spec.storage)
     # Everything that can fail on bad input fails here, before the run folder or Ray exist.
     data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
