@@ -163,8 +163,8 @@ class Trainer:
         np.matmul(logits, p.W2.T, out=dA1)  # (b, H)
         dA1 *= mask
         db1 = dA1.sum(axis=0)
-        decay = np.float32(1.0) - lr * l2
         if self.velocity is None:
+            decay = np.float32(1.0) - lr * l2
             # W <- W - lr * (dW + l2 * W) = (1 - lr * l2) * W - lr * dW; biases are not decayed.
             # For W1 that is one SGEMM with beta = 1 - lr * l2 and alpha = -1 where the BLAS
             # call is available (mlp_core/blas.py): no temporary and no extra pass over W1.
