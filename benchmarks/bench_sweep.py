@@ -25,6 +25,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10) + 2 * 10 + 2 * 10 + 2 * 784  # 3196
 
 
+def timeline(run_dir: str | Path, n_train: int, n_val: int) -> dict:
+    """What history.csv says about a finished run: how busy the trial slots were between the
+    first epoch's start and the last epoch's end, the time between two epochs of a trial, and
+    the median epoch's rate per hidden size (GFLOP/s, training FLOPs only and with validation)."""
+    from results import table as T
+    history = T.load_history(run_dir).merge(
+        T.load_results(run_dir)[[T.TRIAL_ID, T.HIDDEN_SIZE]], on=T.TRIAL_ID)
+    history = history.sort_values([T.TRIAL_ID, "epoch"])
+    start = history[T.ENDED_AT] - history["time_s"]
+    span = float(history[T.ENDED_AT].max() - start.min())
+    gaps = (history.groupby(T.TRIAL_ID)[T.ENDED_AT].diff() - history["time_s"]).dropna()
+    median = history.groupby(T.HIDDEN_SIZE)["time_s"].median()
+    val_flops = 2 * (784 + 10) * n_val
+    return {"epochs_span_s": span, "epoch_compute_core_s": float(history["time_s"].sum()),
+            "between_epochs_ms": 1000 * float(gaps.mean()) if len(gaps) else None,
+            "gflops_per_trial_by_hidden": {
+                int(h): {"training": n_train * FLOPS_PER_IMAGE_PER_H * h / t / 1e9,
+                         "with_validation": (n_train * FLOPS_PER_IMAGE_PER_H + val_flops) * h / t / 1e9}
+                for h, t in median.items()}}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
@@ -38,7 +59,15 @@ def main():
     p.add_argument("--name", default=None)
     p.add_argument("--compare", help="a full-grid run folder: report the chosen trial's val_accuracy gap to its best")
     p.add_argument("--json", help="write the measurements here too")
+    p.add_argument("--timeline", metavar="RUN_DIR",
+                   help="only read a finished run's history.csv (busy share, gaps, rate per H) and exit")
     args = p.parse_args()
+    if args.timeline:
+        from mlp_core.data import load_dataset
+        sweep = json.loads((Path(args.timeline) / "sweep.json").read_text())
+        ds = load_dataset(sweep["dataset"], sweep["data_dir"], sweep["val_fraction"], sweep["seed"])
+        print(json.dumps(timeline(args.timeline, len(ds.X_train), len(ds.X_val)), indent=2))
+        return
 
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from gemm import all_core_gemm_rate
@@ -71,7 +100,8 @@ def main():
            "gemm_gflops_before_after": [rate_before, rate_after],
            "efficiency": flops / (wall * rate * 1e9),
            "best": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()},
-           "counts": T.counts(results), "run_dir": str(run_dir)}
+           "counts": T.counts(results), "run_dir": str(run_dir),
+           "timeline": timeline(run_dir, n_train, 60000 - n_train)}
     if args.compare:
         full = T.load_results(args.compare)
         full_best = T.best_trial(full)

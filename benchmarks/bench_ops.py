@@ -1,0 +1,130 @@
+"""Where a training step's time goes: the step timed whole beside each of its operations timed
+alone, on one BLAS thread, and the alternatives the step chose between. All in one run.
+
+Leaves out Ray and whole epochs (bench_mlp.py). Usage:
+    python benchmarks/bench_ops.py [--hidden 256] [--data-dir /usr/share/datasets/fashion-mnist]
+Times are the best of 5 repeats of a loop of calls, in microseconds per call. The operations
+alone run with warm caches, so their sum undercounts what they cost inside the step.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_mlp import training_data  # noqa: E402
+import mlp_core.train as train_mod  # noqa: E402
+from mlp_core.blas import gemm_tn_update  # noqa: E402
+from mlp_core.train import TrainConfig, Trainer  # noqa: E402
+
+B = 256
+
+
+def per_call_us(fn, calls: int = 200, repeats: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best * 1e6
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    args = p.parse_args()
+    H = args.hidden
+    X, y, source = training_data(args.data_dir, 48000)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(X))
+    batches = [order[s:s + B] for s in range(0, len(X) - B + 1, B)]
+    k = [0]
+
+    def next_idx():
+        k[0] = (k[0] + 1) % len(batches)
+        return batches[k[0]]
+
+    Xb = np.empty((B, 784), np.float32)
+    W1 = (rng.standard_normal((784, H), dtype=np.float32) * 0.05)
+    W2 = rng.standard_normal((H, 10), dtype=np.float32) * 0.05
+    b1 = np.zeros(H, np.float32)
+    Z = np.empty((B, H), np.float32)
+    dZ = rng.standard_normal((B, H), dtype=np.float32)
+    G = np.empty((784, H), np.float32)
+    L = rng.standard_normal((B, 10), dtype=np.float32)
+    out10 = np.empty((B, 10), np.float32)
+    dW2 = np.empty((H, 10), np.float32)
+    mask = np.empty((B, H), bool)
+    col = np.empty((B, 1), np.float32)
+    ones = np.ones((10, 1), np.float32)
+    rows = np.arange(B)
+    top = L.argmax(axis=1)
+    np.take(X, batches[0], axis=0, out=Xb, mode="clip")
+
+    with threadpool_limits(1):
+        cfg = TrainConfig(hidden_size=H, learning_rate=0.01, l2=0.001)
+        trainer, plain = Trainer(cfg), Trainer(cfg)
+        n = len(batches) * B
+        best = {"blas": float("inf"), "plain": float("inf")}
+        for _ in range(3):  # interleaved: the machine's speed drifts
+            best["blas"] = min(best["blas"], _timed(lambda: trainer.run_epoch(X[:n], y[:n])))
+            train_mod.gemm_tn_update = None  # the step's plain-NumPy path
+            try:
+                best["plain"] = min(best["plain"], _timed(lambda: plain.run_epoch(X[:n], y[:n])))
+            finally:
+                train_mod.gemm_tn_update = gemm_tn_update
+        step_us = best["blas"] / len(batches) * 1e6
+        plain_us = best["plain"] / len(batches) * 1e6
+        ops = {
+            "forward product X @ W1": lambda: np.matmul(Xb, W1, out=Z),
+            "W1 update, one SGEMM with beta" if gemm_tn_update else "W1 gradient X.T @ dZ":
+                (lambda: gemm_tn_update(Xb, dZ, W1, -1e-9, 1.0)) if gemm_tn_update
+                else (lambda: np.matmul(Xb.T, dZ, out=G)),
+            "gather 256 rows, np.take mode=clip (used)":
+                lambda: np.take(X, next_idx(), axis=0, out=Xb, mode="clip"),
+            "gather 256 rows, np.take mode=raise (default)":
+                lambda: np.take(X, next_idx(), axis=0, out=Xb),
+            "A1 @ W2 (N = 10)": lambda: np.matmul(Z, W2, out=out10),
+            "dlogits @ W2.T (K = 10)": lambda: np.matmul(L, W2.T, out=dZ),
+            "A1.T @ dlogits (N = 10)": lambda: np.matmul(Z.T, L, out=dW2),
+            "bias add over (256, H)": lambda: np.add(Z, b1, out=Z),
+            "ReLU mask": lambda: np.greater(Z, 0, out=mask),
+            "ReLU": lambda: np.maximum(Z, 0, out=Z),
+            "dZ *= mask": lambda: np.multiply(dZ, mask, out=dZ),
+            "bias gradient dZ.sum(axis=0)": lambda: dZ.sum(axis=0),
+            "row max, np.max over 10 columns (not used)": lambda: np.max(L, axis=1, keepdims=True, out=col),
+            "row max, argmax + gather (used)": lambda: (L.argmax(axis=1), L[rows, top]),
+            "row sums, np.sum over 10 columns (not used)": lambda: np.sum(L, axis=1, keepdims=True, out=col),
+            "row sums, product with ones (used)": lambda: np.matmul(L, ones, out=col),
+        }
+        timed = {name: per_call_us(fn) for name, fn in ops.items()}
+
+    print(f"data: {source}; H = {H}, batch {B}, one BLAS thread; "
+          f"BLAS update {'on' if gemm_tn_update else 'off (plain NumPy)'}")
+    print(f"whole step inside an epoch (gather included): {step_us:.0f} µs; with the W1 update "
+          f"in plain NumPy (product, decay, subtraction): {plain_us:.0f} µs "
+          f"({plain_us / step_us - 1:+.1%})")
+    print("| operation, timed alone | µs per call | share of the step |")
+    print("|---|---|---|")
+    for name, us in timed.items():
+        print(f"| {name} | {us:.1f} | {us / step_us:.1%} |")
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    main()
