@@ -57,7 +57,7 @@ def _list(kind):
 
     def parse(text):
         try:
-            if kind == "hidden":
+            if kind in ("hidden", "rungs"):
                 return space.parse_int_list("", text)
             return space.parse_float_list("", text, positive=(kind == "lr"))
         except space.SpaceError as e:
@@ -91,6 +91,9 @@ def build_parser() -> Parser:
                    help="asha: stop weak trials early (default); none: every trial runs all epochs")
     r.add_argument("--reduction-factor", type=_positive_int,
                    help="ASHA keeps about 1 in this many trials at each rung (default: 4)")
+    r.add_argument("--rungs", type=_list("rungs"),
+                   help="epochs at which ASHA compares trials, comma-separated "
+                        "(default: 1,2,4)")
     r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
                    help="CPUs (and BLAS threads) per trial (default: 1)")
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
@@ -132,7 +135,7 @@ def build_parser() -> Parser:
 # --- commands ------------------------------------------------------------------------------------
 RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epochs": 10,
                 "batch_size": 256, "seed": 0, "val_fraction": 0.2, "momentum": 0.0,
-                "scheduler": "asha", "reduction_factor": 4}
+                "scheduler": "asha", "reduction_factor": 4, "rungs": (1, 2, 4)}
 
 
 def cmd_run(args) -> int:
@@ -174,6 +177,7 @@ def cmd_run(args) -> int:
             batch_size=values["batch_size"], seed=values["seed"],
             val_fraction=values["val_fraction"], momentum=values["momentum"],
             scheduler=values["scheduler"], reduction_factor=values["reduction_factor"],
+            rungs=tuple(values["rungs"]),
             storage=args.storage)
     spec.cpus_per_trial = args.cpus_per_trial
     spec.max_concurrent = args.max_concurrent

@@ -1,7 +1,7 @@
 """Replay asynchronous successive halving over a finished full-grid run, for many seeds at once.
 
 A full grid (`--scheduler none`) records every trial's validation accuracy at every epoch, so
-what ASHA would have done with any reduction factor and any seeded order can be replayed
+what ASHA would have done with any reduction factor, any rungs and any seeded order can be replayed
 without training again: two (or --workers) simulated workers take trials in the sweep's order,
 each epoch lasts the mean measured epoch time of its hidden size, and at each rung a trial is
 stopped exactly as Ray Tune's `_Bracket.on_result` does (below the (1 - 1/rf) percentile of the
@@ -10,12 +10,15 @@ reduction factor 3, seed 0 over the full grid of BENCHMARKS.md section 2 gives 4
 trial-epochs; the real sweep ran 494.
 
 Leaves out Ray (nothing is trained). Usage:
-    python benchmarks/replay_asha.py FULL_GRID_RUN_DIR [--rf 3 4 5] [--seeds 10]
+    python benchmarks/replay_asha.py FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
+Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
+(1, rf, rf**2, ... epochs), a list such as 1,2,4 is the tool's --rungs.
 """
 from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import sys
 from pathlib import Path
 
@@ -27,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search import space  # noqa: E402
 
 
-def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2) -> dict:
+def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
+           milestones: tuple | None = None) -> dict:
+    """One replay; `milestones` are the rungs' epochs (default: Ray's, from grace and rf)."""
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
     results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
     max_t = int(history["epoch"].max())
@@ -42,8 +47,11 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2) 
     configs = space.grid(tuple(sorted({k[0] for k in key})), tuple(sorted({k[1] for k in key})),
                          tuple(sorted({k[2] for k in key})))
     queue = [key[(c["hidden_size"], c["learning_rate"], c["l2"])] for c in space.shuffled(configs, seed)]
-    n_rungs = int(np.log(max_t / grace) / np.log(rf) + 1)
-    rungs = [(grace * rf ** k, {}) for k in reversed(range(n_rungs))]  # as Ray builds them
+    if milestones is None:
+        n_rungs = int(np.log(max_t / grace) / np.log(rf) + 1)
+        rungs = [(grace * rf ** k, {}) for k in reversed(range(n_rungs))]  # as Ray builds them
+    else:  # as search.sweep.make_scheduler sets them
+        rungs = [(m, {}) for m in sorted(milestones, reverse=True) if m < max_t]
 
     events: list = []
     nxt = iter(queue)
@@ -75,7 +83,7 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2) 
             heapq.heappush(events, (t + seconds[hidden[tid]], w, tid, epoch + 1))
     full_best = {tid: np.nanmax([acc[(tid, e)] for e in range(1, max_t + 1)]) for tid in hidden}
     chosen = max(best, key=lambda t: best[t])
-    return {"rf": rf, "seed": seed, "trial_epochs": epochs,
+    return {"rf": rf, "rungs": sorted(m for m, _ in rungs), "seed": seed, "trial_epochs": epochs,
             "epochs_fraction": epochs / (len(hidden) * max_t),
             "flops_fraction": work / (sum(hidden.values()) * max_t),
             "replayed_wall_s": clock,
@@ -87,21 +95,26 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run_dir", type=Path, help="a run folder of a --scheduler none sweep")
     p.add_argument("--rf", type=int, nargs="+", default=[3, 4, 5], help="reduction factors to replay")
+    p.add_argument("--rungs", nargs="+", default=["ray"],
+                   help="rung schedules: 'ray' (geometric) or comma-separated epochs, e.g. 1,2,4")
     p.add_argument("--seeds", type=int, default=10, help="orders to replay: seeds 0 .. N-1")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
     print(f"{args.run_dir}: ASHA replayed over seeds 0..{args.seeds - 1}, {args.workers} workers")
-    print("| reduction factor | trial-epochs (mean, max) | FLOPs of the full grid (mean) "
+    print("| reduction factor | rungs (epochs) | trial-epochs (mean, max) | FLOPs of the full grid (mean) "
           "| gap to the full grid's best, pp (mean, max) | chose the full grid's best | replayed wall s (mean) |")
-    print("|---|---|---|---|---|---|")
-    for rf in args.rf:
-        runs = [replay(args.run_dir, rf, s, workers=args.workers) for s in range(args.seeds)]
+    print("|---|---|---|---|---|---|---|")
+    for rf, schedule in itertools.product(args.rf, args.rungs):
+        milestones = None if schedule == "ray" else tuple(int(m) for m in schedule.split(","))
+        runs = [replay(args.run_dir, rf, s, workers=args.workers, milestones=milestones)
+                for s in range(args.seeds)]
         ep = [r["epochs_fraction"] for r in runs]
         gap = [r["gap_pp"] for r in runs]
-        print(f"| {rf} | {np.mean(ep):.1%}, {np.max(ep):.1%} | {np.mean([r['flops_fraction'] for r in runs]):.1%} "
+        used = ", ".join(map(str, runs[0]["rungs"])) + (" (Ray's)" if milestones is None else "")
+        print(f"| {rf} | {used} | {np.mean(ep):.1%}, {np.max(ep):.1%} "
+              f"| {np.mean([r['flops_fraction'] for r in runs]):.1%} "
               f"| {np.mean(gap):.2f}, {np.max(gap):.2f} | {sum(g == 0 for g in gap)} of {len(gap)} "
               f"| {np.mean([r['replayed_wall_s'] for r in runs]):.0f} |")
-
 
 if __name__ == "__main__":
     main()

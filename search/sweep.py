@@ -62,7 +62,10 @@ class SweepSpec:
     momentum: float = 0.0
     scheduler: str = "asha"
     reduction_factor: int = 4
-    grace_period: int = 1
+    # Epochs at which ASHA compares a trial with those that reached the same epoch before it
+    # and stops it unless it is in their top 1/reduction_factor. Rungs at or past `epochs` are
+    # not used. Why 1, 2, 4 and not Ray's geometric 1, 4: BENCHMARKS.md section 2.
+    rungs: tuple = (1, 2, 4)
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
     order: str = "shuffled"  # "natural" only to measure why the order matters (benchmarks)
@@ -75,10 +78,14 @@ class SweepSpec:
             raise SweepError(f"--dataset: unknown {self.dataset!r}; choose {', '.join(DATASETS)}")
         for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                         ("--cpus-per-trial", self.cpus_per_trial),
-                        ("--reduction-factor", self.reduction_factor),
-                        ("--grace-period", self.grace_period)):
+                        ("--reduction-factor", self.reduction_factor)):
             if v < 1:
                 raise SweepError(f"{flag}: {v} must be a positive integer")
+        rungs = ",".join(map(str, self.rungs))
+        if not self.rungs or any(not isinstance(r, int) or r < 1 for r in self.rungs):
+            raise SweepError(f"--rungs: {rungs or 'empty'}: give epochs, positive whole numbers")
+        if any(a >= b for a, b in zip(self.rungs, self.rungs[1:])):
+            raise SweepError(f"--rungs: {rungs} must be increasing")
         if self.reduction_factor < 2:
             raise SweepError(f"--reduction-factor: {self.reduction_factor} must be at least 2")
         if self.max_concurrent < 0:
@@ -99,7 +106,7 @@ class SweepSpec:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        for k in ("hidden", "lr", "l2"):
+        for k in ("hidden", "lr", "l2", "rungs"):
             d[k] = list(d[k])
         return d
 
@@ -108,8 +115,22 @@ class SweepSpec:
         d = dict(d)
         for k in ("hidden", "lr", "l2"):
             d[k] = tuple(d[k])
+        if "rungs" in d:
+            d["rungs"] = tuple(d["rungs"])
+        elif "grace_period" in d:  # written before --rungs: Ray's geometric rungs, as it ran
+            d["rungs"] = geometric_rungs(int(d["grace_period"]), int(d.get("reduction_factor", 4)),
+                                         int(d.get("epochs", 10)))
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def geometric_rungs(grace: int, rf: int, epochs: int) -> tuple:
+    """Ray's own ASHA rungs: grace, grace*rf, grace*rf**2, ... below `epochs`."""
+    rungs, r = [], grace
+    while r < epochs:
+        rungs.append(r)
+        r *= rf
+    return tuple(rungs) or (grace,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,9 +282,14 @@ class RecordingASHA(ASHAScheduler):
 def make_scheduler(spec: SweepSpec):
     if spec.scheduler == "none":
         return FIFOScheduler()
-    return RecordingASHA(time_attr=EPOCH, max_t=spec.epochs,
-                         grace_period=min(spec.grace_period, spec.epochs),
-                         reduction_factor=spec.reduction_factor)
+    scheduler = RecordingASHA(time_attr=EPOCH, max_t=spec.epochs,
+                              grace_period=min(spec.rungs[0], spec.epochs),
+                              reduction_factor=spec.reduction_factor)
+    # Ray spaces its rungs geometrically (grace * rf**k); ours are the spec's. One bracket (Ray's
+    # default), whose rungs Ray keeps highest first; its promotion rule is unchanged.
+    (bracket,) = scheduler._brackets
+    bracket._rungs = [(r, {}) for r in reversed(spec.rungs) if r < spec.epochs]
+    return scheduler
 
 
 # ---------------------------------------------------------------------------------------------

@@ -181,6 +181,8 @@ def test_evaluate_and_predict(run, small_data_dir, tmp_path):
     (["--name", "../x"], "--name: '../x' is not allowed"),
     (["--name", "/x"], "--name: '/x' is not allowed"),
     (["--scheduler", "hyperband"], "argument --scheduler: invalid choice"),
+    (["--rungs", "2,2"], "argument --rungs: repeated value in 2,2"),
+    (["--rungs", "1,0"], "argument --rungs: 0 must be a positive integer"),
     (["--resume"], "--resume needs --name"),
 ])
 def test_bad_flags_exit_2_in_one_line(args, message, tmp_path):
