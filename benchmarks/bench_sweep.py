@@ -9,6 +9,9 @@ forward 2*794H, dW2 20H, dA1 20H, dW1 1568H); validation passes, data movement a
 overheads count against it. Wall time is the whole `run_sweep` call: data loading, Ray start-up
 and shutdown included. The GEMM rate is measured before and after the sweep and the higher of
 the two is used (the conservative choice: this machine's rate drifts by 20% within minutes).
+The JSON also gives where the time that is not training went: the sweep's phases (data
+loading, Ray's start, Tune's run, Ray's shutdown), the CPU seconds of the driver and of each of
+Ray's processes during the sweep (Linux), and the timeline read from history.csv.
 """
 from __future__ import annotations
 
@@ -23,6 +26,59 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10) + 2 * 10 + 2 * 10 + 2 * 784  # 3196
+
+# Roles of the processes a local sweep runs, recognised by their command line.
+ROLES = (("ray::ImplicitFunc", "trial workers"), ("gcs_server", "GCS"), ("raylet", "raylet"),
+         ("log_monitor.py", "log monitor"), ("autoscaler/_private/monitor.py", "autoscaler monitor"),
+         ("dashboard", "dashboard and its agent"), ("runtime_env", "runtime-env agent"),
+         ("ray::", "other Ray workers"))
+
+
+class ProcessCPU:
+    """CPU seconds used by this process and by Ray's processes while the sweep runs, from
+    /proc (Linux only), sampled every half second: a process that lives less than that is
+    missed, and one started during the sweep is counted from its birth."""
+
+    def __init__(self):
+        import threading
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.first, self.last, self.role = {}, {}, {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, initial: bool = False):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            role = "driver" if int(pid) == os.getpid() else next((r for m, r in ROLES if m in cmd), None)
+            if role is None:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            cpu = (int(fields[11]) + int(fields[12])) / self.tick
+            self.first.setdefault(pid, cpu if initial else 0.0)
+            self.last[pid], self.role[pid] = cpu, role
+
+    def _run(self):
+        while not self.done.wait(0.5):
+            self._sample()
+
+    def start(self):
+        self._sample(initial=True)
+        self.thread.start()
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.thread.join()
+        self._sample()
+        out: dict = {}
+        for pid, role in self.role.items():
+            out[role] = out.get(role, 0.0) + self.last[pid] - self.first[pid]
+        return {r: round(v, 1) for r, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
 def timeline(run_dir: str | Path, n_train: int, n_val: int) -> dict:
@@ -83,9 +139,13 @@ def main():
                      scheduler=args.scheduler, order=args.order,
                      **({"reduction_factor": args.reduction_factor} if args.reduction_factor else {}),
                      **({"rungs": tuple(int(r) for r in args.rungs.split(","))} if args.rungs else {}))
+    cpu = ProcessCPU() if sys.platform.startswith("linux") else None
+    if cpu:
+        cpu.start()
     t0 = time.perf_counter()
     outcome = run_sweep(spec, run_dir)
     wall = time.perf_counter() - t0
+    cpu_seconds = cpu.stop() if cpu else None
     rate_after = all_core_gemm_rate()
     rate = max(rate_before, rate_after)
     results = T.load_results(run_dir)
@@ -107,6 +167,8 @@ def main():
            "efficiency_with_validation": (flops + val_flops) / (wall * rate * 1e9),
            "best": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()},
            "counts": T.counts(results), "run_dir": str(run_dir),
+           "phases_s": {k: round(v, 2) for k, v in outcome.phases.items()},
+           "cpu_seconds_by_process": cpu_seconds,
            "timeline": timeline(run_dir, n_train, 60000 - n_train)}
     if args.compare:
         full = T.load_results(args.compare)

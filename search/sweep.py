@@ -302,6 +302,9 @@ class SweepOutcome:
     finished: int
     interrupted: bool
     seconds: float
+    # Wall seconds of each phase (load, ray_start, fit, ray_shutdown, tables): where the time
+    # that is not training went. Read by benchmarks/bench_sweep.py.
+    phases: dict = field(default_factory=dict)
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
@@ -313,6 +316,14 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     spec.validate()
     spec.storage = absolute_storage(spec.storage)
     check_run_folder(run_dir, resume, spec.storage)
+    phases, mark = {}, time.monotonic()
+
+    def phase(name):
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = now - mark
+        mark = now
+
     # Everything that can fail on bad input fails here, before the run folder or Ray exist.
     data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
     if spec.batch_size > len(data.X_train):
@@ -331,7 +342,9 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
              "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial}
     storage_path, tune_name = tune_location(run_dir, spec.storage)
 
+    phase("load")
     started = start_ray(spec.address, verbose)
+    phase("ray_start")
     try:
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
         check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
@@ -379,14 +392,18 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         level = tune_logger.level
         if not verbose:  # e.g. "failed to fetch metrics" for the per-trial logs we turned off
             tune_logger.setLevel(logging.ERROR)
+        phase("setup")
         try:
             tuner.fit()
         finally:
             tune_logger.setLevel(level)
+            phase("fit")
     finally:
         if started:
             ray.shutdown()
+            phase("ray_shutdown")
     recorder.write()
+    phase("tables")
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
-                        time.monotonic() - t0)
+                        time.monotonic() - t0, phases)

@@ -75,6 +75,9 @@ def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     run_dir = run_folder(str(tmp_path), "asha")
     outcome = run_sweep(spec, run_dir)
     assert outcome.finished == outcome.total == 16 and not outcome.interrupted
+    # Ray was started by the fixture, so this sweep did not shut it down.
+    assert list(outcome.phases) == ["load", "ray_start", "setup", "fit", "tables"]
+    assert outcome.phases["fit"] > 0 and sum(outcome.phases.values()) <= outcome.seconds
     results, _ = check_tables(run_dir, 16, 4)
     configs = set(zip(results["hidden_size"], results["learning_rate"], results["l2"]))
     assert configs == {(h, a, r) for h in (16, 32) for a in (0.001, 0.01, 0.1, 1e5) for r in (0.001, 0.01)}
