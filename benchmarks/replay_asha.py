@@ -116,5 +116,6 @@ def main():
               f"| {np.mean(gap):.2f}, {np.max(gap):.2f} | {sum(g == 0 for g in gap)} of {len(gap)} "
               f"| {np.mean([r['replayed_wall_s'] for r in runs]):.0f} |")
 
+
 if __name__ == "__main__":
     main()

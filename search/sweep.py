@@ -302,8 +302,8 @@ class SweepOutcome:
     finished: int
     interrupted: bool
     seconds: float
-    # Wall seconds of each phase (load, ray_start, fit, ray_shutdown, tables): where the time
-    # that is not training went. Read by benchmarks/bench_sweep.py.
+    # Wall seconds of each phase (load, ray_start, setup, fit, ray_shutdown when this call
+    # started Ray, tables): where the time that is not training went. Read by bench_sweep.py.
     phases: dict = field(default_factory=dict)
 
 
