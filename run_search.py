@@ -158,10 +158,13 @@ def cmd_run(args) -> int:
             spec = SweepSpec.from_json(load_sweep(run_dir))
         except RunError as e:
             raise CliError(f"--resume: {e}", EXIT_USAGE) from None
+        def shown(x):  # as the flag is written: 1,2,4 rather than (1, 2, 4)
+            return ",".join(map(str, x)) if isinstance(x, (tuple, list)) else x
+
         for k, v in given.items():
             if getattr(spec, k) != v:
-                raise CliError(f"--{k.replace('_', '-')}: {v} differs from the sweep being resumed "
-                               f"({getattr(spec, k)}); leave it out to resume", EXIT_USAGE)
+                raise CliError(f"--{k.replace('_', '-')}: {shown(v)} differs from the sweep being "
+                               f"resumed ({shown(getattr(spec, k))}); leave it out to resume", EXIT_USAGE)
         if args.data_dir:
             spec.data_dir = args.data_dir
         storage = absolute_storage(args.storage)

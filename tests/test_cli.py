@@ -58,6 +58,8 @@ def test_run_writes_every_artefact(run):
     assert list(hist.columns) == ["epoch", "train_loss", "train_accuracy", "val_loss",
                                   "val_accuracy", "test_loss", "test_accuracy"]
     assert list(hist["epoch"]) == [1, 2, 3]
+    sweep = json.loads((run_dir / "sweep.json").read_text())
+    assert sweep["rungs"] == [1, 2, 4] and sweep["reduction_factor"] == 4  # the defaults
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "<table" in html
     assert "trials 8/8 done" in r.stderr  # the compact progress line
@@ -88,6 +90,19 @@ def test_exported_model_recomputed_independently(run, small_data_dir):
         assert key in meta
     assert meta["dataset"]["name"] == "mnist" and len(meta["dataset"]["files"]["test_images"]["sha256"]) == 64
     assert {"numpy", "ray", "pandas", "matplotlib", "python"} <= set(meta["libraries"])
+
+
+def test_resume_refuses_a_different_schedule(run):
+    run_dir, _ = run
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    for flag, value, shown in (("--rungs", "1,3", "1,3"), ("--hidden", "16", "16"),
+                               ("--reduction-factor", "3", "3")):
+        r = cli("run", "--out", run_dir.parent, "--name", run_dir.name, "--resume", flag, value,
+                timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert f"{flag}: {shown} differs from the sweep being resumed" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 def test_show_formats(run):
