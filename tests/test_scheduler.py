@@ -79,3 +79,9 @@ def test_spec_written_before_rungs_resumes_with_rays_rungs():
 def test_bad_rungs_refused(rungs, message):
     with pytest.raises(SweepError, match=message):
         SweepSpec(rungs=rungs).validate()
+
+
+def test_rungs_survive_the_pickling_a_resumed_tuner_goes_through():
+    import pickle
+    restored = pickle.loads(pickle.dumps(make_scheduler(SweepSpec(rungs=(1, 3, 5)))))
+    assert milestones(restored) == [1, 3, 5]
