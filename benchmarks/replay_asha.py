@@ -47,11 +47,9 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
     configs = space.grid(tuple(sorted({k[0] for k in key})), tuple(sorted({k[1] for k in key})),
                          tuple(sorted({k[2] for k in key})))
     queue = [key[(c["hidden_size"], c["learning_rate"], c["l2"])] for c in space.shuffled(configs, seed)]
-    if milestones is None:
-        n_rungs = int(np.log(max_t / grace) / np.log(rf) + 1)
-        rungs = [(grace * rf ** k, {}) for k in reversed(range(n_rungs))]  # as Ray builds them
-    else:  # as search.sweep.make_scheduler sets them
-        rungs = [(m, {}) for m in sorted(milestones, reverse=True) if m < max_t]
+    if milestones is None:  # as Ray builds them
+        milestones = space.geometric_rungs(grace, rf, max_t)
+    rungs = [(m, {}) for m in space.rungs_used(milestones, max_t)]  # as make_scheduler sets them
 
     events: list = []
     nxt = iter(queue)

@@ -1,6 +1,8 @@
-"""The search space: the default grid, parsing and validation of user lists, the seeded order.
+"""The search space: the default grid, parsing and validation of user lists, the seeded order,
+and the epochs at which early stopping compares trials (its rungs).
 
-Leaves out how trials run (trainable.py) and how they are scheduled (sweep.py). No Ray here.
+Leaves out how trials run (trainable.py) and how they are scheduled (sweep.py). No Ray here, so
+benchmarks/replay_asha.py uses the same rungs without importing Ray.
 """
 from __future__ import annotations
 
@@ -80,3 +82,18 @@ def shuffled(configs: list[dict], seed: int) -> list[dict]:
     everything is promoted; a random order makes early arrivals a fair sample."""
     order = np.random.default_rng(seed).permutation(len(configs))
     return [configs[i] for i in order]
+
+
+def geometric_rungs(grace: int, rf: int, epochs: int) -> tuple:
+    """Ray's own ASHA rungs: grace, grace*rf, grace*rf**2, ... below `epochs`."""
+    rungs, r = [], grace
+    while r < epochs:
+        rungs.append(r)
+        r *= rf
+    return tuple(rungs) or (grace,)
+
+
+def rungs_used(rungs, epochs: int) -> list[int]:
+    """The rungs that can stop a trial (those before the last epoch), highest first as Ray's
+    ASHA bracket keeps them."""
+    return [r for r in sorted(rungs, reverse=True) if r < epochs]

@@ -118,19 +118,11 @@ class SweepSpec:
         if "rungs" in d:
             d["rungs"] = tuple(d["rungs"])
         elif "grace_period" in d:  # written before --rungs: Ray's geometric rungs, as it ran
-            d["rungs"] = geometric_rungs(int(d["grace_period"]), int(d.get("reduction_factor", 4)),
-                                         int(d.get("epochs", 10)))
+            d["rungs"] = space.geometric_rungs(int(d["grace_period"]),
+                                               int(d.get("reduction_factor", 4)),
+                                               int(d.get("epochs", 10)))
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def geometric_rungs(grace: int, rf: int, epochs: int) -> tuple:
-    """Ray's own ASHA rungs: grace, grace*rf, grace*rf**2, ... below `epochs`."""
-    rungs, r = [], grace
-    while r < epochs:
-        rungs.append(r)
-        r *= rf
-    return tuple(rungs) or (grace,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +280,7 @@ def make_scheduler(spec: SweepSpec):
     # Ray spaces its rungs geometrically (grace * rf**k); ours are the spec's. One bracket (Ray's
     # default), whose rungs Ray keeps highest first; its promotion rule is unchanged.
     (bracket,) = scheduler._brackets
-    bracket._rungs = [(r, {}) for r in reversed(spec.rungs) if r < spec.epochs]
+    bracket._rungs = [(r, {}) for r in space.rungs_used(spec.rungs, spec.epochs)]
     return scheduler
 
 

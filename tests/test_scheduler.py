@@ -9,7 +9,8 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from search import sweep
-from search.sweep import SweepError, SweepSpec, geometric_rungs, make_scheduler
+from search.space import geometric_rungs
+from search.sweep import SweepError, SweepSpec, make_scheduler
 
 STOP, GO = TrialScheduler.STOP, TrialScheduler.CONTINUE
 
