@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10) + 2 * 10 + 2 * 10 + 2 * 784  # 3196
+VAL_FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10)  # the forward pass alone
 
 # Roles of the processes a local sweep runs, recognised by their command line.
 ROLES = (("ray::ImplicitFunc", "trial workers"), ("gcs_server", "GCS"), ("raylet", "raylet"),
@@ -93,7 +94,7 @@ def timeline(run_dir: str | Path, n_train: int, n_val: int) -> dict:
     span = float(history[T.ENDED_AT].max() - start.min())
     gaps = (history.groupby(T.TRIAL_ID)[T.ENDED_AT].diff() - history["time_s"]).dropna()
     median = history.groupby(T.HIDDEN_SIZE)["time_s"].median()
-    val_flops = 2 * (784 + 10) * n_val
+    val_flops = VAL_FLOPS_PER_IMAGE_PER_H * n_val
     return {"epochs_span_s": span, "epoch_compute_core_s": float(history["time_s"].sum()),
             "between_epochs_ms": 1000 * float(gaps.mean()) if len(gaps) else None,
             "gflops_per_trial_by_hidden": {
@@ -129,6 +130,7 @@ def main():
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from gemm import all_core_gemm_rate
     from results import table as T
+    from search import space
     from search.sweep import SweepSpec, run_folder, run_sweep
 
     rate_before = all_core_gemm_rate()
@@ -138,7 +140,7 @@ def main():
     spec = SweepSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                      scheduler=args.scheduler, order=args.order,
                      **({"reduction_factor": args.reduction_factor} if args.reduction_factor else {}),
-                     **({"rungs": tuple(int(r) for r in args.rungs.split(","))} if args.rungs else {}))
+                     **({"rungs": space.parse_int_list("--rungs", args.rungs)} if args.rungs else {}))
     cpu = ProcessCPU() if sys.platform.startswith("linux") else None
     if cpu:
         cpu.start()
@@ -150,16 +152,17 @@ def main():
     rate = max(rate_before, rate_after)
     results = T.load_results(run_dir)
     n_train = 60000 - round(60000 * spec.val_fraction)
-    flops = float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum()) * n_train * FLOPS_PER_IMAGE_PER_H
+    n_val = 60000 - n_train
+    epoch_h = float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum())  # sum of epochs x H
+    flops = epoch_h * n_train * FLOPS_PER_IMAGE_PER_H
+    val_flops = epoch_h * n_val * VAL_FLOPS_PER_IMAGE_PER_H
     full_epochs = len(results) * args.epochs
-    val_flops = float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum()) * (60000 - n_train) * 2 * (784 + 10)
     best = T.best_trial(results)
     out = {"scheduler": args.scheduler, "order": args.order, "reduction_factor": spec.reduction_factor,
            "rungs": list(spec.rungs), "trials": len(results), "finished": outcome.finished,
            "wall_s": wall, "trial_epochs": int(results[T.EPOCHS].sum()),
            "trial_epochs_fraction": float(results[T.EPOCHS].sum()) / full_epochs,
-           "flops_fraction_of_full_grid": float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum())
-           / float((args.epochs * results[T.HIDDEN_SIZE]).sum()),
+           "flops_fraction_of_full_grid": epoch_h / float((args.epochs * results[T.HIDDEN_SIZE]).sum()),
            "training_tflop": flops / 1e12, "gemm_gflops_all_cores": rate,
            "gemm_gflops_before_after": [rate_before, rate_after],
            "efficiency": flops / (wall * rate * 1e9),
@@ -169,7 +172,7 @@ def main():
            "counts": T.counts(results), "run_dir": str(run_dir),
            "phases_s": {k: round(v, 2) for k, v in outcome.phases.items()},
            "cpu_seconds_by_process": cpu_seconds,
-           "timeline": timeline(run_dir, n_train, 60000 - n_train)}
+           "timeline": timeline(run_dir, n_train, n_val)}
     if args.compare:
         full = T.load_results(args.compare)
         full_best = T.best_trial(full)
