@@ -25,6 +25,7 @@ TEST_LOSS = "test_loss"
 TEST_ACCURACY = "test_accuracy"
 TIME_S = "time_s"
 DIVERGED = "diverged"
+PARTIAL = "partial"  # a report from inside the first epoch (train(partial=...))
 
 
 @dataclass(frozen=True)
@@ -199,10 +200,26 @@ class Trainer:
         """One pass in a fresh seeded order; returns the running (train loss, accuracy),
         each batch measured just before its update (as Keras reports it), so the epoch costs
         no extra pass over the training set."""
+        for _, loss, acc in self.epoch_parts(X, y):
+            pass
+        return loss, acc
+
+    def epoch_parts(self, X: np.ndarray, y: np.ndarray, fractions=()) -> Iterator[tuple[float, float, float]]:
+        """One pass in a fresh seeded order, yielding (fraction, running train loss, running
+        accuracy) after the batch that completes each of `fractions` (in (0, 1): the batch count
+        rounded, at least one batch, never the last) and, last, (1.0, ...) at the epoch's end.
+        The steps are those of an uninterrupted epoch, so the numbers are bit-identical either
+        way. Abandoning the generator early leaves the epoch unfinished (`epochs_done` as it was)."""
         n, B = len(X), self.config.batch_size
         order = self.rng.permutation(n)
-        loss_sum, correct = 0.0, 0
-        for start in range(0, n, B):
+        n_batches = -(-n // B)
+        stops = {}
+        for f in sorted(fractions):
+            k = max(1, round(f * n_batches))
+            if k < n_batches:
+                stops.setdefault(k, f)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for k, start in enumerate(range(0, n, B), start=1):
             idx = order[start:start + B]
             Xb = self._X[:len(idx)]
             # mode="clip" (the indices are a permutation, so always in range): with the default
@@ -211,37 +228,57 @@ class Trainer:
             l, c = self.step(Xb, y[idx])
             loss_sum += l
             correct += c
+            seen += len(idx)
+            if k in stops:
+                yield stops[k], loss_sum / seen, correct / seen
         self.epochs_done += 1
-        return loss_sum / n, correct / n
+        yield 1.0, loss_sum / n, correct / n
 
 
 def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
           X_val: np.ndarray, y_val: np.ndarray, X_test: np.ndarray | None = None,
-          y_test: np.ndarray | None = None, trainer: Trainer | None = None
-          ) -> Iterator[dict]:
+          y_test: np.ndarray | None = None, trainer: Trainer | None = None,
+          partial: tuple = ()) -> Iterator[dict]:
     """Train for `config.epochs` (continuing `trainer` if given), yielding one metrics dict per
     epoch. Ends after an epoch whose loss or weights are not finite, with `diverged` True.
-    The caller can read `trainer.params` between epochs (pass a Trainer to keep a handle)."""
+    The caller can read `trainer.params` between epochs (pass a Trainer to keep a handle).
+
+    `partial`: fractions of an epoch, in (0, 1), at which the *first* epoch also yields its
+    metrics so far, marked `partial` True with `epoch` the fraction: the running train loss and
+    accuracy of the batches so far and a full validation pass (early stopping can then judge a
+    trial before its first epoch ends). Partial dicts never follow a finished epoch."""
     if len(X_train) == 0:
         raise ValueError("the training set is empty")
     if config.batch_size > len(X_train):
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(X_train)})")
+    if any(not 0 < f < 1 for f in partial):
+        raise ValueError(f"partial: fractions of an epoch must lie strictly between 0 and 1, got {partial}")
     trainer = trainer or Trainer(config)
     while trainer.epochs_done < config.epochs:
         t0 = time.perf_counter()
+        fractions = partial if trainer.epochs_done == 0 else ()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            train_loss, train_acc = trainer.run_epoch(X_train, y_train)
-            diverged = not (math.isfinite(train_loss) and trainer.params.is_finite())
-            metrics = {EPOCH: trainer.epochs_done, TRAIN_LOSS: train_loss, TRAIN_ACCURACY: train_acc}
-            if diverged:
-                metrics.update({VAL_LOSS: float("nan"), VAL_ACCURACY: float("nan")})
-            else:
-                metrics[VAL_LOSS], metrics[VAL_ACCURACY] = evaluate(trainer.params, X_val, y_val)
-                if X_test is not None:
-                    metrics[TEST_LOSS], metrics[TEST_ACCURACY] = evaluate(trainer.params, X_test, y_test)
-                diverged = not math.isfinite(metrics[VAL_LOSS])
-        metrics[TIME_S] = time.perf_counter() - t0
-        metrics[DIVERGED] = diverged
-        yield metrics
-        if diverged:
-            return
+            for fraction, train_loss, train_acc in trainer.epoch_parts(X_train, y_train, fractions):
+                metrics = _measure(trainer, train_loss, train_acc, X_val, y_val, X_test, y_test)
+                if fraction < 1:
+                    metrics.update({EPOCH: fraction, PARTIAL: True})
+                metrics[TIME_S] = time.perf_counter() - t0
+                yield metrics
+                if metrics[DIVERGED]:
+                    return
+
+
+def _measure(trainer: Trainer, train_loss: float, train_acc: float, X_val, y_val, X_test, y_test) -> dict:
+    """The metrics dict at the current point: the running train figures, validation (and test)
+    on the current weights, and `diverged` when the loss or the weights are not finite."""
+    diverged = not (math.isfinite(train_loss) and trainer.params.is_finite())
+    metrics = {EPOCH: trainer.epochs_done, TRAIN_LOSS: train_loss, TRAIN_ACCURACY: train_acc}
+    if diverged:
+        metrics.update({VAL_LOSS: float("nan"), VAL_ACCURACY: float("nan")})
+    else:
+        metrics[VAL_LOSS], metrics[VAL_ACCURACY] = evaluate(trainer.params, X_val, y_val)
+        if X_test is not None:
+            metrics[TEST_LOSS], metrics[TEST_ACCURACY] = evaluate(trainer.params, X_test, y_test)
+        diverged = not math.isfinite(metrics[VAL_LOSS])
+    metrics[DIVERGED] = diverged
+    return metrics

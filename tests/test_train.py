@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlp_core.model import Params, init_params, loss_and_grads
+from mlp_core.model import Params, evaluate, init_params, loss_and_grads
 from mlp_core.train import TrainConfig, Trainer, train
 
 
@@ -121,3 +121,53 @@ def test_reaches_93_percent_on_real_digits(small_dataset):
                     small_dataset.y_val, small_dataset.X_test, small_dataset.y_test))
     assert len(small_dataset.X_test) == 2000
     assert ms[-1]["test_accuracy"] >= 0.93
+
+
+def test_partial_reports_inside_the_first_epoch_change_nothing(small_dataset):
+    ds = small_dataset
+    cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.001, epochs=2, batch_size=100, seed=3)
+    plain, parted = Trainer(cfg), Trainer(cfg)
+    ma = _run(cfg, ds, plain)
+    mb, seen_at = [], []
+    for m in train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=parted, partial=(0.5, 0.25)):
+        mb.append(m)
+        seen_at.append(parted.epochs_done)
+        if m.get("partial"):  # validation is of the weights at that point
+            assert (m["val_loss"], m["val_accuracy"]) == evaluate(parted.params, ds.X_val, ds.y_val)
+    assert [m["epoch"] for m in mb] == [0.25, 0.5, 1, 2]
+    assert [m.get("partial", False) for m in mb] == [True, True, False, False]
+    assert seen_at == [0, 0, 1, 2]  # a partial report is not a finished epoch
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
+    assert strip(mb[2:]) == strip(ma)  # the epochs are bit-identical with or without
+    np.testing.assert_array_equal(parted.params.W1, plain.params.W1)
+    # 6,400 images in 64 batches of 100: a quarter is 16 batches. Recomputed step by step.
+    manual = Trainer(cfg)
+    order = manual.rng.permutation(len(ds.X_train))
+    loss = correct = 0
+    for k in range(16):
+        idx = order[100 * k:100 * (k + 1)]
+        l, c = manual.step(ds.X_train[idx], ds.y_train[idx])
+        loss, correct = loss + l, correct + c
+    assert mb[0]["train_loss"] == pytest.approx(loss / 1600, rel=1e-12)
+    assert mb[0]["train_accuracy"] == correct / 1600
+
+
+def test_partial_points_beyond_the_last_batch_are_skipped(small_dataset):
+    ds = small_dataset
+    cfg = TrainConfig(hidden_size=8, epochs=1, batch_size=3200)  # two batches
+    ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=(0.1, 0.9)))
+    assert [m["epoch"] for m in ms] == [0.1, 1]  # 0.1 rounds up to one batch, 0.9 to both
+
+
+@pytest.mark.parametrize("bad", [(0.0,), (1.0,), (1.5,), (-0.25,), (0.25, 2)])
+def test_partial_fractions_must_lie_inside_an_epoch(small_dataset, bad):
+    ds = small_dataset
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        next(train(TrainConfig(hidden_size=8), ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=bad))
+
+
+def test_divergence_inside_the_first_epoch_ends_the_run(small_dataset):
+    ds = small_dataset
+    cfg = TrainConfig(hidden_size=16, learning_rate=1e6, epochs=5)
+    ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=(0.5,)))
+    assert len(ms) == 1 and ms[0]["partial"] and ms[0]["diverged"] and ms[0]["epoch"] == 0.5
