@@ -57,8 +57,10 @@ def _list(kind):
 
     def parse(text):
         try:
-            if kind in ("hidden", "rungs"):
+            if kind == "hidden":
                 return space.parse_int_list("", text)
+            if kind == "rungs":
+                return space.parse_rungs("", text)
             return space.parse_float_list("", text, positive=(kind == "lr"))
         except space.SpaceError as e:
             raise argparse.ArgumentTypeError(str(e).lstrip(": ")) from None
@@ -92,8 +94,8 @@ def build_parser() -> Parser:
     r.add_argument("--reduction-factor", type=_positive_int,
                    help="ASHA keeps about 1 in this many trials at each rung (default: 4)")
     r.add_argument("--rungs", type=_list("rungs"),
-                   help="epochs at which ASHA compares trials, comma-separated "
-                        "(default: 1,2,4)")
+                   help="epochs at which ASHA compares trials, comma-separated: whole epochs "
+                        "or fractions of the first (default: 0.25,1,2,4)")
     r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
                    help="CPUs (and BLAS threads) per trial (default: 1)")
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
@@ -135,7 +137,7 @@ def build_parser() -> Parser:
 # --- commands ------------------------------------------------------------------------------------
 RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epochs": 10,
                 "batch_size": 256, "seed": 0, "val_fraction": 0.2, "momentum": 0.0,
-                "scheduler": "asha", "reduction_factor": 4, "rungs": (1, 2, 4)}
+                "scheduler": "asha", "reduction_factor": 4, "rungs": None}
 
 
 def cmd_run(args) -> int:
@@ -180,7 +182,7 @@ def cmd_run(args) -> int:
             batch_size=values["batch_size"], seed=values["seed"],
             val_fraction=values["val_fraction"], momentum=values["momentum"],
             scheduler=values["scheduler"], reduction_factor=values["reduction_factor"],
-            rungs=tuple(values["rungs"]),
+            rungs=tuple(values["rungs"] or space.DEFAULT_RUNGS),
             storage=args.storage)
     spec.cpus_per_trial = args.cpus_per_trial
     spec.max_concurrent = args.max_concurrent

@@ -114,8 +114,9 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
 
 
 def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int | None = None) -> Figure:
-    """Every trial's validation accuracy per epoch, coloured by hidden size; trials stopped early
-    end in a cross, so where early stopping cut them off shows at a glance."""
+    """Every trial's validation accuracy per epoch (and at any report inside the first epoch,
+    such as 0.25), coloured by hidden size; trials stopped early end in a cross, so where early
+    stopping cut them off shows at a glance."""
     fig = Figure(figsize=(8.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
     sizes = sorted(results[HIDDEN_SIZE].unique())
@@ -139,7 +140,8 @@ def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     if epochs:
-        ax.set_xlim(0.8, epochs + 0.2)
+        first = float(history["epoch"].min()) if len(history) else 1.0
+        ax.set_xlim(min(0.8, first - 0.15), epochs + 0.2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -39,7 +39,7 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
              f"batch {sweep.get('batch_size')}, scheduler {esc(str(sweep.get('scheduler')))}, seed {sweep.get('seed')}</li>",
              f"<li>grid: hidden_size {sweep.get('hidden')}, learning_rate {sweep.get('lr')}, l2 {sweep.get('l2')}</li>",
              f"<li>trials: {len(results)} ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-             f"trial-epochs run: {int(results[T.EPOCHS].sum())}</li>",
+             f"trial-epochs run: {float(results[T.EPOCHS].astype(float).sum()):g}</li>",
              f"<li>best: trial {esc(str(best[T.TRIAL_ID]))}, hidden_size {best[T.HIDDEN_SIZE]}, "
              f"learning_rate {best[T.LEARNING_RATE]:g}, l2 {best[T.L2]:g}: "
              f"val_accuracy {best['val_accuracy']:.4f}</li>"]

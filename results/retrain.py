@@ -140,6 +140,9 @@ def draw_best_plots(run_dir: Path, history: pd.DataFrame, params: Params) -> Non
 def draw_search_plots(run_dir: str | Path) -> None:
     run_dir = Path(run_dir)
     results, history = T.load_results(run_dir), T.load_history(run_dir)
+    partial = T.load_partial(run_dir)
+    if len(partial):  # the reports from inside the first epoch start the curves
+        history = pd.concat([partial, history], ignore_index=True)
     sweep = T.load_sweep(run_dir)
     out = run_dir / PLOTS_DIR
     plots.save_figure(plots.plot_search_heatmap(results), out / "search_heatmap.png")

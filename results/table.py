@@ -29,6 +29,9 @@ STATUSES = (COMPLETED, STOPPED_EARLY, DIVERGED, ERROR)
 
 RESULTS_FILE = "results.csv"
 HISTORY_FILE = "history.csv"
+# Reports from inside the first epoch (the fractional rungs), same columns as history.csv, with
+# `epoch` the fraction: history.csv keeps one row per trial per whole epoch.
+PARTIAL_FILE = "partial_epochs.csv"
 SWEEP_FILE = "sweep.json"
 
 BLAS_THREADS = "blas_threads"
@@ -55,13 +58,26 @@ def write_json_atomic(obj, path: str | os.PathLike) -> None:
         f.write("\n")
 
 
+def epoch_value(x) -> int | float:
+    """An epoch count as written in the tables: a whole number as an int (10, not 10.0), a
+    fraction of the first epoch as a float (0.25)."""
+    x = float(x)
+    return int(x) if x == int(x) else x
+
+
 def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFrame,
-                    node_id: str | None, blas_threads: int | None = None) -> dict:
+                    node_id: str | None, blas_threads: int | None = None,
+                    partial: pd.DataFrame | None = None) -> dict:
     """One results.csv row from a trial's per-epoch history: metrics of its best validation epoch
-    (the last epoch when none is finite), `epochs` run and total training seconds."""
+    (the last epoch when none is finite), `epochs` run and total training seconds. A trial that
+    ended inside its first epoch has no history: its `partial` reports stand in (its `epochs`
+    and `best_epoch` are then fractions, and `time_s` the seconds up to its last report)."""
+    if not len(history) and partial is not None and len(partial):
+        history, time_s = partial, float(partial[TIME_S].max())  # each counts from the start
+    else:
+        time_s = float(history[TIME_S].sum()) if len(history) else 0.0
     row = {TRIAL_ID: trial_id, **{k: config[k] for k in HYPERPARAMETERS}, STATUS: status,
-           EPOCHS: int(history[EPOCH].max()) if len(history) else 0,
-           TIME_S: float(history[TIME_S].sum()) if len(history) else 0.0,
+           EPOCHS: epoch_value(history[EPOCH].max()) if len(history) else 0, TIME_S: time_s,
            NODE_ID: node_id or "", BLAS_THREADS: blas_threads}
     finite = history[np.isfinite(history[VAL_ACCURACY].astype(float))] if len(history) else history
     if len(finite):
@@ -72,12 +88,14 @@ def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFr
         best = None
     for k in (VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY):
         row[k] = float(best[k]) if best is not None else float("nan")
-    row[BEST_EPOCH] = int(best[EPOCH]) if best is not None and len(finite) else 0
+    row[BEST_EPOCH] = epoch_value(best[EPOCH]) if best is not None and len(finite) else 0
     return row
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=RESULTS_COLUMNS)
+    for c in (EPOCHS, BEST_EPOCH):  # 10 and 0.25 as such, not 10.0
+        df[c] = pd.Series([epoch_value(v) for v in df[c]], index=df.index, dtype=object)
     return df.sort_values(TRIAL_ID, kind="stable").reset_index(drop=True)
 
 
@@ -108,6 +126,15 @@ def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     return read_csv(Path(run_dir) / HISTORY_FILE, HISTORY_COLUMNS)
+
+
+def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """partial_epochs.csv; an empty frame when the run has none (no fractional rungs, or a run
+    written before they existed)."""
+    path = Path(run_dir) / PARTIAL_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    return read_csv(path, HISTORY_COLUMNS)
 
 
 def load_sweep(run_dir: str | os.PathLike) -> dict:

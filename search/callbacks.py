@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import Callback
 
-from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY
+from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY
 from results import table as T
 
 from .trainable import STATE_FILE
@@ -44,6 +44,7 @@ class RunRecorder(Callback):
         self.epochs = epochs
         self.stopped_early = stopped_early if stopped_early is not None else set()
         self.history: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> history row
+        self.partial: dict[str, dict[float, dict]] = {}  # trial id -> fraction -> row (first epoch)
         self.rows: dict[str, dict] = {}  # finished trials only
         self.nodes: dict[str, str] = {}
         self.threads: dict[str, int] = {}
@@ -58,6 +59,8 @@ class RunRecorder(Callback):
         if (self.run_dir / T.HISTORY_FILE).exists():
             for r in T.load_history(self.run_dir).to_dict("records"):
                 self.history.setdefault(str(r[T.TRIAL_ID]), {})[int(r[EPOCH])] = r
+        for r in T.load_partial(self.run_dir).to_dict("records"):
+            self.partial.setdefault(str(r[T.TRIAL_ID]), {})[float(r[EPOCH])] = r
         if (self.run_dir / T.RESULTS_FILE).exists():
             for r in T.load_results(self.run_dir).to_dict("records"):
                 if r[T.STATUS] != T.ERROR:  # a resume retries errored trials
@@ -77,15 +80,21 @@ class RunRecorder(Callback):
             return
         self.nodes[tid] = result.get(T.NODE_ID, "")
         self.threads[tid] = result.get(T.BLAS_THREADS)
-        epoch = int(result[EPOCH])
         row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
         row[T.TRIAL_ID] = tid
         # A trial restored from an older checkpoint replays epochs: later ones recorded before
-        # belong to the abandoned attempt.
+        # belong to the abandoned attempt. A report from inside the first epoch means the trial
+        # started from scratch, so every epoch recorded before is abandoned.
         epochs = self.history.setdefault(tid, {})
-        for later in [e for e in epochs if e > epoch]:
-            del epochs[later]
-        epochs[epoch] = row
+        if result.get(PARTIAL):
+            epoch = float(result[EPOCH])
+            epochs.clear()
+            self.partial.setdefault(tid, {})[epoch] = row
+        else:
+            epoch = int(result[EPOCH])
+            for later in [e for e in epochs if e > epoch]:
+                del epochs[later]
+            epochs[epoch] = row
         if result.get(DIVERGED):
             self.diverged.add(tid)
         if time.monotonic() - self._last_write > self.WRITE_EVERY_S:
@@ -122,8 +131,9 @@ class RunRecorder(Callback):
         tid = trial.trial_id
         config = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         hist = pd.DataFrame(list(self.history.get(tid, {}).values()), columns=T.HISTORY_COLUMNS)
+        partial = pd.DataFrame(list(self.partial.get(tid, {}).values()), columns=T.HISTORY_COLUMNS)
         self.rows[tid] = T.summarise_trial(tid, config, status, hist, self.nodes.get(tid),
-                                           self.threads.get(tid))
+                                           self.threads.get(tid), partial)
         self.write()
         drop_checkpoint_weights(trial)
 
@@ -131,6 +141,9 @@ class RunRecorder(Callback):
         self._last_write = time.monotonic()
         rows = [r for epochs in self.history.values() for r in epochs.values()]
         T.write_csv_atomic(T.history_frame(rows), self.run_dir / T.HISTORY_FILE)
+        partial = [r for fractions in self.partial.values() for r in fractions.values()]
+        if partial or (self.run_dir / T.PARTIAL_FILE).exists():
+            T.write_csv_atomic(T.history_frame(partial), self.run_dir / T.PARTIAL_FILE)
         T.write_csv_atomic(T.results_frame(list(self.rows.values())), self.run_dir / T.RESULTS_FILE)
 
 

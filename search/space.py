@@ -19,6 +19,9 @@ HYPERPARAMETERS = (HIDDEN_SIZE, LEARNING_RATE, L2)
 DEFAULT_HIDDEN = (64, 128, 256, 512, 1024)
 DEFAULT_LR = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
 DEFAULT_L2 = (0.001, 0.005, 0.01, 0.05, 0.1)
+# Epochs at which ASHA compares a trial with those that reached the same point before it: a
+# quarter of the first epoch, then epochs 1, 2 and 4. Why: BENCHMARKS.md section 2.
+DEFAULT_RUNGS = (0.25, 1, 2, 4)
 
 
 class SpaceError(ValueError):
@@ -43,6 +46,43 @@ def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
             raise SpaceError(f"{flag}: {v} must be a positive integer")
         out.append(v)
     return _unique(flag, out)
+
+
+def parse_rungs(flag: str, text: str) -> tuple:
+    """Rungs in epochs: whole epochs (1, 2, 4) and fractions of the first epoch (0.25), as ints
+    and floats, increasing. Malformed input raises SpaceError naming `flag`."""
+    out = []
+    for s in _items(flag, text):
+        try:
+            v = float(s)
+        except ValueError:
+            raise SpaceError(f"{flag}: {s!r} is not a number") from None
+        out.append(v)
+    rungs = tuple(int(v) if math.isfinite(v) and v >= 1 and v == int(v) else v for v in out)
+    problem = check_rungs(rungs)
+    if problem:
+        raise SpaceError(f"{flag}: {text}: {problem}")
+    return rungs
+
+
+def check_rungs(rungs) -> str | None:
+    """Why `rungs` are unusable, or None: each a whole number of epochs or a fraction of the
+    first epoch (strictly between 0 and 1), strictly increasing."""
+    if not rungs:
+        return "give at least one rung"
+    for r in rungs:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
+            return f"{r!r} is not a positive number of epochs"
+        if r >= 1 and r != int(r):
+            return f"{r} is neither a whole number of epochs nor a fraction of the first (below 1)"
+    if any(a >= b for a, b in zip(rungs, rungs[1:])):
+        return "rungs must be increasing"
+    return None
+
+
+def partial_rungs(rungs) -> tuple:
+    """The rungs inside the first epoch: where trials must also report before it ends."""
+    return tuple(r for r in rungs if r < 1)
 
 
 def parse_float_list(flag: str, text: str, *, positive: bool) -> tuple[float, ...]:

@@ -38,7 +38,7 @@ from results import table as T  # noqa: E402
 
 from . import space  # noqa: E402
 from .callbacks import Progress, RunRecorder  # noqa: E402
-from .trainable import CPUS_PER_TRIAL, train_mlp  # noqa: E402
+from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, train_mlp  # noqa: E402
 
 TUNE_DIR = "tune"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -62,13 +62,17 @@ class SweepSpec:
     momentum: float = 0.0
     scheduler: str = "asha"
     reduction_factor: int = 4
-    # Epochs at which ASHA compares a trial with those that reached the same epoch before it
-    # and stops it unless it is in their top 1/reduction_factor. Rungs at or past `epochs` are
-    # not used. Why 1, 2, 4 and not Ray's geometric 1, 4: BENCHMARKS.md section 2.
-    rungs: tuple = (1, 2, 4)
+    # Epochs at which ASHA compares a trial with those that reached the same point before it
+    # and stops it unless it is in their top 1/reduction_factor: whole epochs, or fractions of
+    # the first epoch, at which trials then also report. Rungs at or past `epochs` are not used.
+    # Why 0.25, 1, 2, 4 and not Ray's geometric 1, 4: BENCHMARKS.md section 2.
+    rungs: tuple = space.DEFAULT_RUNGS
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
     order: str = "shuffled"  # "natural" only to measure why the order matters (benchmarks)
+    # Report at the fractional rungs even with --scheduler none, so that a full grid records
+    # what replay_asha.py needs to replay them (benchmarks; costs a validation pass each).
+    measure_rungs: bool = False
     address: str | None = None
     storage: str | None = None
     dataset_files: dict = field(default_factory=dict)
@@ -81,11 +85,9 @@ class SweepSpec:
                         ("--reduction-factor", self.reduction_factor)):
             if v < 1:
                 raise SweepError(f"{flag}: {v} must be a positive integer")
-        rungs = ",".join(map(str, self.rungs))
-        if not self.rungs or any(not isinstance(r, int) or r < 1 for r in self.rungs):
-            raise SweepError(f"--rungs: {rungs or 'empty'}: give epochs, positive whole numbers")
-        if any(a >= b for a, b in zip(self.rungs, self.rungs[1:])):
-            raise SweepError(f"--rungs: {rungs} must be increasing")
+        problem = space.check_rungs(self.rungs)
+        if problem:
+            raise SweepError(f"--rungs: {','.join(map(str, self.rungs)) or 'empty'}: {problem}")
         if self.reduction_factor < 2:
             raise SweepError(f"--reduction-factor: {self.reduction_factor} must be at least 2")
         if self.max_concurrent < 0:
@@ -100,6 +102,12 @@ class SweepSpec:
             raise SweepError(f"--scheduler: {self.scheduler!r}; choose asha or none")
         if not (self.hidden and self.lr and self.l2):
             raise SweepError("the grid is empty: --hidden, --lr and --l2 each need a value")
+
+    def partial_epochs(self) -> tuple:
+        """Fractions of the first epoch at which every trial also reports."""
+        if self.scheduler == "asha" or self.measure_rungs:
+            return space.partial_rungs(self.rungs)
+        return ()
 
     def configs(self) -> list[dict]:
         return space.grid(self.hidden, self.lr, self.l2)
@@ -244,9 +252,10 @@ def cluster_node_ips() -> set[str]:
 STOPPED_EARLY: set[str] = set()
 
 
-# Validation accuracy per (trial, epoch) from an interrupted run's history.csv. A resumed Tuner
+# Validation accuracy per (trial, epoch) from an interrupted run's history.csv and
+# partial_epochs.csv. A resumed Tuner
 # restores trials but not ASHA's rungs; they are refilled from this before the first decision.
-PRIOR_RESULTS: dict[tuple[str, int], float] = {}
+PRIOR_RESULTS: dict[tuple[str, int | float], float] = {}
 
 
 class RecordingASHA(ASHAScheduler):
@@ -331,7 +340,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     spec.dataset_files = data.files
     configs = space.shuffled(spec.configs(), spec.seed) if spec.order == "shuffled" else spec.configs()
     fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
-             "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial}
+             "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial,
+             PARTIAL_EPOCHS: ",".join(map(str, spec.partial_epochs()))}
     storage_path, tune_name = tune_location(run_dir, spec.storage)
 
     phase("load")
@@ -349,7 +359,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
         PRIOR_RESULTS.clear()
         PRIOR_RESULTS.update({(tid, e): float(r[VAL_ACCURACY])
-                              for tid, epochs in recorder.history.items() for e, r in epochs.items()})
+                              for table in (recorder.history, recorder.partial)
+                              for tid, epochs in table.items() for e, r in epochs.items()})
         progress = Progress(recorder, len(configs), stream=stream)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images"

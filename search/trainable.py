@@ -15,11 +15,19 @@ import ray
 from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mlp_core.train import DIVERGED, TrainConfig, Trainer, train
+from mlp_core.train import DIVERGED, PARTIAL, TrainConfig, Trainer, train
 from results.table import BLAS_THREADS, ENDED_AT, NODE_ID  # the columns these metrics fill
 
 STATE_FILE = "state.npz"
 CPUS_PER_TRIAL = "cpus_per_trial"
+# Fractions of the first epoch at which a trial also reports (the sweep's rungs below one epoch),
+# comma-separated in a string: Tune would walk a list in the parameter space.
+PARTIAL_EPOCHS = "partial_epochs"
+
+
+def partial_epochs(config: dict) -> tuple[float, ...]:
+    text = str(config.get(PARTIAL_EPOCHS, "") or "")
+    return tuple(float(f) for f in text.split(",") if f)
 
 
 def blas_threads() -> int:
@@ -44,7 +52,9 @@ def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
 
 def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
               finished: frozenset = frozenset()) -> None:
-    """Train one configuration, reporting one metrics dict and one checkpoint per epoch.
+    """Train one configuration, reporting one metrics dict and one checkpoint per epoch, and a
+    metrics dict without checkpoint at each of the first epoch's partial points (a trial that
+    dies inside its first epoch starts it again).
 
     `finished` holds the ids of trials already recorded as done in the run's tables: on a resume
     Ray may restart such a trial from an older experiment snapshot, and it returns at once."""
@@ -62,10 +72,14 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
             tune.report(last)
             return
         trainer = trainer or Trainer(cfg)
-        for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer):
+        for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
+                             partial=partial_epochs(config)):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()
+            if metrics.get(PARTIAL):
+                tune.report(metrics)
+                continue
             with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
                 np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict(),
                          last_metrics=np.array(json.dumps(metrics)))

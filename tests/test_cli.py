@@ -59,7 +59,7 @@ def test_run_writes_every_artefact(run):
                                   "val_accuracy", "test_loss", "test_accuracy"]
     assert list(hist["epoch"]) == [1, 2, 3]
     sweep = json.loads((run_dir / "sweep.json").read_text())
-    assert sweep["rungs"] == [1, 2, 4] and sweep["reduction_factor"] == 4  # the defaults
+    assert sweep["rungs"] == [0.25, 1, 2, 4] and sweep["reduction_factor"] == 4  # the defaults
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "<table" in html
     assert "trials 8/8 done" in r.stderr  # the compact progress line
@@ -95,7 +95,8 @@ def test_exported_model_recomputed_independently(run, small_data_dir):
 def test_resume_refuses_a_different_schedule(run):
     run_dir, _ = run
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
-    for flag, value, shown in (("--rungs", "1,3", "1,3"), ("--hidden", "16", "16"),
+    for flag, value, shown in (("--rungs", "1,3", "1,3"), ("--rungs", "0.5,1,2,4", "0.5,1,2,4"),
+                               ("--hidden", "16", "16"),
                                ("--reduction-factor", "3", "3")):
         r = cli("run", "--out", run_dir.parent, "--name", run_dir.name, "--resume", flag, value,
                 timeout=60)
@@ -196,8 +197,10 @@ def test_evaluate_and_predict(run, small_data_dir, tmp_path):
     (["--name", "../x"], "--name: '../x' is not allowed"),
     (["--name", "/x"], "--name: '/x' is not allowed"),
     (["--scheduler", "hyperband"], "argument --scheduler: invalid choice"),
-    (["--rungs", "2,2"], "argument --rungs: repeated value in 2,2"),
-    (["--rungs", "1,0"], "argument --rungs: 0 must be a positive integer"),
+    (["--rungs", "2,2"], "argument --rungs: 2,2: rungs must be increasing"),
+    (["--rungs", "1,0"], "argument --rungs: 1,0: 0.0 is not a positive number of epochs"),
+    (["--rungs", "0.5,1.5"], "argument --rungs: 0.5,1.5: 1.5 is neither a whole number of epochs"),
+    (["--rungs", "1,x"], "argument --rungs: 'x' is not a number"),
     (["--resume"], "--resume needs --name"),
 ])
 def test_bad_flags_exit_2_in_one_line(args, message, tmp_path):

@@ -59,14 +59,23 @@ def test_local_ray_listens_on_loopback_only(ray_local):
 def check_tables(run_dir, n_trials, epochs):
     results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    partial_file = run_dir / "partial_epochs.csv"
+    partial = (pd.read_csv(partial_file, dtype={"trial_id": str}) if partial_file.exists()
+               else pd.DataFrame(columns=history.columns))
     assert len(results) == n_trials and results["trial_id"].is_unique
     assert not history.duplicated(["trial_id", "epoch"]).any()
+    assert not partial.duplicated(["trial_id", "epoch"]).any() and (partial["epoch"] < 1).all()
     for tid, part in history.groupby("trial_id"):
         n = int(results.loc[results["trial_id"] == tid, "epochs"].iloc[0])
         assert sorted(part["epoch"]) == list(range(1, n + 1)), tid
-    assert set(history["trial_id"]) == set(results["trial_id"])
+    # trials stopped inside their first epoch have no history, only reports from inside it
+    whole = results["epochs"] >= 1
+    assert set(history["trial_id"]) == set(results.loc[whole, "trial_id"])
+    last_partial = partial.groupby("trial_id")["epoch"].max()
+    for tid, e in results.loc[~whole, ["trial_id", "epochs"]].values:
+        assert last_partial[tid] == e, tid
     assert results["epochs"].max() <= epochs
-    return results, history
+    return results, history, partial
 
 
 def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
@@ -78,13 +87,16 @@ def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     # Ray was started by the fixture, so this sweep did not shut it down.
     assert list(outcome.phases) == ["load", "ray_start", "setup", "fit", "tables"]
     assert outcome.phases["fit"] > 0 and sum(outcome.phases.values()) <= outcome.seconds
-    results, _ = check_tables(run_dir, 16, 4)
+    results, _, partial = check_tables(run_dir, 16, 4)
+    # every trial reported at the default rung inside the first epoch, a quarter of it
+    assert sorted(partial["trial_id"]) == sorted(results["trial_id"]) and (partial["epoch"] == 0.25).all()
     configs = set(zip(results["hidden_size"], results["learning_rate"], results["l2"]))
     assert configs == {(h, a, r) for h in (16, 32) for a in (0.001, 0.01, 0.1, 1e5) for r in (0.001, 0.01)}
     status = results.set_index(["hidden_size", "learning_rate", "l2"])["status"]
     assert (results.loc[results["learning_rate"] == 1e5, "status"] == "diverged").all()
     stopped = results[results["status"] == "stopped_early"]
     assert len(stopped) >= 3 and (stopped["epochs"] < 4).all()  # early stopping is visible
+    assert (stopped["epochs"] == 0.25).any() and (stopped["epochs"] >= 1).any()  # at both kinds of rung
     completed = results[results["status"] == "completed"]
     assert len(completed) >= 1 and (completed["epochs"] == 4).all()
     assert results["epochs"].sum() < 16 * 4
@@ -101,9 +113,10 @@ def test_without_scheduler_every_trial_runs_every_epoch(ray_local, small_data_di
                      epochs=2, scheduler="none")
     run_dir = run_folder(str(tmp_path), "full")
     run_sweep(spec, run_dir)
-    results, history = check_tables(run_dir, 2, 2)
+    results, history, partial = check_tables(run_dir, 2, 2)
     assert (results["status"] == "completed").all() and (results["epochs"] == 2).all()
     assert len(history) == 4
+    assert len(partial) == 0 and not (run_dir / "partial_epochs.csv").exists()  # no rungs, no reports
 
 
 def test_same_seed_same_numbers_across_sweeps(ray_local, small_data_dir, tmp_path):

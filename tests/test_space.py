@@ -27,6 +27,31 @@ def test_parse_lists():
     assert space.parse_float_list("--l2", "0,0.5", positive=False) == (0.0, 0.5)
 
 
+def test_parse_rungs_whole_epochs_and_fractions_of_the_first():
+    rungs = space.parse_rungs("--rungs", "0.125, 0.25,1,2.0,4")
+    assert rungs == (0.125, 0.25, 1, 2, 4)
+    assert [type(r) for r in rungs] == [float, float, int, int, int]  # 2, not 2.0, in sweep.json
+    assert space.partial_rungs(rungs) == (0.125, 0.25)
+    assert space.partial_rungs(space.DEFAULT_RUNGS) == (0.25,)
+    assert space.rungs_used(rungs, 2) == [1, 0.25, 0.125]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1,1", "1,1: rungs must be increasing"),
+    ("2,1", "2,1: rungs must be increasing"),
+    ("0,1", "0,1: 0.0 is not a positive number of epochs"),
+    ("-0.5", "-0.5: -0.5 is not a positive number of epochs"),
+    ("1.5", "1.5: 1.5 is neither a whole number of epochs nor a fraction of the first"),
+    ("inf", "inf: inf is not a positive number of epochs"),
+    ("0.25,x", "'x' is not a number"),
+    ("", "empty list"),
+])
+def test_parse_rungs_errors_name_the_flag(text, message):
+    with pytest.raises(space.SpaceError) as e:
+        space.parse_rungs("--rungs", text)
+    assert str(e.value).startswith("--rungs: ") and message in str(e.value)
+
+
 @pytest.mark.parametrize("flag, text, kind, message", [
     ("--hidden", "64,abc", "int", "'abc' is not a whole number"),
     ("--hidden", "0", "int", "0 must be a positive integer"),

@@ -53,6 +53,23 @@ def test_summarise_diverged_trial():
     assert math.isnan(row2["val_accuracy"]) and row2["best_epoch"] == 0
 
 
+def test_summarise_trial_stopped_inside_its_first_epoch():
+    partial = pd.DataFrame({"trial_id": "p", "epoch": [0.125, 0.25], "train_loss": [2.0, 1.5],
+                            "train_accuracy": [0.2, 0.4], "val_loss": [1.9, 1.4],
+                            "val_accuracy": [0.3, 0.5], "time_s": [0.2, 0.45]})
+    empty = hist("p", [])
+    row = T.summarise_trial("p", {"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0},
+                            T.STOPPED_EARLY, empty, "n", 1, partial)
+    assert row["epochs"] == 0.25 and row["best_epoch"] == 0.25 and row["val_accuracy"] == 0.5
+    assert row["time_s"] == 0.45  # partial times count from the trial's start: not summed
+    # a trial that reached an epoch is summarised from its epochs alone
+    row2 = T.summarise_trial("p", {"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0},
+                             T.COMPLETED, hist("p", [0.4, 0.45]), "n", 1, partial)
+    assert row2["epochs"] == 2 and row2["val_accuracy"] == 0.45 and row2["time_s"] == 1.0
+    text = T.results_frame([row, row2]).to_csv(index=False).splitlines()
+    assert ",stopped_early,0.25," in text[1] and ",completed,2," in text[2]  # 2, not 2.0
+
+
 def test_ranked_best_and_counts():
     r = make_results()
     top = T.ranked(r)
@@ -149,3 +166,17 @@ def test_search_curves_mark_early_stops():
     crosses = [l for l in ax.get_lines() if l.get_marker() == "x" and len(l.get_xdata())]
     assert len(crosses) == 3
     assert "stopped early" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_search_curves_show_trials_stopped_inside_the_first_epoch():
+    r = make_results()
+    stopped = r["status"] == T.STOPPED_EARLY
+    r.loc[stopped, "epochs"] = 0.25
+    quarter = pd.DataFrame({"trial_id": r["trial_id"], "epoch": 0.25, "val_accuracy": 0.4})
+    h = pd.concat([quarter] + [hist(t, [0.5, 0.9, 0.95][:e]) for t, e
+                               in zip(r["trial_id"], r["epochs"]) if e >= 1])
+    ax = plots.plot_search_curves(h, r, epochs=3).axes[0]
+    crosses = [l for l in ax.get_lines() if l.get_marker() == "x" and len(l.get_xdata())]
+    assert len(crosses) == int(stopped.sum()) == 3
+    assert all(list(l.get_xdata()) == [0.25] for l in crosses)
+    assert ax.get_xlim()[0] < 0.25
