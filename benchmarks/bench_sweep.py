@@ -5,7 +5,9 @@ Leaves out correctness (the tests) and peers (bench_peers.py). Usage:
     python benchmarks/bench_sweep.py [--scheduler asha|none] [--compare RUN_DIR] [--epochs N]
 Efficiency = training FLOPs / (wall time x all-core GEMM rate), where training FLOPs count the
 forward and backward matrix products on the training images only (3196 H per image per epoch:
-forward 2*794H, dW2 20H, dA1 20H, dW1 1568H); validation passes, data movement and Ray
+forward 2*794H, dW2 20H, dA1 20H, dW1 1568H; a trial stopped inside its first epoch counts the
+fraction it trained); validation passes (one per report: every epoch and every rung inside
+the first), data movement and Ray
 overheads count against it. Wall time is the whole `run_sweep` call: data loading, Ray start-up
 and shutdown included. The GEMM rate is measured before and after the sweep and the higher of
 the two is used (the conservative choice: this machine's rate drifts by 20% within minutes).
@@ -112,7 +114,10 @@ def main():
     p.add_argument("--order", default="shuffled", choices=["shuffled", "natural"],
                    help="trial order; natural shows why the tool shuffles")
     p.add_argument("--reduction-factor", type=int, default=None, help="ASHA's (default: the tool's)")
-    p.add_argument("--rungs", default=None, help="ASHA's rungs, comma-separated epochs (default: the tool's)")
+    p.add_argument("--rungs", default=None, help="ASHA's rungs, comma-separated epochs or fractions of "
+                                                 "the first (default: the tool's)")
+    p.add_argument("--measure-rungs", action="store_true",
+                   help="with --scheduler none: report at the fractional rungs too, for replay_asha.py")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--name", default=None)
     p.add_argument("--compare", help="a full-grid run folder: report the chosen trial's val_accuracy gap to its best")
@@ -138,9 +143,9 @@ def main():
     name = args.name or f"{args.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = run_folder(args.out, name)
     spec = SweepSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                     scheduler=args.scheduler, order=args.order,
+                     scheduler=args.scheduler, order=args.order, measure_rungs=args.measure_rungs,
                      **({"reduction_factor": args.reduction_factor} if args.reduction_factor else {}),
-                     **({"rungs": space.parse_int_list("--rungs", args.rungs)} if args.rungs else {}))
+                     **({"rungs": space.parse_rungs("--rungs", args.rungs)} if args.rungs else {}))
     cpu = ProcessCPU() if sys.platform.startswith("linux") else None
     if cpu:
         cpu.start()
@@ -153,15 +158,20 @@ def main():
     results = T.load_results(run_dir)
     n_train = 60000 - round(60000 * spec.val_fraction)
     n_val = 60000 - n_train
-    epoch_h = float((results[T.EPOCHS] * results[T.HIDDEN_SIZE]).sum())  # sum of epochs x H
+    # Sum of epochs x H; a trial stopped inside its first epoch counts the fraction it trained.
+    epoch_h = float((results[T.EPOCHS].astype(float) * results[T.HIDDEN_SIZE]).sum())
     flops = epoch_h * n_train * FLOPS_PER_IMAGE_PER_H
-    val_flops = epoch_h * n_val * VAL_FLOPS_PER_IMAGE_PER_H
+    # One validation pass per report: each epoch and each point inside the first.
+    hidden = results.set_index(T.TRIAL_ID)[T.HIDDEN_SIZE]
+    passes_h = sum(float(hidden[frame[T.TRIAL_ID]].sum())
+                   for frame in (T.load_history(run_dir), T.load_partial(run_dir)) if len(frame))
+    val_flops = passes_h * n_val * VAL_FLOPS_PER_IMAGE_PER_H
     full_epochs = len(results) * args.epochs
     best = T.best_trial(results)
     out = {"scheduler": args.scheduler, "order": args.order, "reduction_factor": spec.reduction_factor,
            "rungs": list(spec.rungs), "trials": len(results), "finished": outcome.finished,
-           "wall_s": wall, "trial_epochs": int(results[T.EPOCHS].sum()),
-           "trial_epochs_fraction": float(results[T.EPOCHS].sum()) / full_epochs,
+           "wall_s": wall, "trial_epochs": float(results[T.EPOCHS].astype(float).sum()),
+           "trial_epochs_fraction": float(results[T.EPOCHS].astype(float).sum()) / full_epochs,
            "flops_fraction_of_full_grid": epoch_h / float((args.epochs * results[T.HIDDEN_SIZE]).sum()),
            "training_tflop": flops / 1e12, "gemm_gflops_all_cores": rate,
            "gemm_gflops_before_after": [rate_before, rate_after],

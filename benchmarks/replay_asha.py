@@ -12,13 +12,17 @@ trial-epochs; the real sweep ran 494.
 Leaves out Ray (nothing is trained). Usage:
     python benchmarks/replay_asha.py FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
 Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
-(1, rf, rf**2, ... epochs), a list such as 1,2,4 is the tool's --rungs.
+(1, rf, rf**2, ... epochs), a list such as 1,2,4 or 0.25,1,2,4 is the tool's --rungs. Rungs
+inside the first epoch replay the full grid's partial_epochs.csv, which bench_sweep.py writes
+with `--scheduler none --measure-rungs --rungs ...`; each report there adds a validation pass to
+the replayed time (the trial-epoch and FLOP columns count training only).
 """
 from __future__ import annotations
 
 import argparse
 import heapq
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -32,14 +36,20 @@ from search import space  # noqa: E402
 
 def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
            milestones: tuple | None = None) -> dict:
-    """One replay; `milestones` are the rungs' epochs (default: Ray's, from grace and rf)."""
+    """One replay; `milestones` are the rungs' epochs (default: Ray's, from grace and rf). Rungs
+    inside the first epoch need the full grid's partial_epochs.csv (bench_sweep.py
+    --measure-rungs): a trial then reports at each of them, then at every epoch."""
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
     results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    partial_path = run_dir / "partial_epochs.csv"
+    partial = (pd.read_csv(partial_path, dtype={"trial_id": str}) if partial_path.exists()
+               else pd.DataFrame(columns=history.columns))
     max_t = int(history["epoch"].max())
     key = {(int(r.hidden_size), float(r.learning_rate), float(r.l2)): r.trial_id
            for r in results.itertuples()}
     hidden = {tid: k[0] for k, tid in key.items()}
-    acc = {(t, int(e)): v for t, e, v in zip(history["trial_id"], history["epoch"], history["val_accuracy"])}
+    acc = {(t, float(e)): v for frame in (history, partial)
+           for t, e, v in zip(frame["trial_id"], frame["epoch"], frame["val_accuracy"])}
     if any((tid, e) not in acc for tid in hidden for e in range(1, max_t + 1)):
         raise SystemExit(f"{run_dir}: not a full grid (some trial lacks an epoch); run it with --scheduler none")
     seconds = (history.merge(results[["trial_id", "hidden_size"]], on="trial_id")
@@ -50,19 +60,39 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
     if milestones is None:  # as Ray builds them
         milestones = space.geometric_rungs(grace, rf, max_t)
     rungs = [(m, {}) for m in space.rungs_used(milestones, max_t)]  # as make_scheduler sets them
+    # The points at which a trial reports: the rungs inside the first epoch, then every epoch.
+    points = [0.0, *space.partial_rungs(sorted(milestones)), *range(1, max_t + 1)]
+    if any((tid, float(p)) not in acc for tid in hidden for p in points[1:]):
+        raise SystemExit(f"{run_dir}: no measurement at rung(s) {space.partial_rungs(sorted(milestones))} "
+                         f"for some trial; run the full grid with bench_sweep.py --scheduler none "
+                         f"--measure-rungs --rungs including them")
+
+    # A measured epoch is its training plus one validation pass, whose share of the products is
+    # v = (validation / training images) x 1588 / 3196 (a forward pass against a training step).
+    sweep = json.loads((run_dir / "sweep.json").read_text())
+    v = sweep["val_fraction"] / (1 - sweep["val_fraction"]) * 1588 / 3196
+
+    def after(i, tid):  # the seconds from point i - 1 to point i of trial tid, validation included
+        return seconds[hidden[tid]] * (points[i] - points[i - 1] + v) / (1 + v)
 
     events: list = []
     nxt = iter(queue)
     for w in range(min(workers, len(queue))):
         tid = next(nxt)
-        heapq.heappush(events, (seconds[hidden[tid]], w, tid, 1))
-    epochs, work, clock, best = 0, 0.0, 0.0, {}
+        heapq.heappush(events, (after(1, tid), w, tid, 1))
+    epochs, work, clock, best, reached = 0.0, 0.0, 0.0, {}, set()
     while events:
-        t, w, tid, epoch = heapq.heappop(events)
-        epochs += 1
-        work += hidden[tid]
-        value = acc[(tid, epoch)]
-        best[tid] = max(best.get(tid, -1.0), value)
+        t, w, tid, i = heapq.heappop(events)
+        epoch = points[i]
+        epochs += epoch - points[i - 1]
+        work += hidden[tid] * (epoch - points[i - 1])
+        value = acc[(tid, float(epoch))]
+        # As results.csv: the best whole epoch; a trial stopped inside its first, its last report.
+        if epoch >= 1:
+            best[tid] = max(best.get(tid, -1.0) if tid in reached else -1.0, value)
+            reached.add(tid)
+        else:
+            best[tid] = value
         stop = epoch >= max_t or not np.isfinite(value)
         for milestone, recorded in rungs:
             if epoch < milestone or tid in recorded:
@@ -76,10 +106,10 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
             clock = max(clock, t)
             following = next(nxt, None)
             if following is not None:
-                heapq.heappush(events, (t + seconds[hidden[following]], w, following, 1))
+                heapq.heappush(events, (t + after(1, following), w, following, 1))
         else:
-            heapq.heappush(events, (t + seconds[hidden[tid]], w, tid, epoch + 1))
-    full_best = {tid: np.nanmax([acc[(tid, e)] for e in range(1, max_t + 1)]) for tid in hidden}
+            heapq.heappush(events, (t + after(i + 1, tid), w, tid, i + 1))
+    full_best = {tid: np.nanmax([acc[(tid, float(e))] for e in range(1, max_t + 1)]) for tid in hidden}
     chosen = max(best, key=lambda t: best[t])
     return {"rf": rf, "rungs": sorted(m for m, _ in rungs), "seed": seed, "trial_epochs": epochs,
             "epochs_fraction": epochs / (len(hidden) * max_t),
@@ -94,7 +124,8 @@ def main():
     p.add_argument("run_dir", type=Path, help="a run folder of a --scheduler none sweep")
     p.add_argument("--rf", type=int, nargs="+", default=[3, 4, 5], help="reduction factors to replay")
     p.add_argument("--rungs", nargs="+", default=["ray"],
-                   help="rung schedules: 'ray' (geometric) or comma-separated epochs, e.g. 1,2,4")
+                   help="rung schedules: 'ray' (geometric) or comma-separated epochs, e.g. 1,2,4 "
+                        "or 0.25,1,2,4 (fractions need a full grid run with --measure-rungs)")
     p.add_argument("--seeds", type=int, default=10, help="orders to replay: seeds 0 .. N-1")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -103,7 +134,7 @@ def main():
           "| gap to the full grid's best, pp (mean, max) | chose the full grid's best | replayed wall s (mean) |")
     print("|---|---|---|---|---|---|---|")
     for rf, schedule in itertools.product(args.rf, args.rungs):
-        milestones = None if schedule == "ray" else tuple(int(m) for m in schedule.split(","))
+        milestones = None if schedule == "ray" else space.parse_rungs("--rungs", schedule)
         runs = [replay(args.run_dir, rf, s, workers=args.workers, milestones=milestones)
                 for s in range(args.seeds)]
         ep = [r["epochs_fraction"] for r in runs]
