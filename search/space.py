@@ -58,7 +58,7 @@ def parse_rungs(flag: str, text: str) -> tuple:
         except ValueError:
             raise SpaceError(f"{flag}: {s!r} is not a number") from None
         out.append(v)
-    rungs = tuple(int(v) if math.isfinite(v) and v >= 1 and v == int(v) else v for v in out)
+    rungs = tuple(int(v) if math.isfinite(v) and v == int(v) else v for v in out)
     problem = check_rungs(rungs)
     if problem:
         raise SpaceError(f"{flag}: {text}: {problem}")

@@ -253,8 +253,8 @@ STOPPED_EARLY: set[str] = set()
 
 
 # Validation accuracy per (trial, epoch) from an interrupted run's history.csv and
-# partial_epochs.csv. A resumed Tuner
-# restores trials but not ASHA's rungs; they are refilled from this before the first decision.
+# partial_epochs.csv. A resumed Tuner restores trials but not ASHA's rungs; they are refilled
+# from this before the first decision.
 PRIOR_RESULTS: dict[tuple[str, int | float], float] = {}
 
 

@@ -198,7 +198,7 @@ def test_evaluate_and_predict(run, small_data_dir, tmp_path):
     (["--name", "/x"], "--name: '/x' is not allowed"),
     (["--scheduler", "hyperband"], "argument --scheduler: invalid choice"),
     (["--rungs", "2,2"], "argument --rungs: 2,2: rungs must be increasing"),
-    (["--rungs", "1,0"], "argument --rungs: 1,0: 0.0 is not a positive number of epochs"),
+    (["--rungs", "1,0"], "argument --rungs: 1,0: 0 is not a positive number of epochs"),
     (["--rungs", "0.5,1.5"], "argument --rungs: 0.5,1.5: 1.5 is neither a whole number of epochs"),
     (["--rungs", "1,x"], "argument --rungs: 'x' is not a number"),
     (["--resume"], "--resume needs --name"),

@@ -110,6 +110,50 @@ def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
     assert (merged["val_accuracy_before"] == merged["val_accuracy"]).all()
 
 
+def test_driver_killed_during_early_stopping_then_resumed(small_data_dir, tmp_path):
+    """The default schedule, with its rung inside the first epoch: after a SIGKILL of the driver
+    and a resume, every trial is in the table once, trials stopped at 0.25 have their reports
+    there and no history, and nothing recorded before the kill changed."""
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "a",
+            "--hidden", "512,1024", "--lr", "0.0001,0.001,0.01,0.1", "--l2", "0.001,0.01",
+            "--epochs", "6", "--no-retrain"]
+    run_dir = tmp_path / "a"
+    proc = start(args)
+    try:
+        wait_for(lambda: rows(run_dir / "results.csv") >= 2, what="two finished trials")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        kill_session(proc.pid)
+    before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    assert len(before) < 16, "the sweep finished before it could be interrupted"
+    partial_before = pd.read_csv(run_dir / "partial_epochs.csv", dtype={"trial_id": str})
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    partial = pd.read_csv(run_dir / "partial_epochs.csv", dtype={"trial_id": str})
+    assert len(results) == 16 and results["trial_id"].is_unique
+    assert not history.duplicated(["trial_id", "epoch"]).any()
+    assert not partial.duplicated(["trial_id", "epoch"]).any() and (partial["epoch"] == 0.25).all()
+    assert set(partial["trial_id"]) == set(results["trial_id"])  # each reported at the rung once
+    inside = results[results["epochs"] < 1]
+    assert len(inside) >= 1 and (inside["epochs"] == 0.25).all()
+    assert (inside["status"] == "stopped_early").all()
+    assert set(history["trial_id"]) == set(results.loc[results["epochs"] >= 1, "trial_id"])
+    for tid, part in history.groupby("trial_id"):
+        n = int(results.loc[results["trial_id"] == tid, "epochs"].iloc[0])
+        assert sorted(part["epoch"]) == list(range(1, n + 1)), tid
+    assert (results["status"] == "completed").sum() >= 1
+    # what was finished before the kill is untouched, its rung reports included
+    merged = before.merge(results, on="trial_id", suffixes=("_before", ""))
+    assert len(merged) == len(before) and (merged["val_accuracy_before"] == merged["val_accuracy"]).all()
+    kept = partial_before[partial_before["trial_id"].isin(before["trial_id"])].merge(
+        partial, on=["trial_id", "epoch"], suffixes=("_before", ""))
+    assert (kept["val_accuracy_before"] == kept["val_accuracy"]).all()
+    assert len(kept) == int(before["trial_id"].isin(partial_before["trial_id"]).sum())
+
+
 def test_a_killed_worker_is_retried_from_its_last_checkpoint(small_data_dir, tmp_path):
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "w",
             "--hidden", "1024", "--lr", "0.05", "--l2", "0.001", "--epochs", "12",

@@ -39,7 +39,7 @@ def test_parse_rungs_whole_epochs_and_fractions_of_the_first():
 @pytest.mark.parametrize("text, message", [
     ("1,1", "1,1: rungs must be increasing"),
     ("2,1", "2,1: rungs must be increasing"),
-    ("0,1", "0,1: 0.0 is not a positive number of epochs"),
+    ("0,1", "0,1: 0 is not a positive number of epochs"),
     ("-0.5", "-0.5: -0.5 is not a positive number of epochs"),
     ("1.5", "1.5: 1.5 is neither a whole number of epochs nor a fraction of the first"),
     ("inf", "inf: inf is not a positive number of epochs"),
