@@ -35,29 +35,30 @@ def _items(flag: str, text: str) -> list[str]:
     return items
 
 
-def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
+def _numbers(flag: str, text: str, kind, what: str) -> list:
+    """Each comma-separated item as `kind` (int or float); SpaceError naming the flag and item
+    that is not one."""
     out = []
     for s in _items(flag, text):
         try:
-            v = int(s)
+            out.append(kind(s))
         except ValueError:
-            raise SpaceError(f"{flag}: {s!r} is not a whole number") from None
+            raise SpaceError(f"{flag}: {s!r} is not {what}") from None
+    return out
+
+
+def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
+    out = _numbers(flag, text, int, "a whole number")
+    for v in out:
         if v < 1:
             raise SpaceError(f"{flag}: {v} must be a positive integer")
-        out.append(v)
     return _unique(flag, out)
 
 
 def parse_rungs(flag: str, text: str) -> tuple:
     """Rungs in epochs: whole epochs (1, 2, 4) and fractions of the first epoch (0.25), as ints
     and floats, increasing. Malformed input raises SpaceError naming `flag`."""
-    out = []
-    for s in _items(flag, text):
-        try:
-            v = float(s)
-        except ValueError:
-            raise SpaceError(f"{flag}: {s!r} is not a number") from None
-        out.append(v)
+    out = _numbers(flag, text, float, "a number")
     rungs = tuple(int(v) if math.isfinite(v) and v == int(v) else v for v in out)
     problem = check_rungs(rungs)
     if problem:
@@ -86,19 +87,14 @@ def partial_rungs(rungs) -> tuple:
 
 
 def parse_float_list(flag: str, text: str, *, positive: bool) -> tuple[float, ...]:
-    out = []
-    for s in _items(flag, text):
-        try:
-            v = float(s)
-        except ValueError:
-            raise SpaceError(f"{flag}: {s!r} is not a number") from None
+    out = _numbers(flag, text, float, "a number")
+    for s, v in zip(_items(flag, text), out):  # messages quote the value as typed
         if not math.isfinite(v):
             raise SpaceError(f"{flag}: {s!r} must be finite")
         if positive and v <= 0:
             raise SpaceError(f"{flag}: {s} must be positive")
         if v < 0:
             raise SpaceError(f"{flag}: {s} must be non-negative")
-        out.append(v)
     return _unique(flag, out)
 
 

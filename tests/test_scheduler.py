@@ -37,16 +37,23 @@ def test_geometric_rungs_are_rays_own():
         assert milestones(make_scheduler(spec)) == sorted(expected)
 
 
-def test_each_rung_stops_by_hand_worked_cutoffs():
-    scheduler = make_scheduler(SweepSpec(rungs=(1, 2, 4)))  # keep the top quarter
+def driven(spec: SweepSpec, prefix: str):
+    """The spec's scheduler with five trials PREFIX1..PREFIX5 added, and report(i, epoch, acc)
+    that hands it trial i's result and returns its decision."""
+    scheduler = make_scheduler(spec)
     scheduler.set_search_properties("val_accuracy", "max")
-    trials = {i: SimpleNamespace(trial_id=f"t{i}") for i in range(1, 6)}
+    trials = {i: SimpleNamespace(trial_id=f"{prefix}{i}") for i in range(1, 6)}
     for t in trials.values():
         scheduler.on_trial_add(None, t)
     sweep.STOPPED_EARLY.clear()
 
     def report(i, epoch, acc):
         return scheduler.on_trial_result(None, trials[i], {"epoch": epoch, "val_accuracy": acc})
+    return scheduler, report
+
+
+def test_each_rung_stops_by_hand_worked_cutoffs():
+    _, report = driven(SweepSpec(rungs=(1, 2, 4)), "t")  # keep the top quarter
 
     # Rung 1. The cutoff is the 75th percentile of the values recorded there before:
     assert report(1, 1, 0.5) == GO  # nothing recorded yet
@@ -65,15 +72,7 @@ def test_each_rung_stops_by_hand_worked_cutoffs():
 
 
 def test_a_rung_inside_the_first_epoch_stops_by_hand_worked_cutoffs():
-    scheduler = make_scheduler(SweepSpec())  # rungs 0.25, 1, 2, 4
-    scheduler.set_search_properties("val_accuracy", "max")
-    trials = {i: SimpleNamespace(trial_id=f"q{i}") for i in range(1, 6)}
-    for t in trials.values():
-        scheduler.on_trial_add(None, t)
-    sweep.STOPPED_EARLY.clear()
-
-    def report(i, epoch, acc):
-        return scheduler.on_trial_result(None, trials[i], {"epoch": epoch, "val_accuracy": acc})
+    scheduler, report = driven(SweepSpec(), "q")  # rungs 0.25, 1, 2, 4
 
     # Rung 0.25, the same rule: the 75th percentile of the values recorded there before.
     assert report(1, 0.25, 0.30) == GO  # nothing recorded yet
