@@ -166,12 +166,13 @@ def main():
     passes_h = sum(float(hidden[frame[T.TRIAL_ID]].sum())
                    for frame in (T.load_history(run_dir), T.load_partial(run_dir)) if len(frame))
     val_flops = passes_h * n_val * VAL_FLOPS_PER_IMAGE_PER_H
+    trial_epochs = float(results[T.EPOCHS].astype(float).sum())
     full_epochs = len(results) * args.epochs
     best = T.best_trial(results)
     out = {"scheduler": args.scheduler, "order": args.order, "reduction_factor": spec.reduction_factor,
            "rungs": list(spec.rungs), "trials": len(results), "finished": outcome.finished,
-           "wall_s": wall, "trial_epochs": float(results[T.EPOCHS].astype(float).sum()),
-           "trial_epochs_fraction": float(results[T.EPOCHS].astype(float).sum()) / full_epochs,
+           "wall_s": wall, "trial_epochs": trial_epochs,
+           "trial_epochs_fraction": trial_epochs / full_epochs,
            "flops_fraction_of_full_grid": epoch_h / float((args.epochs * results[T.HIDDEN_SIZE]).sum()),
            "training_tflop": flops / 1e12, "gemm_gflops_all_cores": rate,
            "gemm_gflops_before_after": [rate_before, rate_after],

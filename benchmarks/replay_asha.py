@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_sweep import FLOPS_PER_IMAGE_PER_H, VAL_FLOPS_PER_IMAGE_PER_H  # noqa: E402
 from search import space  # noqa: E402
 
 
@@ -68,9 +70,10 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
                          f"--measure-rungs --rungs including them")
 
     # A measured epoch is its training plus one validation pass, whose share of the products is
-    # v = (validation / training images) x 1588 / 3196 (a forward pass against a training step).
+    # v = (validation / training images) x (a forward pass / a training step), per image.
     sweep = json.loads((run_dir / "sweep.json").read_text())
-    v = sweep["val_fraction"] / (1 - sweep["val_fraction"]) * 1588 / 3196
+    v = (sweep["val_fraction"] / (1 - sweep["val_fraction"])
+         * VAL_FLOPS_PER_IMAGE_PER_H / FLOPS_PER_IMAGE_PER_H)
 
     def after(i, tid):  # the seconds from point i - 1 to point i of trial tid, validation included
         return seconds[hidden[tid]] * (points[i] - points[i - 1] + v) / (1 + v)
