@@ -156,8 +156,12 @@ def main():
     rate_after = all_core_gemm_rate()
     rate = max(rate_before, rate_after)
     results = T.load_results(run_dir)
-    n_train = 60000 - round(60000 * spec.val_fraction)
-    n_val = 60000 - n_train
+    # The split the sweep trained on (the 60,000 of full Fashion-MNIST were assumed before, which
+    # overstated the FLOPs of any other dataset), read as the sweep read it.
+    from mlp_core.data import load_dataset
+    ds = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
+    n_train, n_val = len(ds.X_train), len(ds.X_val)
+    del ds
     # Sum of epochs x H; a trial stopped inside its first epoch counts the fraction it trained.
     epoch_h = float((results[T.EPOCHS].astype(float) * results[T.HIDDEN_SIZE]).sum())
     flops = epoch_h * n_train * FLOPS_PER_IMAGE_PER_H
