@@ -20,6 +20,14 @@ only, like this tool's retrain. With --subset K, peers (3) and (4) train, for ev
 K (learning rate, L2) pairs drawn with seed 0 plus the pair of the full grid's best as found by
 peer (2) (so the subset can only flatter their accuracy), and their time and trial-epochs are
 scaled by 35 / (number of pairs per hidden size): every hidden size keeps its share of the work.
+
+With --accuracy-seeds N, after every peer has been timed, each peer's chosen configuration is
+retrained with seeds 0 .. N-1 (this tool: `retrain --seeds N`, best epoch by validation as the
+tool exports it; the original: its final epoch, as it does; scikit-learn: random_state) and a
+second table gives the test accuracy's mean, standard error and range over those seeds, and each
+peer's mean minus this tool's with the standard error of that difference. One seed's test
+accuracy moves by about as much as the peers differ (±0.35 pp is one standard error on 10,000
+test images), so "equal or better test accuracy" is judged on the means. Not timed.
 """
 from __future__ import annotations
 
@@ -69,7 +77,7 @@ def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
     return {"search_s": sweep_s, "retrain_s": retrain_s, "trial_epochs": float(results["epochs"].sum()),
             "best_val_accuracy": float(best["val_accuracy"]),
             "best": [int(best["hidden_size"]), float(best["learning_rate"]), float(best["l2"])],
-            "test_accuracy": outcome.test_accuracy, "scaled": False}
+            "test_accuracy": outcome.test_accuracy, "scaled": False, "run_dir": str(run_dir)}
 
 
 def grid_subset(k: int | None, best_pair: tuple[float, float] | None):
@@ -100,6 +108,30 @@ def original(ds, configs, scale) -> dict:
             "trial_epochs": 10.0 * len(configs) * scale, "best_val_accuracy": best["val_accuracy"],
             "best": [best["hidden_size"], best["learning_rate"], best["l2"]], "test_accuracy": test,
             "scaled": scale != 1.0}
+
+
+def seed_test_accuracies(name: str, row: dict, ds, seeds: int) -> list[float]:
+    """Test accuracy of the peer's chosen configuration retrained with seeds 0 .. seeds-1, each
+    the way that peer retrains."""
+    H, lr, l2 = row["best"]
+    if name.startswith(("1 ", "2 ")):
+        from results.retrain import retrain
+        return list(retrain(row["run_dir"], seeds=seeds, log=lambda m: None).seed_test_accuracies)
+    if name.startswith("3 "):
+        X, X_test = ds.X_train.astype(np.float64), ds.X_test.astype(np.float64)
+        accs = []
+        for seed in range(seeds):
+            model = Float64MLP(H, seed)
+            model.fit(X, ds.y_train, lr, l2)
+            accs.append(model.accuracy(X_test, ds.y_test))
+        return accs
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return [float(sklearn_estimator().set_params(hidden_layer_sizes=(H,), learning_rate_init=lr,
+                                                     alpha=l2 * 256, random_state=seed)
+                      .fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test))
+                for seed in range(seeds)]
 
 
 def sklearn_estimator():
@@ -154,11 +186,16 @@ def main():
                     help="which peers to run, comma-separated (default: all five; peer 1 is the reference)")
     ap.add_argument("--best-pair", help="LR,L2 to include in the --subset when peer 2 is not run "
                                         "(the full grid's best pair from an earlier run)")
+    ap.add_argument("--accuracy-seeds", type=int, default=0, metavar="N",
+                    help="also retrain each peer's chosen configuration with seeds 0..N-1 and "
+                         "compare mean test accuracies (not timed; N >= 2)")
     ap.add_argument("--json", help="write the table here too")
     args = ap.parse_args()
     peers = {int(p) for p in args.peers.split(",")}
     if 1 not in peers or not peers <= {1, 2, 3, 4, 5}:
         ap.error("--peers: a subset of 1,2,3,4,5 that includes 1")
+    if args.accuracy_seeds == 1 or args.accuracy_seeds < 0:
+        ap.error("--accuracy-seeds: at least 2 seeds (a standard error needs two)")
     if args.subset and 2 not in peers and not args.best_pair and peers & {3, 4}:
         ap.error("--subset without peer 2 needs --best-pair LR,L2")
     from mlp_core.data import load_dataset
@@ -187,6 +224,10 @@ def main():
         if 5 in peers:
             full_configs, _ = grid_subset(None, None)
             rows["5 HalvingGridSearchCV"] = sklearn_peer(ds, full_configs, 1.0, halving=True)
+        for name, row in rows.items():
+            if args.accuracy_seeds:
+                row["seed_test_accuracies"] = seed_test_accuracies(name, row, ds, args.accuracy_seeds)
+                print(name, row["seed_test_accuracies"], flush=True)
     ours = rows["1 this tool (ASHA)"]["search_s"] + rows["1 this tool (ASHA)"]["retrain_s"]
     print(f"\n| peer | search s | retrain s | total s | × this tool | trial-epochs | best val. acc. "
           f"| chosen (H, lr, L2) | test acc. of retrained best |")
@@ -197,8 +238,27 @@ def main():
         print(f"| {name} | {r['search_s']:.0f}{mark} | {r['retrain_s']:.0f} | {total:.0f} | {total / ours:.1f} "
               f"| {r['trial_epochs']:.0f}{mark} | {100 * r['best_val_accuracy']:.2f}% "
               f"| {r['best'][0]}, {r['best'][1]:g}, {r['best'][2]:g} | {100 * r['test_accuracy']:.2f}% |")
+    if args.accuracy_seeds:
+        print_seed_table(rows, args.accuracy_seeds)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def print_seed_table(rows: dict, seeds: int) -> None:
+    def stats(accs):
+        a = 100 * np.asarray(accs)
+        return a.mean(), a.std(ddof=1) / np.sqrt(len(a))
+
+    ours_mean, ours_se = stats(rows["1 this tool (ASHA)"]["seed_test_accuracies"])
+    print(f"\n| peer | chosen (H, lr, L2) | test acc., mean of seeds 0-{seeds - 1} | standard error "
+          f"| min, max | mean − this tool's, pp (± SE) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        a = 100 * np.asarray(r["seed_test_accuracies"])
+        mean, se = stats(r["seed_test_accuracies"])
+        diff = "—" if name.startswith("1 ") else f"{mean - ours_mean:+.2f} (± {np.hypot(se, ours_se):.2f})"
+        print(f"| {name} | {r['best'][0]}, {r['best'][1]:g}, {r['best'][2]:g} | {mean:.2f}% | {se:.2f} pp "
+              f"| {a.min():.2f}%, {a.max():.2f}% | {diff} |")
 
 
 if __name__ == "__main__":
