@@ -2,7 +2,7 @@
 each), through the same run_sweep as a real sweep (actor reuse, object-store data, callbacks,
 tables), timed after Ray has started.
 
-Leaves out training. Usage: python benchmarks/bench_overhead.py [--trials-reuse-off]
+Leaves out training. Usage: python benchmarks/bench_overhead.py
 """
 from __future__ import annotations
 
