@@ -247,6 +247,78 @@ def cluster_node_ips() -> set[str]:
     return {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
 
 
+# The packages a trial runs. Every node of a cluster must import them, at the driver's version.
+CODE_PACKAGES = ("mlp_core", "search", "results")
+
+
+def code_fingerprint(packages=CODE_PACKAGES) -> str:
+    """A hash of these packages' Python sources (relative paths and bytes), where they are
+    imported from in this process: equal on two machines exactly when they run the same code."""
+    import hashlib
+    import importlib
+
+    h = hashlib.sha256()
+    for name in packages:
+        root = Path(importlib.import_module(name).__file__).parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(f"{name}/{f.relative_to(root).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def node_probe():
+    """A function that, run on a node, returns (its code fingerprint, None), or (None, why a trial
+    could not start there). Nested, so that Ray's pickler sends it by value: it reaches a node
+    that lacks this project, and says so."""
+    def probe(packages):
+        try:
+            import importlib
+
+            importlib.import_module("search.trainable")  # everything a trial imports
+            return importlib.import_module("search.sweep").code_fingerprint(packages), None
+        except Exception as e:  # reported by the driver, naming the node
+            return None, f"{type(e).__name__}: {e}"
+    return probe
+
+
+def check_cluster_code(flag: str, timeout_s: float = 120.0) -> None:
+    """Before a sweep on an existing cluster: every alive node that offers CPUs can import the
+    trainable and runs the driver's version of this project. Otherwise every trial there would
+    fail (and be retried) one after another, or run other code than the driver's."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    probe = ray.remote(num_cpus=0, max_retries=0)(node_probe())
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(CODE_PACKAGES) for n in nodes]
+    try:
+        answers = ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise SweepError(f"{flag}: not every node of the cluster answered within {timeout_s:.0f} s") from None
+    except ray.exceptions.RayError as e:  # a node died or refused the probe
+        raise SweepError(f"{flag}: a node of the cluster could not be probed: {e}") from None
+    problems = node_code_problems(code_fingerprint(), [
+        (n["NodeManagerAddress"], n["NodeID"], fp, err) for n, (fp, err) in zip(nodes, answers)])
+    if problems:
+        raise SweepError(f"{flag}: " + "; ".join(problems))
+
+
+def node_code_problems(driver_fingerprint: str, answers: list[tuple[str, str, str | None, str | None]]
+                       ) -> list[str]:
+    """What is wrong with each node's answer (ip, node id, fingerprint, error), as messages."""
+    problems = []
+    for ip, node_id, fingerprint, error in answers:
+        where = f"node {ip} ({node_id[:8]})"
+        if error is not None:
+            problems.append(f"{where} cannot run trials: {error}. Install this project and its "
+                            f"dependencies on every node (pip install PATH_TO_THIS_CHECKOUT)")
+        elif fingerprint != driver_fingerprint:
+            problems.append(f"{where} has another version of this project's code than the driver "
+                            f"(its sources hash to {fingerprint}, the driver's to {driver_fingerprint}); "
+                            f"install the same version on every node")
+    return problems
+
+
 # Trials ASHA stopped before their last epoch. Module-level because a resumed Tuner unpickles
 # its own scheduler instance: whichever instance runs, the driver's recorder reads this set.
 STOPPED_EARLY: set[str] = set()
@@ -350,6 +422,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     try:
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
         check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
+        if not started:  # an existing cluster: its other machines may lack this project
+            check_cluster_code("--address")
         if not resume:
             create_run_folder(run_dir)
             T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},

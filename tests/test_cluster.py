@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cluster_util import LocalCluster, cluster_env
-from search.sweep import SweepError, check_storage, filesystem_type
+from search.sweep import SweepError, check_storage, code_fingerprint, filesystem_type, node_code_problems
 from test_cli import cli
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
@@ -35,6 +35,44 @@ def test_multi_machine_cluster_needs_shared_storage():
     check_storage("/home/me/runs", {"127.0.0.1"}, "--out", MOUNTS)  # one machine: fine
 
 
+def test_nodes_lacking_the_project_or_running_other_code_are_named():
+    mine = code_fingerprint()
+    assert len(mine) == 16 and mine == code_fingerprint()  # stable within one checkout
+    assert node_code_problems(mine, [("10.0.0.1", "a" * 56, mine, None)]) == []
+    problems = node_code_problems(mine, [
+        ("10.0.0.1", "a" * 56, mine, None),
+        ("10.0.0.2", "b" * 56, None, "ModuleNotFoundError: No module named 'mlp_core'"),
+        ("10.0.0.3", "c" * 56, "0123456789abcdef", None)])
+    assert len(problems) == 2
+    assert problems[0].startswith("node 10.0.0.2 (bbbbbbbb) cannot run trials: "
+                                  "ModuleNotFoundError: No module named 'mlp_core'. Install this project")
+    assert problems[1].startswith("node 10.0.0.3 (cccccccc) has another version of this project's code")
+    assert f"hash to 0123456789abcdef, the driver's to {mine}" in problems[1]
+
+
+def test_the_node_probe_reaches_a_python_without_this_project(tmp_path):
+    """The probe travels by value: a worker whose Python cannot import this project still runs
+    it, and it answers with the import error instead of failing to unpickle."""
+    import subprocess
+    import sys
+
+    from ray import cloudpickle
+
+    from search.sweep import node_probe
+
+    blob = tmp_path / "probe.pkl"
+    blob.write_bytes(cloudpickle.dumps(node_probe()))
+    code = ("import sys, pickle\n"
+            "for name in ('mlp_core', 'search', 'results'):\n"
+            "    sys.modules[name] = None  # as on a machine without this project\n"
+            f"probe = pickle.loads(open({str(blob)!r}, 'rb').read())\n"
+            "print(probe(('mlp_core',)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    answer = out.stdout.strip()
+    assert answer.startswith("(None, ") and "ModuleNotFoundError: No module named 'search.trainable'" in answer
+
+
 @pytest.mark.slow
 def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
     with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
@@ -50,4 +88,5 @@ def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
         assert len(results) == 8 and (results["status"] == "completed").all()
         assert results["node_id"].nunique() == 2  # trials ran on both nodes
         assert (tmp_path / "c" / "tune").is_dir()
+        assert "cannot run trials" not in r.stderr  # both nodes passed the code check
     assert cluster.pids() == []  # exactly what it started is gone

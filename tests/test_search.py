@@ -78,6 +78,11 @@ def check_tables(run_dir, n_trials, epochs):
     return results, history, partial
 
 
+def test_every_node_of_the_running_ray_passes_the_code_check(ray_local):
+    from search.sweep import check_cluster_code
+    check_cluster_code("--address")  # one node, this checkout: nothing to object to
+
+
 def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16, 32), lr=(0.001, 0.01, 0.1, 1e5),
                      l2=(0.001, 0.01), epochs=4, batch_size=128)
