@@ -281,10 +281,11 @@ def node_probe():
     return probe
 
 
-def check_cluster_code(flag: str, timeout_s: float = 120.0) -> None:
+def check_cluster_code(flag: str, timeout_s: float = 120.0) -> tuple[int, str]:
     """Before a sweep on an existing cluster: every alive node that offers CPUs can import the
     trainable and runs the driver's version of this project. Otherwise every trial there would
-    fail (and be retried) one after another, or run other code than the driver's."""
+    fail (and be retried) one after another, or run other code than the driver's. Returns the
+    number of nodes checked and the sources' fingerprint they share."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
@@ -297,10 +298,12 @@ def check_cluster_code(flag: str, timeout_s: float = 120.0) -> None:
         raise SweepError(f"{flag}: not every node of the cluster answered within {timeout_s:.0f} s") from None
     except ray.exceptions.RayError as e:  # a node died or refused the probe
         raise SweepError(f"{flag}: a node of the cluster could not be probed: {e}") from None
-    problems = node_code_problems(code_fingerprint(), [
+    mine = code_fingerprint()
+    problems = node_code_problems(mine, [
         (n["NodeManagerAddress"], n["NodeID"], fp, err) for n, (fp, err) in zip(nodes, answers)])
     if problems:
         raise SweepError(f"{flag}: " + "; ".join(problems))
+    return len(nodes), mine
 
 
 def node_code_problems(driver_fingerprint: str, answers: list[tuple[str, str, str | None, str | None]]
@@ -422,8 +425,10 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     try:
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
         check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
-        if not started:  # an existing cluster: its other machines may lack this project
-            check_cluster_code("--address")
+        if spec.address or os.environ.get("RAY_ADDRESS"):  # other machines may lack this project
+            nodes, sources = check_cluster_code("--address")
+            print(f"cluster: {nodes} node(s) with CPUs, each running this project's sources "
+                  f"{sources}", file=stream, flush=True)
         if not resume:
             create_run_folder(run_dir)
             T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},

@@ -80,7 +80,9 @@ def check_tables(run_dir, n_trials, epochs):
 
 def test_every_node_of_the_running_ray_passes_the_code_check(ray_local):
     from search.sweep import check_cluster_code
-    check_cluster_code("--address")  # one node, this checkout: nothing to object to
+    from search.sweep import code_fingerprint
+    # one node, this checkout: nothing to object to
+    assert check_cluster_code("--address") == (1, code_fingerprint())
 
 
 def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
