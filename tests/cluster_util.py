@@ -46,7 +46,9 @@ main()
 
 
 class LocalCluster:
-    def __init__(self, nodes: int = 2, cpus_per_node: int = 1):
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, other_nodes_env: dict | None = None):
+        """`other_nodes_env`: extra environment for the nodes after the head (and so for their
+        workers), e.g. a PYTHONPATH that breaks an import there, as on a badly set-up machine."""
         # short: Ray puts unix sockets under it (path length limit)
         self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self.port = free_port()
@@ -55,7 +57,8 @@ class LocalCluster:
         try:
             self._start([RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=false",
                          f"--temp-dir={self.temp}", *common], cluster_env())
-            worker_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+            worker_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+                          **(other_nodes_env or {})}
             for _ in range(nodes - 1):
                 self._start([sys.executable, "-c", _WORKER_START, f"--address={self.address}", *common],
                             worker_env)

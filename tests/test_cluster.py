@@ -90,3 +90,24 @@ def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
         assert (tmp_path / "c" / "tune").is_dir()
         assert f"cluster: 2 node(s) with CPUs, each running this project's sources {code_fingerprint()}" in r.stderr
     assert cluster.pids() == []  # exactly what it started is gone
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_run_trials_is_named_before_anything_starts(small_data_dir, tmp_path):
+    """The second node's Python finds a broken threadpoolctl first (as on a machine where a
+    dependency is missing or broken): the sweep is refused, naming that node and the error,
+    with exit code 2 and no run folder, instead of every trial there failing in turn."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "threadpoolctl.py").write_text('raise ImportError("threadpoolctl is broken on this node")\n')
+    with LocalCluster(nodes=2, cpus_per_node=1, other_nodes_env={"PYTHONPATH": str(broken)}) as cluster:
+        r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir, "--out", tmp_path,
+                "--name", "c", "--hidden", "16", "--lr", "0.1", "--l2", "0.001", "--epochs", "1",
+                "--no-retrain", env_extra=cluster_env())
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr  # one line, no traceback
+    assert lines[0].startswith("run_search.py: error: --address: node 127.0.0.1 (")
+    assert "cannot run trials: ImportError: threadpoolctl is broken on this node" in lines[0]
+    assert lines[0].count("cannot run trials") == 1  # the head node is fine
+    assert not (tmp_path / "c").exists()
