@@ -51,6 +51,9 @@ class RunRecorder(Callback):
         self.diverged: set[str] = set()
         self.running: set[str] = set()
         self._last_write = time.monotonic()
+        # Each table's rows as already formatted for its CSV. A stored row is never changed (a
+        # new report stores a new dict), so a rewrite formats only the rows new since the last.
+        self._formatted: dict[str, dict] = {T.HISTORY_FILE: {}, T.PARTIAL_FILE: {}, T.RESULTS_FILE: {}}
         self._load_existing()
         _LIVE[("recorder", str(self.run_dir))] = self
 
@@ -140,11 +143,12 @@ class RunRecorder(Callback):
     def write(self):
         self._last_write = time.monotonic()
         rows = [r for epochs in self.history.values() for r in epochs.values()]
-        T.write_csv_atomic(T.history_frame(rows), self.run_dir / T.HISTORY_FILE)
+        T.write_history(rows, self.run_dir / T.HISTORY_FILE, self._formatted[T.HISTORY_FILE])
         partial = [r for fractions in self.partial.values() for r in fractions.values()]
         if partial or (self.run_dir / T.PARTIAL_FILE).exists():
-            T.write_csv_atomic(T.history_frame(partial), self.run_dir / T.PARTIAL_FILE)
-        T.write_csv_atomic(T.results_frame(list(self.rows.values())), self.run_dir / T.RESULTS_FILE)
+            T.write_history(partial, self.run_dir / T.PARTIAL_FILE, self._formatted[T.PARTIAL_FILE])
+        T.write_results(list(self.rows.values()), self.run_dir / T.RESULTS_FILE,
+                        self._formatted[T.RESULTS_FILE])
 
 
 def drop_checkpoint_weights(trial) -> None:
