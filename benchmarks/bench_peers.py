@@ -101,13 +101,19 @@ def original(ds, configs, scale) -> dict:
     search_s = time.perf_counter() - t0
     best = max(rows, key=lambda r: r["val_accuracy"])
     t1 = time.perf_counter()
-    model = Float64MLP(best["hidden_size"], 0)
-    model.fit(ds.X_train.astype(np.float64), ds.y_train, best["learning_rate"], best["l2"])
-    test = model.accuracy(ds.X_test.astype(np.float64), ds.y_test)
+    test = original_retrain_accuracy(ds, best["hidden_size"], best["learning_rate"], best["l2"], seed=0)
     return {"search_s": search_s * scale, "retrain_s": time.perf_counter() - t1,
             "trial_epochs": 10.0 * len(configs) * scale, "best_val_accuracy": best["val_accuracy"],
             "best": [best["hidden_size"], best["learning_rate"], best["l2"]], "test_accuracy": test,
             "scaled": scale != 1.0}
+
+
+def original_retrain_accuracy(ds, hidden: int, lr: float, l2: float, seed: int) -> float:
+    """The original exercise's retrain of one configuration: float64, its last epoch, then the
+    test accuracy."""
+    model = Float64MLP(hidden, seed)
+    model.fit(ds.X_train.astype(np.float64), ds.y_train, lr, l2)
+    return model.accuracy(ds.X_test.astype(np.float64), ds.y_test)
 
 
 def seed_test_accuracies(name: str, row: dict, ds, seeds: int) -> list[float]:
@@ -118,20 +124,22 @@ def seed_test_accuracies(name: str, row: dict, ds, seeds: int) -> list[float]:
         from results.retrain import retrain
         return list(retrain(row["run_dir"], seeds=seeds, log=lambda m: None).seed_test_accuracies)
     if name.startswith("3 "):
-        X, X_test = ds.X_train.astype(np.float64), ds.X_test.astype(np.float64)
-        accs = []
-        for seed in range(seeds):
-            model = Float64MLP(H, seed)
-            model.fit(X, ds.y_train, lr, l2)
-            accs.append(model.accuracy(X_test, ds.y_test))
-        return accs
+        return [original_retrain_accuracy(ds, H, lr, l2, seed) for seed in range(seeds)]
+    return [float(sklearn_retrain(ds, sklearn_params(H, lr, l2), seed).score(ds.X_test, ds.y_test))
+            for seed in range(seeds)]
+
+
+def sklearn_params(hidden: int, lr: float, l2: float) -> dict:
+    """MLPClassifier's parameters for one configuration (alpha = l2 x 256: see the docstring)."""
+    return {"hidden_layer_sizes": (hidden,), "learning_rate_init": lr, "alpha": l2 * 256}
+
+
+def sklearn_retrain(ds, params: dict, seed: int = 0):
+    """The chosen configuration fitted on the training split only, as this tool retrains."""
     from sklearn.exceptions import ConvergenceWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return [float(sklearn_estimator().set_params(hidden_layer_sizes=(H,), learning_rate_init=lr,
-                                                     alpha=l2 * 256, random_state=seed)
-                      .fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test))
-                for seed in range(seeds)]
+        return sklearn_estimator().set_params(**params, random_state=seed).fit(ds.X_train, ds.y_train)
 
 
 def sklearn_estimator():
@@ -148,8 +156,8 @@ def sklearn_peer(ds, configs, scale, halving: bool) -> dict:
     X = np.concatenate([ds.X_train, ds.X_val])
     y = np.concatenate([ds.y_train, ds.y_val])
     split = PredefinedSplit(np.r_[np.full(len(ds.X_train), -1), np.zeros(len(ds.X_val), int)])
-    grid = [{"hidden_layer_sizes": [(c["hidden_size"],)], "learning_rate_init": [c["learning_rate"]],
-             "alpha": [c["l2"] * 256]} for c in configs]
+    grid = [{k: [v] for k, v in sklearn_params(c["hidden_size"], c["learning_rate"], c["l2"]).items()}
+            for c in configs]
     if halving:
         from sklearn.experimental import enable_halving_search_cv  # noqa: F401
         from sklearn.model_selection import HalvingGridSearchCV
@@ -164,7 +172,7 @@ def sklearn_peer(ds, configs, scale, halving: bool) -> dict:
         search_s = time.perf_counter() - t0
         p = search_cv.best_params_
         t1 = time.perf_counter()
-        est = sklearn_estimator().set_params(**p).fit(ds.X_train, ds.y_train)
+        est = sklearn_retrain(ds, p)
         retrain_s = time.perf_counter() - t1
     res = search_cv.cv_results_
     if halving:  # full-data epoch equivalents: each fit trains 10 epochs on n_resources samples
