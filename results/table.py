@@ -123,7 +123,7 @@ def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathL
     lines = []
     for r in rows:
         hit = cache.get(id(r))
-        if hit is None or hit[0] is not r:  # an id can be reused once its row is gone
+        if hit is None:  # the entry holds the row itself, so no other row can take its id
             hit = cache[id(r)] = (r, [csv_field(_as_written(c, r.get(c))) for c in columns])
         lines.append(hit[1])
     with atomic_write(path, "w", newline="") as f:

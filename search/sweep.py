@@ -189,12 +189,17 @@ def create_run_folder(run_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Ray
 # ---------------------------------------------------------------------------------------------
+def cluster_address(address: str | None) -> str | None:
+    """The existing cluster to use: `address`, else $RAY_ADDRESS, else None (a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -> bool:
     """Connect to `address` (or $RAY_ADDRESS), or start a local Ray bound to 127.0.0.1 with no
     dashboard. Returns True when this call started it (so the caller shuts it down)."""
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     kwargs = dict(log_to_driver=verbose, include_dashboard=False,
                   logging_level="INFO" if verbose else "ERROR")
     if address:
@@ -243,8 +248,12 @@ def check_storage(storage_path: str, node_ips: set[str], flag: str, mounts_text:
         f"mounts (NFS, ...) or a URI such as s3://bucket/prefix")
 
 
+def alive_nodes() -> list[dict]:
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
 def cluster_node_ips() -> set[str]:
-    return {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    return {n["NodeManagerAddress"] for n in alive_nodes()}
 
 
 # The packages a trial runs. Every node of a cluster must import them, at the driver's version.
@@ -288,7 +297,7 @@ def check_cluster_code(flag: str, timeout_s: float = 120.0) -> tuple[int, str]:
     number of nodes checked and the sources' fingerprint they share."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    nodes = [n for n in alive_nodes() if n.get("Resources", {}).get("CPU", 0) > 0]
     probe = ray.remote(num_cpus=0, max_retries=0)(node_probe())
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(CODE_PACKAGES) for n in nodes]
@@ -425,7 +434,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     try:
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
         check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
-        if spec.address or os.environ.get("RAY_ADDRESS"):  # other machines may lack this project
+        if cluster_address(spec.address):  # other machines may lack this project
             nodes, sources = check_cluster_code("--address")
             print(f"cluster: {nodes} node(s) with CPUs, each running this project's sources "
                   f"{sources}", file=stream, flush=True)
