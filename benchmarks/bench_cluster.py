@@ -9,7 +9,6 @@ MNIST test set split 8,000 / 2,000. Throughput = trial-epochs per second of the 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

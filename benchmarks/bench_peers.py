@@ -237,8 +237,8 @@ def main():
                 row["seed_test_accuracies"] = seed_test_accuracies(name, row, ds, args.accuracy_seeds)
                 print(name, row["seed_test_accuracies"], flush=True)
     ours = rows["1 this tool (ASHA)"]["search_s"] + rows["1 this tool (ASHA)"]["retrain_s"]
-    print(f"\n| peer | search s | retrain s | total s | × this tool | trial-epochs | best val. acc. "
-          f"| chosen (H, lr, L2) | test acc. of retrained best |")
+    print("\n| peer | search s | retrain s | total s | × this tool | trial-epochs | best val. acc. "
+          "| chosen (H, lr, L2) | test acc. of retrained best |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         total = r["search_s"] + r["retrain_s"]
