@@ -20,10 +20,10 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_sweep import FLOPS_PER_IMAGE_PER_H  # noqa: E402
 from gemm import gemm_rate, square_gemm_rate  # noqa: E402
 from mlp_core.train import TrainConfig, Trainer  # noqa: E402
 
-FLOPS_PER_IMAGE_PER_H = 3196
 SIZES = (64, 128, 256, 512, 1024)
 
 
