@@ -13,7 +13,9 @@ and shutdown included. The GEMM rate is measured before and after the sweep and 
 the two is used (the conservative choice: this machine's rate drifts by 20% within minutes).
 The JSON also gives where the time that is not training went: the sweep's phases (data
 loading, Ray's start, Tune's run, Ray's shutdown), the CPU seconds of the driver and of each of
-Ray's processes during the sweep (Linux), and the timeline read from history.csv.
+Ray's processes during the sweep (Linux), and the timeline read from history.csv; and
+each hidden size's median epoch as a share of one core's GEMM rate, and upper bounds on the
+efficiency (`ceilings`).
 """
 from __future__ import annotations
 
@@ -105,6 +107,26 @@ def timeline(run_dir: str | Path, n_train: int, n_val: int) -> dict:
                 for h, t in median.items()}}
 
 
+def ceilings(flops: float, val_flops: float, rate_gflops: float, outside_tune_s: float,
+             n_train: int, n_val: int, epoch_share: dict, epoch_h: dict) -> dict:
+    """Upper bounds on the efficiency.
+    `these_epochs`: the sweep's training at the rate its median epochs reached (`epoch_share`,
+    each hidden size's training FLOPs per second of a median epoch, its validation pass
+    included, over one core's share of the GEMM rate; weighted by each size's epochs x H in
+    `epoch_h`), with nothing else costing time: no start-up, no idle slot, no Tune.
+    The others grant a step at the GEMM rate itself. `this_schedule`: this run's training and
+    validation products at the all-core GEMM rate, plus only the time measured outside Tune's
+    run (data loading, Ray's start and shutdown). `any_schedule`: no time outside the products
+    at all and one validation pass per epoch, the report every trial makes, whatever the
+    schedule; `step_share_needed` is then the share of the GEMM rate training would have to
+    reach for 85%: efficiency <= 1 / (GEMM rate / training rate + validation / training FLOPs)."""
+    per_epoch_val = n_val * VAL_FLOPS_PER_IMAGE_PER_H / (n_train * FLOPS_PER_IMAGE_PER_H)
+    return {"these_epochs": sum(epoch_h.values()) / sum(w / epoch_share[h] for h, w in epoch_h.items()),
+            "this_schedule": flops / (flops + val_flops + outside_tune_s * rate_gflops * 1e9),
+            "any_schedule": 1 / (1 + per_epoch_val),
+            "step_share_needed": 1 / (1 / 0.85 - per_epoch_val)}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
@@ -188,6 +210,15 @@ def main():
            "phases_s": {k: round(v, 2) for k, v in outcome.phases.items()},
            "cpu_seconds_by_process": cpu_seconds,
            "timeline": timeline(run_dir, n_train, n_val)}
+    # Each hidden size's median epoch against one core's share of the GEMM rate (the rate is
+    # measured with one product per core at once, as the trials run).
+    per_core = rate / (os.cpu_count() or 1)
+    out["epoch_share_of_gemm_by_hidden"] = share = {
+        h: r["training"] / per_core for h, r in out["timeline"]["gflops_per_trial_by_hidden"].items()}
+    epochs_by_h = results.groupby(T.HIDDEN_SIZE)[T.EPOCHS].apply(lambda e: e.astype(float).sum())
+    out["efficiency_ceilings"] = ceilings(
+        flops, val_flops, rate, wall - outcome.phases["fit"], n_train, n_val, share,
+        {h: float(epochs_by_h[h]) * h for h in share})
     if args.compare:
         full = T.load_results(args.compare)
         full_best = T.best_trial(full)
