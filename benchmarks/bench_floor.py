@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_mlp import SIZES, training_data  # noqa: E402
 from bench_ops import B  # noqa: E402
-from bench_sweep import FLOPS_PER_IMAGE_PER_H, VAL_FLOPS_PER_IMAGE_PER_H  # noqa: E402
+from bench_sweep import FLOPS_PER_IMAGE_PER_H, validation_per_training_flop  # noqa: E402
 from mlp_core.blas import gemm_tn_update  # noqa: E402
 from mlp_core.train import TrainConfig, Trainer  # noqa: E402
 
@@ -118,8 +118,8 @@ def floor_rotations(H: int, X: np.ndarray, y: np.ndarray, rotations: int, calls:
 def sweep_bound(floor_share: dict[int, float], n_train: int = N_TRAIN, n_val: int = N_VAL) -> float:
     """The efficiency bound of the module's docstring for steps at `floor_share` (H -> share)."""
     total = sum(floor_share)
-    val_per_train = n_val * VAL_FLOPS_PER_IMAGE_PER_H / (n_train * FLOPS_PER_IMAGE_PER_H)
-    return 1 / (sum(H / total / s for H, s in floor_share.items()) + val_per_train)
+    return (1 / (sum(H / total / s for H, s in floor_share.items())
+                 + validation_per_training_flop(n_train, n_val)))
 
 
 def main():

@@ -32,7 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sweep import FLOPS_PER_IMAGE_PER_H, VAL_FLOPS_PER_IMAGE_PER_H  # noqa: E402
+from bench_sweep import validation_per_training_flop  # noqa: E402
 from search import space  # noqa: E402
 
 
@@ -72,8 +72,7 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
     # A measured epoch is its training plus one validation pass, whose share of the products is
     # v = (validation / training images) x (a forward pass / a training step), per image.
     sweep = json.loads((run_dir / "sweep.json").read_text())
-    v = (sweep["val_fraction"] / (1 - sweep["val_fraction"])
-         * VAL_FLOPS_PER_IMAGE_PER_H / FLOPS_PER_IMAGE_PER_H)
+    v = validation_per_training_flop(1 - sweep["val_fraction"], sweep["val_fraction"])
 
     def after(i, tid):  # the seconds from point i - 1 to point i of trial tid, validation included
         return seconds[hidden[tid]] * (points[i] - points[i - 1] + v) / (1 + v)
