@@ -232,8 +232,8 @@ def main():
         if 5 in peers:
             full_configs, _ = grid_subset(None, None)
             rows["5 HalvingGridSearchCV"] = sklearn_peer(ds, full_configs, 1.0, halving=True)
-        for name, row in rows.items():
-            if args.accuracy_seeds:
+        if args.accuracy_seeds:
+            for name, row in rows.items():
                 row["seed_test_accuracies"] = seed_test_accuracies(name, row, ds, args.accuracy_seeds)
                 print(name, row["seed_test_accuracies"], flush=True)
     ours = rows["1 this tool (ASHA)"]["search_s"] + rows["1 this tool (ASHA)"]["retrain_s"]
@@ -253,17 +253,19 @@ def main():
 
 
 def print_seed_table(rows: dict, seeds: int) -> None:
-    def stats(accs):
-        a = 100 * np.asarray(accs)
+    def percent(row):
+        return 100 * np.asarray(row["seed_test_accuracies"])
+
+    def stats(a):
         return a.mean(), a.std(ddof=1) / np.sqrt(len(a))
 
-    ours_mean, ours_se = stats(rows["1 this tool (ASHA)"]["seed_test_accuracies"])
+    ours_mean, ours_se = stats(percent(rows["1 this tool (ASHA)"]))
     print(f"\n| peer | chosen (H, lr, L2) | test acc., mean of seeds 0-{seeds - 1} | standard error "
           f"| min, max | mean − this tool's, pp (± SE) |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
-        a = 100 * np.asarray(r["seed_test_accuracies"])
-        mean, se = stats(r["seed_test_accuracies"])
+        a = percent(r)
+        mean, se = stats(a)
         diff = "—" if name.startswith("1 ") else f"{mean - ours_mean:+.2f} (± {np.hypot(se, ours_se):.2f})"
         print(f"| {name} | {r['best'][0]}, {r['best'][1]:g}, {r['best'][2]:g} | {mean:.2f}% | {se:.2f} pp "
               f"| {a.min():.2f}%, {a.max():.2f}% | {diff} |")
