@@ -79,8 +79,7 @@ def check_tables(run_dir, n_trials, epochs):
 
 
 def test_every_node_of_the_running_ray_passes_the_code_check(ray_local):
-    from search.sweep import check_cluster_code
-    from search.sweep import code_fingerprint
+    from search.sweep import check_cluster_code, code_fingerprint
     # one node, this checkout: nothing to object to
     assert check_cluster_code("--address") == (1, code_fingerprint())
 
