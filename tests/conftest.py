@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST test set from ../shared/data/mnist, split 8,000 / 2,000."""
+"""Shared fixtures: the real MNIST test set the repository carries (tests/data/mnist, see its
+README), split 8,000 / 2,000."""
 from __future__ import annotations
 
 import gzip
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_DIR = ROOT / "tests" / "data" / "mnist"
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:
@@ -38,7 +39,7 @@ def mnist_t10k():
     from mlp_core.data import read_idx_pair
     images = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
     if not images.exists():
-        pytest.fail(f"{images} is missing: the tests need the shared MNIST test set")
+        pytest.fail(f"{images} is missing: the repository carries it (tests/data/README.md)")
     return read_idx_pair(images, MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
 
 
