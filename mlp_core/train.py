@@ -98,6 +98,10 @@ class Trainer:
         self._rowsum = np.empty((B, 1), f32)
         self._ones = np.ones((N_OUT, 1), f32)
         self._rows = np.arange(B)
+        # Set while an epoch is stopped at one of its fractions (epoch_parts yielded there): what
+        # continuing it exactly needs. The RNG state from before the epoch's permutation (to draw
+        # the same order again), the batches done, the running sums and the epoch's seconds so far.
+        self.mid_epoch: dict | None = None
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -107,7 +111,11 @@ class Trainer:
             state.update({"v_" + k: v for k, v in self.velocity.as_dict().items()})
         state["epochs_done"] = np.array(self.epochs_done, dtype=np.int64)
         state["rng_state"] = np.array(json.dumps(self.rng.bit_generator.state))
-        state["config"] = np.array(json.dumps(self.config.to_dict()))
+        if self.mid_epoch is not None:
+            m = self.mid_epoch
+            state["mid_epoch_rng_state"] = np.array(json.dumps(m["rng_state"]))
+            state["mid_epoch_counts"] = np.array([m["batches"], m["correct"], m["seen"]], dtype=np.int64)
+            state["mid_epoch_sums"] = np.array([m["loss_sum"], m["seconds"]], dtype=np.float64)
         return state
 
     @classmethod
@@ -120,6 +128,12 @@ class Trainer:
             trainer.velocity = Params(*(np.array(state["v_" + k], dtype=np.float32)
                                         for k in ("W1", "b1", "W2", "b2")))
         trainer.epochs_done = int(state["epochs_done"])
+        if "mid_epoch_counts" in state:
+            batches, correct, seen = (int(v) for v in state["mid_epoch_counts"])
+            loss_sum, seconds = (float(v) for v in state["mid_epoch_sums"])
+            trainer.mid_epoch = {"rng_state": json.loads(str(state["mid_epoch_rng_state"])),
+                                 "batches": batches, "correct": correct, "seen": seen,
+                                 "loss_sum": loss_sum, "seconds": seconds}
         return trainer
 
     # -- one step ----------------------------------------------------------------------------
@@ -209,17 +223,28 @@ class Trainer:
         accuracy) after the batch that completes each of `fractions` (in (0, 1): the batch count
         rounded, at least one batch, never the last) and, last, (1.0, ...) at the epoch's end.
         The steps are those of an uninterrupted epoch, so the numbers are bit-identical either
-        way. Abandoning the generator early leaves the epoch unfinished (`epochs_done` as it was)."""
+        way. Abandoning the generator early leaves the epoch unfinished (`epochs_done` as it was).
+
+        While it is stopped at a fraction, `mid_epoch` holds what continuing the epoch needs, and
+        `state_dict` saves it: a Trainer restored from that state goes on from the next batch of
+        the same order, bit-identically (fractions it already passed are not yielded again). Its
+        "seconds" (0 here) is for the caller to keep the epoch's time so far in (`train` does)."""
         n, B = len(X), self.config.batch_size
+        resume, self.mid_epoch = self.mid_epoch, None
+        if resume is not None:
+            self.rng.bit_generator.state = resume["rng_state"]
+        start_state = self.rng.bit_generator.state
         order = self.rng.permutation(n)
         n_batches = -(-n // B)
+        done = resume["batches"] if resume else 0
         stops = {}
         for f in sorted(fractions):
             k = max(1, round(f * n_batches))
-            if k < n_batches:
+            if done < k < n_batches:
                 stops.setdefault(k, f)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for k, start in enumerate(range(0, n, B), start=1):
+        loss_sum, correct, seen = ((resume["loss_sum"], resume["correct"], resume["seen"])
+                                   if resume else (0.0, 0, 0))
+        for k, start in enumerate(range(done * B, n, B), start=done + 1):
             idx = order[start:start + B]
             Xb = self._X[:len(idx)]
             # mode="clip" (the indices are a permutation, so always in range): with the default
@@ -230,7 +255,10 @@ class Trainer:
             correct += c
             seen += len(idx)
             if k in stops:
+                self.mid_epoch = {"rng_state": start_state, "batches": k, "correct": correct,
+                                  "seen": seen, "loss_sum": loss_sum, "seconds": 0.0}
                 yield stops[k], loss_sum / seen, correct / seen
+                self.mid_epoch = None
         self.epochs_done += 1
         yield 1.0, loss_sum / n, correct / n
 
@@ -246,7 +274,8 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
     `partial`: fractions of an epoch, in (0, 1), at which the *first* epoch also yields its
     metrics so far, marked `partial` True with `epoch` the fraction: the running train loss and
     accuracy of the batches so far and a full validation pass (early stopping can then judge a
-    trial before its first epoch ends). Partial dicts never follow a finished epoch."""
+    trial before its first epoch ends). Partial dicts never follow a finished epoch. A `trainer`
+    saved at such a point (its `mid_epoch` state) continues that epoch where it stopped."""
     if len(X_train) == 0:
         raise ValueError("the training set is empty")
     if config.batch_size > len(X_train):
@@ -255,7 +284,8 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
         raise ValueError(f"partial: fractions of an epoch must lie strictly between 0 and 1, got {partial}")
     trainer = trainer or Trainer(config)
     while trainer.epochs_done < config.epochs:
-        t0 = time.perf_counter()
+        # an epoch continued from a mid-epoch state counts the seconds it had run before
+        t0 = time.perf_counter() - (trainer.mid_epoch["seconds"] if trainer.mid_epoch else 0.0)
         fractions = partial if trainer.epochs_done == 0 else ()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for fraction, train_loss, train_acc in trainer.epoch_parts(X_train, y_train, fractions):
@@ -263,6 +293,8 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
                 if fraction < 1:
                     metrics.update({EPOCH: fraction, PARTIAL: True})
                 metrics[TIME_S] = time.perf_counter() - t0
+                if trainer.mid_epoch is not None:
+                    trainer.mid_epoch["seconds"] = metrics[TIME_S]
                 yield metrics
                 if metrics[DIVERGED]:
                     return

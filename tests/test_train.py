@@ -171,3 +171,36 @@ def test_divergence_inside_the_first_epoch_ends_the_run(small_dataset):
     cfg = TrainConfig(hidden_size=16, learning_rate=1e6, epochs=5)
     ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=(0.5,)))
     assert len(ms) == 1 and ms[0]["partial"] and ms[0]["diverged"] and ms[0]["epoch"] == 0.5
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_trainer_saved_inside_its_first_epoch_continues_it_bit_identically(small_dataset, momentum):
+    """Saved at a report inside the first epoch (where the halving scheduler pauses a trial),
+    round-tripped through arrays as a checkpoint does, and continued in a new Trainer: the same
+    minibatch order, the same later reports and the same weights as a run never stopped."""
+    cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.001, epochs=2, batch_size=100,
+                      seed=3, momentum=momentum)
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
+    ds = small_dataset
+    whole = Trainer(cfg)
+    expected = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=whole,
+                          partial=(0.25, 0.5)))
+    assert [m["epoch"] for m in expected] == [0.25, 0.5, 1, 2]
+
+    first = Trainer(cfg)
+    run = train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=first, partial=(0.25, 0.5))
+    stopped_at = next(run)  # the report at 0.25; the run is abandoned there, as a pause does
+    state = {k: np.array(v) for k, v in first.state_dict().items()}
+    run.close()
+    assert strip([stopped_at]) == strip(expected[:1])
+    assert state["mid_epoch_counts"].tolist()[0] == round(0.25 * 64)  # 16 of 64 batches done
+
+    again = Trainer.from_state(cfg, state)
+    rest = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=again, partial=(0.25, 0.5)))
+    assert strip(rest) == strip(expected[1:])  # 0.25 is not reported twice
+    for n in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_array_equal(getattr(again.params, n), getattr(whole.params, n))
+    assert again.rng.bit_generator.state == whole.rng.bit_generator.state
+    assert rest[0]["time_s"] >= stopped_at["time_s"]  # the epoch's seconds carry on
+    # a state saved between epochs holds no mid-epoch part
+    assert not any(k.startswith("mid_epoch") for k in whole.state_dict())
