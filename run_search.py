@@ -89,13 +89,15 @@ def build_parser() -> Parser:
     r.add_argument("--seed", type=_non_negative_int, help="seeds the split, the order and every trial (default: 0)")
     r.add_argument("--val-fraction", type=_fraction, help="share of the training set held out (default: 0.2)")
     r.add_argument("--momentum", type=_momentum, help="SGD momentum (default: 0, plain SGD)")
-    r.add_argument("--scheduler", choices=["asha", "none"], default=None,
-                   help="asha: stop weak trials early (default); none: every trial runs all epochs")
+    r.add_argument("--scheduler", choices=["halving", "asha", "none"], default=None,
+                   help="halving: stop weak trials early, the same decisions at any scale "
+                        "(default); asha: Ray's asynchronous halving (timing-dependent); "
+                        "none: every trial runs all epochs")
     r.add_argument("--reduction-factor", type=_positive_int,
-                   help="ASHA keeps about 1 in this many trials at each rung (default: 4)")
+                   help="early stopping keeps 1 in this many trials at each rung (default: 4)")
     r.add_argument("--rungs", type=_list("rungs"),
-                   help="epochs at which ASHA compares trials, comma-separated: whole epochs "
-                        "or fractions of the first (default: 0.25,1,2,4)")
+                   help="epochs at which early stopping compares trials, comma-separated: whole "
+                        "epochs or fractions of the first (default: 0.25,1,2,4)")
     r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
                    help="CPUs (and BLAS threads) per trial (default: 1)")
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
@@ -120,6 +122,8 @@ def build_parser() -> Parser:
     s.add_argument("--top", type=_positive_int, default=10)
     s.add_argument("--sort", default="val_accuracy", help="column to rank by (default: val_accuracy)")
     s.add_argument("--pivot", action="store_true", help="best val_accuracy over learning_rate x l2 per hidden_size")
+    s.add_argument("--rungs", action="store_true",
+                   help="per rung of early stopping: trials that entered, went on, were stopped, and the cutoff")
     s.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
 
     e = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy and confusion matrix of a model")
@@ -137,7 +141,7 @@ def build_parser() -> Parser:
 # --- commands ------------------------------------------------------------------------------------
 RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epochs": 10,
                 "batch_size": 256, "seed": 0, "val_fraction": 0.2, "momentum": 0.0,
-                "scheduler": "asha", "reduction_factor": 4, "rungs": None}
+                "scheduler": "halving", "reduction_factor": 4, "rungs": None}
 
 
 def cmd_run(args) -> int:
@@ -264,6 +268,14 @@ def cmd_show(args) -> int:
 
     results = T.load_results(args.run_dir)
     sweep = T.load_sweep(args.run_dir)
+    if args.rungs:
+        rungs = T.sweep_rungs(sweep)
+        if not rungs:
+            raise CliError(f"{args.run_dir}: this sweep ran without early stopping (scheduler "
+                           f"{sweep.get('scheduler')}): it has no rungs")
+        summary = T.rung_summary(results, T.load_history(args.run_dir), T.load_partial(args.run_dir), rungs)
+        print(format_table(summary, args.format))
+        return 0
     if args.pivot:
         tables = T.pivot(results)
         if args.format == "json":

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -107,6 +109,27 @@ def timeline(run_dir: str | Path, n_train: int, n_val: int) -> dict:
                 for h, t in median.items()}}
 
 
+def idle_share(run_dir: str | Path, slots: int) -> dict:
+    """The share of the trial slots' seconds, between the first report's start and the last
+    report, in which no trial was training or validating: slots left idle at rung barriers, and
+    the time Tune spends between trials (starting, pausing, resuming, checkpointing them).
+    Each report's busy span ends at its `ended_at` and lasts its `time_s` less that of the
+    trial's report before it in the same epoch (a report inside the first epoch, or the first
+    epoch resumed after a pause at one, counts from the epoch's start)."""
+    from results import table as T
+    frames = [f for f in (T.load_partial(run_dir), T.load_history(run_dir)) if len(f)]
+    reports = pd.concat(frames).sort_values([T.TRIAL_ID, T.ENDED_AT])
+    epoch = reports["epoch"].astype(float)
+    # the time_s of the same trial's report just before, when it lies in the same (first) epoch
+    before = reports.groupby(T.TRIAL_ID)["time_s"].shift().where(
+        (epoch <= 1) & (reports.groupby(T.TRIAL_ID)["epoch"].shift().astype(float) < 1), 0.0).fillna(0.0)
+    busy = reports["time_s"] - before
+    start = float((reports[T.ENDED_AT] - busy).min())
+    span = float(reports[T.ENDED_AT].max()) - start
+    return {"slots": slots, "span_s": span, "busy_slot_s": float(busy.sum()),
+            "idle_share": 1 - float(busy.sum()) / (slots * span)}
+
+
 def validation_per_training_flop(n_train: float, n_val: float) -> float:
     """The FLOPs of an epoch's validation pass per training FLOP of that epoch (0.124 for
     48,000 / 12,000; image counts or fractions): work every epoch does that the efficiency
@@ -138,7 +161,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--scheduler", default="asha", choices=["asha", "none"])
+    p.add_argument("--scheduler", default="halving", choices=["halving", "asha", "none"])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--order", default="shuffled", choices=["shuffled", "natural"],
                    help="trial order; natural shows why the tool shuffles")
@@ -216,7 +239,8 @@ def main():
            "counts": T.counts(results), "run_dir": str(run_dir),
            "phases_s": {k: round(v, 2) for k, v in outcome.phases.items()},
            "cpu_seconds_by_process": cpu_seconds,
-           "timeline": timeline(run_dir, n_train, n_val)}
+           "timeline": timeline(run_dir, n_train, n_val),
+           "idle": idle_share(run_dir, os.cpu_count() or 1)}
     # Each hidden size's median epoch against one core's share of the GEMM rate (the rate is
     # measured with one product per core at once, as the trials run).
     per_core = rate / (os.cpu_count() or 1)

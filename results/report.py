@@ -53,6 +53,14 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     advice = T.edge_advice(results, sweep)
     if advice:
         parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
+    rungs = T.sweep_rungs(sweep)
+    if rungs:
+        summary = T.rung_summary(results, T.load_history(run_dir), T.load_partial(run_dir), rungs)
+        parts.append(f"<h2>Early stopping ({esc(str(sweep.get('scheduler')))})</h2>"
+                     "<p>Per rung (in epochs): the trials that competed there, how many went on, "
+                     "how many stopped there, and the lowest validation accuracy that went on.</p>")
+        parts.append(summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0,
+                                     classes="trials", na_rep=""))
     parts.append(f"<h2>Top {top} trials</h2>")
     parts.append(T.ranked(results).head(top).to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                                       border=0, classes="trials"))

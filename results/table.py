@@ -37,8 +37,13 @@ PARTIAL_FILE = "partial_epochs.csv"
 SWEEP_FILE = "sweep.json"
 
 BLAS_THREADS = "blas_threads"
+# The rung (in epochs) at which early stopping stopped the trial; empty for any other status.
+STOPPED_AT_RUNG = "stopped_at_rung"
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
-                   VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS]
+                   VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS,
+                   STOPPED_AT_RUNG]
+# Columns added since the first release: a results.csv written before them still loads.
+LATER_RESULTS_COLUMNS = (STOPPED_AT_RUNG,)
 ENDED_AT = "ended_at"  # wall-clock time (Unix seconds) at which the epoch ended
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S,
                    ENDED_AT]
@@ -78,9 +83,11 @@ def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFr
         history, time_s = partial, float(partial[TIME_S].max())  # each counts from the start
     else:
         time_s = float(history[TIME_S].sum()) if len(history) else 0.0
+    epochs = epoch_value(history[EPOCH].max()) if len(history) else 0
     row = {TRIAL_ID: trial_id, **{k: config[k] for k in HYPERPARAMETERS}, STATUS: status,
-           EPOCHS: epoch_value(history[EPOCH].max()) if len(history) else 0, TIME_S: time_s,
-           NODE_ID: node_id or "", BLAS_THREADS: blas_threads}
+           EPOCHS: epochs, TIME_S: time_s, NODE_ID: node_id or "", BLAS_THREADS: blas_threads,
+           # early stopping stops a trial only at a rung, right after its report there
+           STOPPED_AT_RUNG: epochs if status == STOPPED_EARLY else None}
     finite = history[np.isfinite(history[VAL_ACCURACY].astype(float))] if len(history) else history
     if len(finite):
         best = finite.sort_values([VAL_ACCURACY, EPOCH], ascending=[False, True]).iloc[0]
@@ -134,7 +141,7 @@ def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathL
 
 def _as_written(column: str, value):
     """results.csv's `epochs` and `best_epoch` as epoch_value writes them (10, not 10.0)."""
-    if column in (EPOCHS, BEST_EPOCH) and value is not None and not _is_nan(value):
+    if column in (EPOCHS, BEST_EPOCH, STOPPED_AT_RUNG) and value is not None and not _is_nan(value):
         return epoch_value(value)
     return value
 
@@ -171,7 +178,10 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return read_csv(Path(run_dir) / RESULTS_FILE, RESULTS_COLUMNS)
+    df = read_csv(Path(run_dir) / RESULTS_FILE, [c for c in RESULTS_COLUMNS if c not in LATER_RESULTS_COLUMNS])
+    if STOPPED_AT_RUNG not in df:  # written before the column: a stopped trial ended at its rung
+        df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == STOPPED_EARLY)
+    return df
 
 
 def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -257,6 +267,41 @@ def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
 
 def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def sweep_rungs(sweep: dict) -> tuple:
+    """The rungs at which the sweep's early stopping judged trials (none without it): its
+    --rungs before the last epoch, or with Ray's ASHA, Ray's geometric rungs from the first."""
+    rungs, epochs = tuple(sweep.get("rungs") or ()), int(sweep.get("epochs", 0))
+    if sweep.get("scheduler") == "none" or not rungs:
+        return ()
+    if sweep.get("scheduler") == "asha":
+        rf, r, rungs = int(sweep.get("reduction_factor", 4)), rungs[0], []
+        while r < epochs:
+            rungs.append(r)
+            r *= rf
+    return tuple(epoch_value(r) for r in rungs if r < epochs)
+
+
+def rung_summary(results: pd.DataFrame, history: pd.DataFrame, partial: pd.DataFrame,
+                 rungs) -> pd.DataFrame:
+    """Per rung of early stopping: how many trials `entered` it (went on from the rung before;
+    every trial at the first), how many `went_on` past it, how many were `stopped` there, and
+    the `cutoff`: the lowest validation accuracy at the rung among those that went on (a trial
+    that diverged or failed before a rung it entered counts as entered, not as going on)."""
+    epochs = results[EPOCHS].astype(float)
+    reports = pd.concat([partial, history])
+    rows, before = [], None
+    for r in rungs:
+        entered = len(results) if before is None else int((epochs > before).sum())
+        on = results[TRIAL_ID][epochs > r]
+        at = reports[(reports[EPOCH].astype(float) == float(r)) & reports[TRIAL_ID].isin(on)]
+        stopped = int(((results[STATUS] == STOPPED_EARLY) & (epochs == float(r))).sum())
+        rows.append({"rung": epoch_value(r), "entered": entered, "went_on": len(on),
+                     "stopped": stopped,
+                     "cutoff": float(at[VAL_ACCURACY].min()) if len(at) else float("nan")})
+        before = float(r)
+    return pd.DataFrame(rows, columns=["rung", "entered", "went_on", "stopped", "cutoff"])
 
 
 def counts(results: pd.DataFrame) -> dict[str, int]:

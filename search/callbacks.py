@@ -39,10 +39,9 @@ class RunRecorder(Callback):
     def __reduce__(self):
         return _live, ("recorder", str(self.run_dir))
 
-    def __init__(self, run_dir: Path, epochs: int, stopped_early: set | None = None):
+    def __init__(self, run_dir: Path, epochs: int):
         self.run_dir = Path(run_dir)
         self.epochs = epochs
-        self.stopped_early = stopped_early if stopped_early is not None else set()
         self.history: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> history row
         self.partial: dict[str, dict[float, dict]] = {}  # trial id -> fraction -> row (first epoch)
         self.rows: dict[str, dict] = {}  # finished trials only
@@ -104,12 +103,11 @@ class RunRecorder(Callback):
             self.write()  # also between trial ends, so long trials' epochs reach the disk
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        # Tune calls this only for a trial that ended: its function returned, or the scheduler
+        # stopped it (an interrupted sweep leaves its trials unfinished, without this call).
         self.running.discard(trial.trial_id)
-        if trial.trial_id in self.rows:
-            return
-        status = self._final_status(trial.trial_id)
-        if status is not None:
-            self._finish(trial, status)
+        if trial.trial_id not in self.rows:
+            self._finish(trial, self._final_status(trial.trial_id))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
@@ -120,15 +118,12 @@ class RunRecorder(Callback):
         self.write()
 
     # -- bookkeeping ------------------------------------------------------------------------------
-    def _final_status(self, tid: str) -> str | None:
-        done = max(self.history.get(tid, {}), default=0)
+    def _final_status(self, tid: str) -> str:
         if tid in self.diverged:
             return T.DIVERGED
-        if done >= self.epochs:
+        if max(self.history.get(tid, {}), default=0) >= self.epochs:
             return T.COMPLETED
-        if tid in self.stopped_early:
-            return T.STOPPED_EARLY
-        return None  # ended without finishing (interrupted): it will be resumed
+        return T.STOPPED_EARLY  # ended before its last epoch: the scheduler stopped it
 
     def _finish(self, trial, status: str):
         tid = trial.trial_id

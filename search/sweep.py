@@ -29,7 +29,7 @@ if not os.environ.get("RAY_ADDRESS"):
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
 from mlp_core.data import DATASETS, load_dataset, resolve_data_dir  # noqa: E402
@@ -38,9 +38,11 @@ from results import table as T  # noqa: E402
 
 from . import space  # noqa: E402
 from .callbacks import Progress, RunRecorder  # noqa: E402
+from .scheduler import RUNG_LOG, HalvingScheduler  # noqa: E402
 from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, train_mlp  # noqa: E402
 
 TUNE_DIR = "tune"
+SCHEDULERS = ("halving", "asha", "none")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -60,12 +62,12 @@ class SweepSpec:
     seed: int = 0
     val_fraction: float = 0.2
     momentum: float = 0.0
-    scheduler: str = "asha"
+    scheduler: str = "halving"
     reduction_factor: int = 4
-    # Epochs at which ASHA compares a trial with those that reached the same point before it
-    # and stops it unless it is in their top 1/reduction_factor: whole epochs, or fractions of
-    # the first epoch, at which trials then also report. Rungs at or past `epochs` are not used.
-    # Why 0.25, 1, 2, 4 and not Ray's geometric 1, 4: BENCHMARKS.md section 2.
+    # Epochs at which early stopping compares the trials and keeps the best 1/reduction_factor:
+    # whole epochs, or fractions of the first epoch, at which trials then also report. Rungs at
+    # or past `epochs` are not used. With "asha", Ray's own geometric rungs from the first of
+    # these. Why 0.25, 1, 2, 4: BENCHMARKS.md section 2.
     rungs: tuple = space.DEFAULT_RUNGS
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
@@ -98,14 +100,14 @@ class SweepSpec:
             raise SweepError(f"--val-fraction: {self.val_fraction} must be between 0 and 1")
         if self.order not in ("shuffled", "natural"):
             raise SweepError(f"order: {self.order!r}; choose shuffled or natural")
-        if self.scheduler not in ("asha", "none"):
-            raise SweepError(f"--scheduler: {self.scheduler!r}; choose asha or none")
+        if self.scheduler not in SCHEDULERS:
+            raise SweepError(f"--scheduler: {self.scheduler!r}; choose {', '.join(SCHEDULERS)}")
         if not (self.hidden and self.lr and self.l2):
             raise SweepError("the grid is empty: --hidden, --lr and --l2 each need a value")
 
     def partial_epochs(self) -> tuple:
         """Fractions of the first epoch at which every trial also reports."""
-        if self.scheduler == "asha" or self.measure_rungs:
+        if self.scheduler != "none" or self.measure_rungs:
             return space.partial_rungs(self.rungs)
         return ()
 
@@ -207,6 +209,21 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     else:
         ray.init(num_cpus=num_cpus, **kwargs)
     return True
+
+
+def local_cpus(spec: SweepSpec) -> int | None:
+    """The CPUs a local Ray offers: all of them, or just enough for --max-concurrent trials, so
+    that Ray itself never runs more (a limit on the trials Tune creates would deadlock a halving
+    barrier: the paused trials count as created)."""
+    if not spec.max_concurrent:
+        return None
+    return min(os.cpu_count() or 1, spec.max_concurrent * spec.cpus_per_trial)
+
+
+def searcher_limit(spec: SweepSpec, started: bool) -> int:
+    """--max-concurrent on a Ray this sweep did not start, as the searcher's limit on the trials
+    alive at once (0: none): right for schedulers that never pause a trial."""
+    return 0 if started or spec.scheduler == "halving" else spec.max_concurrent
 
 
 # Filesystems whose files every node of a cluster can see.
@@ -331,50 +348,17 @@ def node_code_problems(driver_fingerprint: str, answers: list[tuple[str, str, st
     return problems
 
 
-# Trials ASHA stopped before their last epoch. Module-level because a resumed Tuner unpickles
-# its own scheduler instance: whichever instance runs, the driver's recorder reads this set.
-STOPPED_EARLY: set[str] = set()
-
-
-# Validation accuracy per (trial, epoch) from an interrupted run's history.csv and
-# partial_epochs.csv. A resumed Tuner restores trials but not ASHA's rungs; they are refilled
-# from this before the first decision.
-PRIOR_RESULTS: dict[tuple[str, int | float], float] = {}
-
-
-class RecordingASHA(ASHAScheduler):
-    """ASHA that records which trials it stopped before their last epoch, and that refills its
-    rungs from PRIOR_RESULTS when a resumed sweep hands it an empty state."""
-
-    def _refill_rungs(self):
-        if getattr(self, "_refilled", False):
-            return
-        self._refilled = True
-        for bracket in self._brackets:
-            for milestone, recorded in bracket._rungs:
-                for (tid, epoch), value in PRIOR_RESULTS.items():
-                    if epoch == milestone and value == value and tid not in recorded:
-                        recorded[tid] = self._metric_op * value
-
-    def on_trial_result(self, tune_controller, trial, result):
-        self._refill_rungs()
-        decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and result.get(EPOCH, 0) < self._max_t:
-            STOPPED_EARLY.add(trial.trial_id)
-        return decision
-
-
-def make_scheduler(spec: SweepSpec):
+def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None):
+    """The spec's early stopping: deterministic successive halving (its decisions logged in the
+    run folder for a resume), Ray's own ASHA (rungs: the first of --rungs times powers of the
+    reduction factor; timing-dependent, see README), or none."""
     if spec.scheduler == "none":
         return FIFOScheduler()
-    scheduler = RecordingASHA(time_attr=EPOCH, max_t=spec.epochs,
-                              grace_period=min(spec.rungs[0], spec.epochs),
-                              reduction_factor=spec.reduction_factor)
-    # Ray spaces its rungs geometrically (grace * rf**k); ours are the spec's. One bracket (Ray's
-    # default), whose rungs Ray keeps highest first; its promotion rule is unchanged.
-    (bracket,) = scheduler._brackets
-    bracket._rungs = [(r, {}) for r in space.rungs_used(spec.rungs, spec.epochs)]
-    return scheduler
+    if spec.scheduler == "asha":
+        return ASHAScheduler(time_attr=EPOCH, max_t=spec.epochs, grace_period=spec.rungs[0],
+                             reduction_factor=spec.reduction_factor)
+    return HalvingScheduler(n_trials, spec.rungs, spec.epochs, spec.reduction_factor,
+                            log_path=run_dir / RUNG_LOG if run_dir else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,8 +412,12 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
              PARTIAL_EPOCHS: ",".join(map(str, spec.partial_epochs()))}
     storage_path, tune_name = tune_location(run_dir, spec.storage)
 
+    if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
+        raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
+                         "starts itself; on an existing cluster the trials use the CPUs it offers")
+
     phase("load")
-    started = start_ray(spec.address, verbose)
+    started = start_ray(spec.address, verbose, local_cpus(spec))
     phase("ray_start")
     try:
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
@@ -442,16 +430,15 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
             create_run_folder(run_dir)
             T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
                                 run_dir / T.SWEEP_FILE)
-        scheduler = make_scheduler(spec)
-        STOPPED_EARLY.clear()
-        recorder = RunRecorder(run_dir, spec.epochs, STOPPED_EARLY)
-        PRIOR_RESULTS.clear()
-        PRIOR_RESULTS.update({(tid, e): float(r[VAL_ACCURACY])
-                              for table in (recorder.history, recorder.partial)
-                              for tid, epochs in table.items() for e, r in epochs.items()})
+        scheduler = make_scheduler(spec, len(configs), run_dir)
+        recorder = RunRecorder(run_dir, spec.epochs)
         progress = Progress(recorder, len(configs), stream=stream)
+        slots = int(ray.cluster_resources().get("CPU", 0) // spec.cpus_per_trial)
+        if spec.max_concurrent and not started:
+            slots = min(slots, spec.max_concurrent)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
-              f"scheduler {spec.scheduler}, {len(data.X_train)} training images"
+              f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
+              f"{slots} trial{'s' if slots != 1 else ''} at a time"
               + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
 
         trainable = tune.with_parameters(
@@ -475,9 +462,9 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                              space.L2: tune.choice(list(spec.l2)), **fixed},
                 tune_config=tune.TuneConfig(
                     metric=VAL_ACCURACY, mode="max", scheduler=scheduler,
-                    search_alg=BasicVariantGenerator(points_to_evaluate=[{**c, **fixed} for c in configs]),
-                    num_samples=len(configs), reuse_actors=True,
-                    max_concurrent_trials=spec.max_concurrent or None),
+                    search_alg=BasicVariantGenerator(points_to_evaluate=[{**c, **fixed} for c in configs],
+                                                     max_concurrent=searcher_limit(spec, started)),
+                    num_samples=len(configs), reuse_actors=True),
                 run_config=run_config)
         tune_logger = logging.getLogger("ray.tune")
         level = tune_logger.level

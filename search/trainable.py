@@ -1,6 +1,6 @@
 """The Ray Tune trainable: one configuration trained epoch by epoch, reported and checkpointed.
 
-Leaves out scheduling and result files (sweep.py, records.py). Reads no file: the arrays arrive
+Leaves out scheduling and result files (scheduler.py, callbacks.py). Reads no file: the arrays arrive
 through the object store (tune.with_parameters), so a trial can run on any node.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ray
 from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mlp_core.train import DIVERGED, PARTIAL, TrainConfig, Trainer, train
+from mlp_core.train import DIVERGED, TrainConfig, Trainer, train
 from results.table import BLAS_THREADS, ENDED_AT, NODE_ID  # the columns these metrics fill
 
 STATE_FILE = "state.npz"
@@ -50,11 +50,24 @@ def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
     return Trainer.from_state(config, state), last
 
 
+def _report(metrics: dict, trainer: Trainer) -> None:
+    """Report `metrics` with a checkpoint of `trainer` (mid-epoch state included, so a trial
+    paused at a rung inside its first epoch continues that epoch exactly)."""
+    with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
+        np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict(),
+                 last_metrics=np.array(json.dumps(metrics)))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
 def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
               finished: frozenset = frozenset()) -> None:
-    """Train one configuration, reporting one metrics dict and one checkpoint per epoch, and a
-    metrics dict without checkpoint at each of the first epoch's partial points (a trial that
-    dies inside its first epoch starts it again).
+    """Train one configuration, reporting one metrics dict and one checkpoint per epoch and at
+    each of the first epoch's partial points.
+
+    A trial restored from a checkpoint (resumed after a pause at a rung, or after the driver
+    died) first reports that checkpoint's metrics again, so the scheduler judges it at that
+    point before it trains on: the value is the one it had, and a decision taken while the
+    driver was down still applies.
 
     `finished` holds the ids of trials already recorded as done in the run's tables: on a resume
     Ray may restart such a trial from an older experiment snapshot, and it returns at once."""
@@ -66,21 +79,14 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
     with threadpool_limits(limits=int(config.get(CPUS_PER_TRIAL, 1))):
         threads = blas_threads()
         trainer, last = _restore(cfg)
-        if last is not None and (trainer.epochs_done >= cfg.epochs or last.get(DIVERGED)):
-            # Restored from its final checkpoint (the driver died before recording the end):
-            # say the last epoch again so the trial's end reaches the tables.
-            tune.report(last)
-            return
+        if last is not None:
+            _report(last, trainer)
+            if trainer.epochs_done >= cfg.epochs or last.get(DIVERGED):
+                return  # restored from its final checkpoint: its end now reaches the tables
         trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
                              partial=partial_epochs(config)):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()
-            if metrics.get(PARTIAL):
-                tune.report(metrics)
-                continue
-            with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
-                np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict(),
-                         last_metrics=np.array(json.dumps(metrics)))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            _report(metrics, trainer)

@@ -1,99 +1,223 @@
-"""search: the early-stopping schedule, driven by hand without starting Ray: the rungs are the
-spec's (not Ray's geometric ones) and each rung stops exactly as ASHA's rule says, worked out
-below by hand."""
+"""search.scheduler: deterministic successive halving. Its decisions worked out by hand, the same
+whatever order the values arrive in and however many workers produce them, its pauses and stops
+through Tune's scheduler API (driven by hand, without starting Ray), and its state read back
+from its log after a resume."""
 from __future__ import annotations
 
+import math
+import pickle
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from search import sweep
+from search.halving import Halving
+from search.scheduler import RUNG_LOG, HalvingScheduler
 from search.space import geometric_rungs
 from search.sweep import SweepError, SweepSpec, make_scheduler
 
-STOP, GO = TrialScheduler.STOP, TrialScheduler.CONTINUE
+STOP, GO, PAUSE = TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.PAUSE
+NAN = float("nan")
 
 
-def milestones(scheduler) -> list[int]:
-    (bracket,) = scheduler._brackets
-    return sorted(m for m, _ in bracket._rungs)
+def test_each_rung_keeps_the_best_ceil_n_over_eta_worked_by_hand():
+    h = Halving(5, rungs=(1, 2), reduction_factor=2)
+    key = {t: (16, lr, 0.0) for t, lr in zip("abcde", (0.1, 0.2, 0.3, 0.4, 0.5))}
+    for t, v in zip("abcd", (0.5, 0.9, 0.7, 0.6)):
+        assert h.record(t, 0, v, key[t]) == []  # rung 1 waits for all five
+        assert h.fate(t, 0) is None
+    assert h.record("e", 0, 0.8, key["e"]) == [0]  # the fifth value decides it
+    assert h.promoted[0] == ["b", "e", "c"]  # ceil(5 / 2) = 3, best first
+    assert h.cutoff(0) == 0.7
+    assert [h.fate(t, 0) for t in "abcde"] == ["stop", "go", "go", "stop", "go"]
+    assert h.entrants(1) == 3 and not h.entered("a", 1)
+    assert h.record("a", 1, 0.99, key["a"]) == []  # stopped at rung 1: ignored at rung 2
+    h.record("c", 1, 0.75, key["c"])
+    h.record("b", 1, 0.91, key["b"])
+    assert h.record("e", 1, 0.95, key["e"]) == [1]
+    assert h.promoted[1] == ["e", "b"]  # ceil(3 / 2) = 2
+    assert h.fate("c", 1) == "stop" and h.fate("a", 1) == "stop" and h.fate("e", 1) == "go"
+    assert h.summary() == [{"rung": 1, "entered": 5, "went_on": 3, "cutoff": 0.7},
+                           {"rung": 2, "entered": 3, "went_on": 2, "cutoff": 0.91}]
 
 
-def test_rungs_are_the_specs_and_only_those_before_the_last_epoch():
-    assert milestones(make_scheduler(SweepSpec())) == [0.25, 1, 2, 4]
-    assert milestones(make_scheduler(SweepSpec(epochs=3))) == [0.25, 1, 2]
-    assert milestones(make_scheduler(SweepSpec(epochs=1))) == [0.25]
-    assert milestones(make_scheduler(SweepSpec(epochs=1, rungs=(1, 2)))) == []
-    assert milestones(make_scheduler(SweepSpec(rungs=(2, 5)))) == [2, 5]
+def test_ties_go_to_the_earlier_grid_position_and_non_finite_values_never_go_on():
+    h = Halving(4, rungs=(1,), reduction_factor=2)
+    h.record("x", 0, 0.5, (64, 0.1, 0.01))
+    h.record("y", 0, 0.5, (32, 0.1, 0.01))  # same value, smaller hidden size: ranks first
+    h.record("z", 0, NAN, (16, 0.1, 0.01))
+    h.end("w", (16, 0.5, 0.01))  # ended before the rung (diverged): counts as NaN
+    assert h.promoted == [["y", "x"]]
+    all_bad = Halving(2, rungs=(1, 2), reduction_factor=2)
+    all_bad.record("p", 0, NAN, (1,))
+    assert all_bad.record("q", 0, math.inf, (2,)) == [0, 1]  # nobody goes on: rung 2 is empty
+    assert all_bad.promoted == [[], []]
 
 
-def test_geometric_rungs_are_rays_own():
-    for grace, rf, epochs in ((1, 4, 10), (1, 3, 10), (2, 2, 20), (1, 4, 4)):
-        ray_own = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace, reduction_factor=rf)
-        expected = [m for m, _ in ray_own._brackets[0]._rungs if m < epochs]
-        assert list(geometric_rungs(grace, rf, epochs)) == sorted(expected)
-        spec = SweepSpec(epochs=epochs, reduction_factor=rf, rungs=geometric_rungs(grace, rf, epochs))
-        assert milestones(make_scheduler(spec)) == sorted(expected)
+def simulate(values: dict, durations: dict, rungs, eta: int, workers: int) -> tuple[Halving, float]:
+    """Trials on `workers` simulated workers, each segment between rungs lasting durations[t] x
+    its length in epochs, a trial paused at an undecided rung giving its worker to the next.
+    Returns the decisions and the simulated wall time."""
+    import heapq
+
+    h = Halving(len(values), rungs, eta)
+    ready = sorted(values, key=lambda t: -durations[t])  # largest first, as the scheduler picks
+    at = {t: 0 for t in values}  # the index of the next rung each trial heads for
+    paused, events, clock, free = [], [], 0.0, workers
+    while ready or events or paused:
+        while free and ready:
+            t = ready.pop(0)
+            j = at[t]
+            start = rungs[j - 1] if j else 0
+            heapq.heappush(events, (clock + durations[t] * (rungs[j] - start), t))
+            free -= 1
+        if not events:
+            break
+        clock, t = heapq.heappop(events)
+        free += 1
+        j = at[t]
+        h.record(t, j, values[t][j], (t,))
+        paused.append(t)
+        for p in list(paused):
+            fate = h.fate(p, at[p])
+            if fate is not None:
+                paused.remove(p)
+                if fate == "go" and at[p] + 1 < len(rungs):
+                    at[p] += 1
+                    ready.append(p)
+        ready.sort(key=lambda t: -durations[t])
+    return h, clock
 
 
-def driven(spec: SweepSpec, prefix: str):
-    """The spec's scheduler with five trials PREFIX1..PREFIX5 added, and report(i, epoch, acc)
-    that hands it trial i's result and returns its decision."""
-    scheduler = make_scheduler(spec)
-    scheduler.set_search_properties("val_accuracy", "max")
-    trials = {i: SimpleNamespace(trial_id=f"{prefix}{i}") for i in range(1, 6)}
-    for t in trials.values():
-        scheduler.on_trial_add(None, t)
-    sweep.STOPPED_EARLY.clear()
-
-    def report(i, epoch, acc):
-        return scheduler.on_trial_result(None, trials[i], {"epoch": epoch, "val_accuracy": acc})
-    return scheduler, report
-
-
-def test_each_rung_stops_by_hand_worked_cutoffs():
-    _, report = driven(SweepSpec(rungs=(1, 2, 4)), "t")  # keep the top quarter
-
-    # Rung 1. The cutoff is the 75th percentile of the values recorded there before:
-    assert report(1, 1, 0.5) == GO  # nothing recorded yet
-    assert report(2, 1, 0.6) == GO  # {0.5}: 0.5
-    assert report(3, 1, 0.7) == GO  # {0.5, 0.6}: 0.575
-    assert report(4, 1, 0.8) == GO  # {0.5, 0.6, 0.7}: 0.65
-    assert report(5, 1, 0.4) == STOP  # {0.5 .. 0.8}: 0.725
-    # Rung 2 (Ray's geometric rungs for reduction factor 4 have none at epoch 2):
-    assert report(2, 2, 0.65) == GO  # nothing recorded yet
-    assert report(3, 2, 0.9) == GO  # {0.65}: 0.65
-    assert report(1, 2, 0.6) == STOP  # {0.65, 0.9}: 0.8375
-    # Epoch 3 is no rung: a falling value goes on.
-    assert report(3, 3, 0.1) == GO
-    assert sweep.STOPPED_EARLY == {"t5", "t1"}
-    sweep.STOPPED_EARLY.clear()
+def test_the_same_decisions_at_any_number_of_workers():
+    rng = np.random.default_rng(0)
+    trials = [f"t{i:03d}" for i in range(175)]
+    rungs = (0.25, 1, 2, 4)
+    values = {t: list(np.round(rng.random(len(rungs)), 2)) for t in trials}  # many ties
+    values["t007"][0] = NAN
+    durations = {t: float(rng.choice([1, 2, 4, 8, 16])) for t in trials}
+    runs = {w: simulate(values, durations, rungs, 4, w) for w in (1, 2, 16, 64, 256)}
+    decisions = {w: h.promoted for w, (h, _) in runs.items()}
+    assert all(d == decisions[1] for d in decisions.values())
+    assert [len(p) for p in decisions[1]] == [44, 11, 3, 1]  # 175 -> 44 -> 11 -> 3 -> 1
+    assert runs[256][1] < runs[2][1] < runs[1][1]  # and more workers finish sooner
 
 
-def test_a_rung_inside_the_first_epoch_stops_by_hand_worked_cutoffs():
-    scheduler, report = driven(SweepSpec(), "q")  # rungs 0.25, 1, 2, 4
+class Controller:
+    """What Tune hands a scheduler: its trials, and stop_trial (which calls back as Tune does)."""
 
-    # Rung 0.25, the same rule: the 75th percentile of the values recorded there before.
-    assert report(1, 0.25, 0.30) == GO  # nothing recorded yet
-    assert report(2, 0.25, 0.20) == STOP  # {0.30}: 0.30
-    assert report(3, 0.25, 0.40) == GO  # {0.30, 0.20}: 0.275
-    # At epoch 1 only rung 1 judges (rungs are checked highest first, one per result).
-    assert report(1, 1, 0.60) == GO  # rung 1 empty
-    assert report(3, 1, 0.50) == STOP  # {0.60}: 0.60
-    # A trial whose first report is epoch 1 is judged at rung 1 and never enters rung 0.25.
-    assert report(4, 1, 0.70) == GO  # {0.60, 0.50}: 0.575
-    (bracket,) = scheduler._brackets
-    assert dict(bracket._rungs)[0.25] == {"q1": 0.30, "q2": 0.20, "q3": 0.40}
-    assert sweep.STOPPED_EARLY == {"q2", "q3"}
-    sweep.STOPPED_EARLY.clear()
+    def __init__(self, scheduler):
+        self.scheduler, self.trials, self.stopped = scheduler, [], []
+
+    def add(self, tid, hidden, status=Trial.RUNNING):
+        trial = SimpleNamespace(trial_id=tid, status=status, is_saving=False, last_result={},
+                                config={"hidden_size": hidden, "learning_rate": 0.1, "l2": 0.0})
+        self.trials.append(trial)
+        self.scheduler.on_trial_add(self, trial)
+        return trial
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        self.stopped.append(trial.trial_id)
+        if trial.status in (Trial.PAUSED, Trial.PENDING):
+            self.scheduler.on_trial_remove(self, trial)
+        trial.status = Trial.TERMINATED
+
+    def report(self, trial, epoch, acc):
+        trial.last_result = {"epoch": epoch, "val_accuracy": acc}
+        decision = self.scheduler.on_trial_result(self, trial, trial.last_result)
+        if decision == PAUSE:
+            trial.status = Trial.PAUSED
+        elif decision == STOP:
+            self.stopped.append(trial.trial_id)
+            trial.status = Trial.TERMINATED
+        return decision
 
 
+def test_tune_scheduler_pauses_at_an_open_rung_then_resumes_the_best_and_stops_the_rest(tmp_path):
+    s = HalvingScheduler(4, rungs=(0.25, 1), epochs=3, reduction_factor=2, log_path=tmp_path / RUNG_LOG)
+    s.set_search_properties("val_accuracy", "max")
+    c = Controller(s)
+    a, b, d = c.add("a", 16), c.add("b", 64), c.add("d", 32)
+    e = c.add("e", 16, status=Trial.PENDING)
+    assert c.report(a, 0.25, 0.3) == PAUSE
+    assert c.report(b, 0.25, 0.6) == PAUSE
+    assert s.choose_trial_to_run(c) is e  # a pending trial first; no paused one may go on yet
+    e.status = Trial.RUNNING
+    assert c.report(e, 0.25, 0.5) == PAUSE
+    assert s.choose_trial_to_run(c) is None  # the rung is open: nothing to resume
+    assert c.report(d, 0.25, 0.1) == STOP  # the last value decides: b and e go on, d stops here
+    assert c.stopped == ["a", "d"]  # a was paused: stopped by the decision
+    assert s.choose_trial_to_run(c) is b  # the largest hidden size first
+    b.status = Trial.RUNNING
+    assert s.choose_trial_to_run(c) is e
+    e.status = Trial.RUNNING
+    assert c.report(b, 0.25, 0.6) == GO  # a resumed trial replays its report: same answer
+    assert c.report(b, 1, 0.7) == PAUSE
+    assert c.report(e, 1, 0.8) == GO  # rung 1: ceil(2 / 2) = 1 goes on
+    assert c.stopped == ["a", "d", "b"]
+    assert c.report(e, 2, 0.85) == GO  # past the last rung
+    assert "rung 0.25: 4 in, 2 on; rung 1: 2 in, 1 on" in s.debug_string()
 
+
+def test_a_diverged_trial_stops_at_once_and_one_that_ended_before_its_rung_counts_there():
+    s = HalvingScheduler(3, rungs=(1,), epochs=2, reduction_factor=2)
+    c = Controller(s)
+    x, y, z = c.add("x", 16), c.add("y", 16), c.add("z", 16)
+    assert c.report(x, 1, NAN) == STOP  # diverged at the rung
+    assert c.report(y, 1, 0.5) == PAUSE
+    s.on_trial_complete(c, z, {})  # z diverged inside the first epoch and ended
+    assert s.halving.promoted == [["y"]]
+    assert s.choose_trial_to_run(c) is y
+
+
+def test_a_resumed_sweeps_scheduler_reads_its_decisions_back_from_the_log(tmp_path):
+    log = tmp_path / RUNG_LOG
+    s = HalvingScheduler(3, rungs=(0.25, 1), epochs=2, reduction_factor=2, log_path=log)
+    c = Controller(s)
+    a, b, d = c.add("a", 16), c.add("b", 32), c.add("d", 64)
+    c.report(a, 0.25, 0.2)
+    c.report(b, 0.25, 0.9)
+    # Tune pickled the scheduler into tuner.pkl when the sweep started; a resume unpickles it
+    restored = pickle.loads(pickle.dumps(HalvingScheduler(3, rungs=(0.25, 1), epochs=2,
+                                                          reduction_factor=2, log_path=log)))
+    assert restored.halving.values[0] == {"a": 0.2, "b": 0.9}
+    assert restored.trials == {}  # Tune adds the restored trials again
+    c2 = Controller(restored)
+    a2, b2 = c2.add("a", 16, Trial.PAUSED), c2.add("b", 32, Trial.PAUSED)
+    a2.last_result, b2.last_result = {"epoch": 0.25}, {"epoch": 0.25}
+    d2 = c2.add("d", 64)
+    assert c2.report(d2, 0.25, 0.5) == GO  # ceil(3 / 2) = 2: b and d
+    assert c2.stopped == ["a"]
+    assert restored.choose_trial_to_run(c2) is b2
+    assert len(log.read_text().splitlines()) == 3
+    # a line cut short by a crash ends the log: what came before it stands
+    with open(log, "a") as f:
+        f.write('{"trial_id": "x", "ru')
+    assert pickle.loads(pickle.dumps(restored)).halving.promoted == [["b", "d"]]
+
+
+def test_make_scheduler_for_each_choice():
+    spec = SweepSpec()
+    halving = make_scheduler(spec, 175)
+    assert isinstance(halving, HalvingScheduler) and halving.rungs == (0.25, 1, 2, 4)
+    assert make_scheduler(SweepSpec(epochs=3), 175).rungs == (0.25, 1, 2)
+    assert make_scheduler(SweepSpec(epochs=1, rungs=(1, 2)), 175).rungs == ()
+    assert isinstance(make_scheduler(SweepSpec(scheduler="asha"), 175), ASHAScheduler)
+    assert isinstance(make_scheduler(SweepSpec(scheduler="none"), 175), FIFOScheduler)
+    with pytest.raises(SweepError, match="--scheduler: 'sha'; choose halving, asha, none"):
+        SweepSpec(scheduler="sha").validate()
+
+
+def test_a_sweep_json_written_before_rungs_resumes_with_rays_rungs():
     old = SweepSpec().to_json()
     del old["rungs"]
     old.update(grace_period=1, reduction_factor=3, epochs=10)
-    assert SweepSpec.from_json(old).rungs == (1, 3, 9)
+    assert SweepSpec.from_json(old).rungs == (1, 3, 9) == geometric_rungs(1, 3, 10)
     assert SweepSpec.from_json(SweepSpec(rungs=(1, 3)).to_json()).rungs == (1, 3)
 
 
@@ -111,12 +235,6 @@ def test_bad_rungs_refused(rungs, message):
         SweepSpec(rungs=rungs).validate()
 
 
-def test_rungs_survive_the_pickling_a_resumed_tuner_goes_through():
-    import pickle
-    restored = pickle.loads(pickle.dumps(make_scheduler(SweepSpec(rungs=(0.5, 1, 3, 5)))))
-    assert milestones(restored) == [0.5, 1, 3, 5]
-
-
 def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
     """partial_epochs.csv holds the reports from inside the first epoch; history.csv keeps one
     row per whole epoch; a trial stopped at a partial rung still gets its results.csv row."""
@@ -124,8 +242,7 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
 
     from search.callbacks import RunRecorder
 
-    stopped = set()
-    rec = RunRecorder(tmp_path, epochs=3, stopped_early=stopped)
+    rec = RunRecorder(tmp_path, epochs=3)
     trial = {t: SimpleNamespace(trial_id=t, path=None,
                                 config={"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0})
              for t in ("a", "b")}
@@ -139,8 +256,7 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
         rec.on_trial_result(0, [], trial[tid], r)
 
     result("a", 0.25, 0.2, partial=True)
-    stopped.add("a")  # as ASHA's STOP at rung 0.25 records it
-    rec.on_trial_complete(0, [], trial["a"])
+    rec.on_trial_complete(0, [], trial["a"])  # ended before its last epoch: stopped there
     result("b", 0.25, 0.4, partial=True)
     result("b", 1, 0.6)
     result("b", 2, 0.7)
@@ -156,27 +272,9 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
     assert history["val_accuracy"].tolist() == [0.65]
     assert sorted(zip(partial["trial_id"], partial["epoch"], partial["val_accuracy"])) == [
         ("a", 0.25, 0.2), ("b", 0.25, 0.45)]
-    assert results[["trial_id", "status", "epochs", "val_accuracy"]].values.tolist() == [
-        ["a", "stopped_early", 0.25, 0.2]]
+    assert results[["trial_id", "status", "epochs", "val_accuracy", "stopped_at_rung"]].values.tolist() == [
+        ["a", "stopped_early", 0.25, 0.2, 0.25]]
     # a resumed driver reads both files back
     again = RunRecorder(tmp_path, epochs=3)
     assert again.partial["a"][0.25]["val_accuracy"] == 0.2 and again.finished == frozenset({"a"})
     assert set(again.history["b"]) == {1}
-
-
-def test_a_resumed_scheduler_refills_every_rung_from_the_tables():
-    scheduler = make_scheduler(SweepSpec())
-    scheduler.set_search_properties("val_accuracy", "max")
-    sweep.PRIOR_RESULTS.clear()
-    sweep.PRIOR_RESULTS.update({("a", 0.25): 0.3, ("b", 0.25): 0.5, ("b", 1): 0.7, ("b", 2): 0.8,
-                                ("c", 3): 0.9})  # epoch 3 is no rung: ignored
-    new = SimpleNamespace(trial_id="n")
-    scheduler.on_trial_add(None, new)
-    # {0.3, 0.5}: cutoff 0.45, so 0.4 stops although this scheduler saw no result before
-    assert scheduler.on_trial_result(None, new, {"epoch": 0.25, "val_accuracy": 0.4}) == STOP
-    (bracket,) = scheduler._brackets
-    rungs = dict(bracket._rungs)
-    assert rungs[0.25] == {"a": 0.3, "b": 0.5, "n": 0.4} and rungs[1] == {"b": 0.7}
-    assert rungs[2] == {"b": 0.8} and rungs[4] == {}
-    sweep.PRIOR_RESULTS.clear()
-    sweep.STOPPED_EARLY.clear()

@@ -225,7 +225,8 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
              "node_id": 'node "x", rack 1', "best_epoch": 9, "blas_threads": 1},
             {"trial_id": "t1", **cfg, "status": "stopped_early", "epochs": 0.25,
              "val_accuracy": 0.2, "val_loss": 2.0, "train_loss": 2.1, "train_accuracy": 0.15,
-             "time_s": 0.5, "node_id": "", "best_epoch": 0.25, "blas_threads": 2},
+             "time_s": 0.5, "node_id": "", "best_epoch": 0.25, "blas_threads": 2,
+             "stopped_at_rung": 0.25},
             {"trial_id": "t3", **cfg, "status": "diverged", "epochs": 3, "val_accuracy": nan,
              "val_loss": nan, "train_loss": nan, "train_accuracy": nan, "time_s": 3.0,
              "node_id": "n", "best_epoch": 3, "blas_threads": 1}]
@@ -240,4 +241,6 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
     # never reported its BLAS threads) stays integers, where pandas made every value 1.0.
     errored = dict(rows[2], trial_id="t4", status="error", blas_threads=None)
     T.write_results([rows[0], errored], tmp_path / "new.csv")
-    assert [line.rsplit(",", 1)[1] for line in (tmp_path / "new.csv").read_text().splitlines()[1:]] == ["1", ""]
+    import csv
+    with open(tmp_path / "new.csv", newline="") as f:
+        assert [row["blas_threads"] for row in csv.DictReader(f)] == ["1", ""]

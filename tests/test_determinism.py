@@ -1,0 +1,140 @@
+"""The default early stopping gives the same table whatever runs it: the same command and seed,
+with one trial at a time, two, on a two-node cluster, and with the driver killed (SIGKILL)
+mid-sweep and resumed, give identical results.csv, history.csv and partial_epochs.csv (all but
+times, node ids and Tune's trial ids), and every trial's epochs match a full-grid run of the same
+configuration bit for bit, paused or not."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pandas as pd
+import pytest
+
+from cluster_util import LocalCluster, cluster_env
+from test_cli import cli
+from test_faults import kill_session, start, wait_for
+
+pytestmark = pytest.mark.slow
+
+# 24 trials, rungs 0.25, 1, 2 with the default factor 4: 24 -> 6 -> 2 -> 1. Hidden sizes large
+# enough that a kill lands inside the sweep; ties at the rungs are possible (accuracy on 1,600
+# validation images), so the tie rule is exercised too.
+GRID = ["--hidden", "128,256,512", "--lr", "0.001,0.01,0.05,0.1", "--l2", "0.001,0.01",
+        "--epochs", "4", "--rungs", "0.25,1,2", "--seed", "3", "--no-retrain"]
+KEY = ["hidden_size", "learning_rate", "l2"]
+VOLATILE = {"trial_id", "time_s", "node_id", "ended_at"}  # timing and placement only
+
+
+def tables(run_dir) -> dict[str, pd.DataFrame]:
+    """The run's three tables keyed by configuration, without the columns that depend on timing
+    or placement, in a fixed order."""
+    results = pd.read_csv(run_dir / "results.csv")
+    ids = results[["trial_id", *KEY]]
+    out = {"results.csv": results}
+    for name in ("history.csv", "partial_epochs.csv"):
+        if (run_dir / name).exists():  # a full grid reports inside no epoch
+            out[name] = pd.read_csv(run_dir / name).merge(ids, on="trial_id")
+    for name, df in out.items():
+        order = KEY + (["epoch"] if "epoch" in df else [])
+        out[name] = (df.drop(columns=[c for c in df.columns if c in VOLATILE])
+                     .sort_values(order).reset_index(drop=True))
+    return out
+
+
+def assert_same(a, b):
+    ta, tb = tables(a), tables(b)
+    for name in ta:
+        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=True, obj=f"{b.name}/{name}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, small_data_dir):
+    out = tmp_path_factory.mktemp("determinism")
+    r = cli("run", "--data-dir", small_data_dir, "--out", out, "--name", "two", *GRID)
+    assert r.returncode == 0, r.stderr
+    assert f"{os.cpu_count()} trials at a time" in r.stderr  # one per core (more than one here)
+    results = pd.read_csv(out / "two" / "results.csv")
+    # the decisions as designed: 24 at 0.25, 6 at epoch 1, 2 at epoch 2, one completes
+    assert sorted(results["stopped_at_rung"].dropna().tolist()) == [0.25] * 18 + [1.0] * 4 + [2.0]
+    assert (results["status"] == "completed").sum() == 1
+    show = cli("show", out / "two", "--rungs")
+    assert show.returncode == 0, show.stderr
+    lines = show.stdout.splitlines()
+    assert [ln.split()[:4] for ln in lines[1:4]] == [["0.25", "24", "6", "18"], ["1", "6", "2", "4"],
+                                                     ["2", "2", "1", "1"]]
+    return out / "two"
+
+
+def test_one_trial_at_a_time_gives_the_same_table(reference, small_data_dir, tmp_path):
+    r = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "one",
+            "--max-concurrent", "1", *GRID)
+    assert r.returncode == 0, r.stderr
+    assert_same(reference, tmp_path / "one")
+    assert "1 trial at a time" in r.stderr
+    assert max_overlap(tmp_path / "one") == 1
+
+
+def max_overlap(run_dir) -> int:
+    """The most trials that trained at once, from the first quarter-epochs (each runs unbroken
+    from the trial's start to its report at 0.25, which records its end and its seconds)."""
+    partial = pd.read_csv(run_dir / "partial_epochs.csv")
+    edges = sorted([(s, 1) for s in partial["ended_at"] - partial["time_s"]]
+                   + [(e, -1) for e in partial["ended_at"]])  # at a tie, an end before a start
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_a_driver_killed_mid_sweep_and_resumed_gives_the_same_table(reference, small_data_dir, tmp_path):
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "k", *GRID]
+    log = tmp_path / "k" / "rungs.jsonl"
+
+    def lines():
+        try:
+            return len(log.read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+    proc = start(args)
+    try:
+        # past the first rung's decision: some trials paused at rung 1, some stopped, some running
+        wait_for(lambda: lines() >= 26, what="two values at the second rung")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        kill_session(proc.pid)
+    assert lines() < 32, "the sweep ended before it could be killed"
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same(reference, tmp_path / "k")
+
+
+def test_a_two_node_cluster_gives_the_same_table(small_data_dir, tmp_path):
+    # Trials long enough (seconds in all) for the second node's worker to start and take some:
+    # with quick ones, Tune hands every trial to the first node's warm worker.
+    grid = ["--hidden", "512,1024", "--lr", "0.01,0.05,0.1", "--l2", "0.001,0.01", "--epochs", "8",
+            "--rungs", "1,2", "--reduction-factor", "2", "--no-retrain"]
+    local = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "local", *grid)
+    assert local.returncode == 0, local.stderr
+    with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
+        r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir, "--out", tmp_path,
+                "--name", "c", *grid, env_extra=cluster_env())
+    assert r.returncode == 0, r.stderr
+    assert "cluster: 2 node(s) with CPUs" in r.stderr
+    results = pd.read_csv(tmp_path / "c" / "results.csv")
+    assert results["node_id"].nunique() == 2  # trials ran on both nodes
+    assert sorted(results["stopped_at_rung"].dropna()) == [1.0] * 6 + [2.0] * 3  # 12 -> 6 -> 3
+    assert_same(tmp_path / "local", tmp_path / "c")
+
+
+def test_paused_and_resumed_trials_train_exactly_as_a_full_grid(reference, small_data_dir, tmp_path):
+    r = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "full",
+            "--scheduler", "none", *GRID)
+    assert r.returncode == 0, r.stderr
+    halved, full = tables(reference)["history.csv"], tables(tmp_path / "full")["history.csv"]
+    both = halved.merge(full, on=KEY + ["epoch"], suffixes=("", "_full"))
+    assert len(both) == len(halved) == 6 + 2 + 1 + 1  # every epoch the halving sweep ran
+    for c in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert (both[c] == both[c + "_full"]).all(), c
