@@ -98,6 +98,9 @@ def build_parser() -> Parser:
     r.add_argument("--rungs", type=_list("rungs"),
                    help="epochs at which early stopping compares trials, comma-separated: whole "
                         "epochs or fractions of the first (default: 0.25,1,2,4)")
+    r.add_argument("--partial-val", choices=["scaled", "full"], default=None,
+                   help="validation at a rung inside the first epoch: scaled, on that fraction of "
+                        "the validation set, a fixed subset (default); full, on all of it")
     r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
                    help="CPUs (and BLAS threads) per trial (default: 1)")
     r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
@@ -139,60 +142,15 @@ def build_parser() -> Parser:
 
 
 # --- commands ------------------------------------------------------------------------------------
-RUN_DEFAULTS = {"dataset": "mnist", "hidden": None, "lr": None, "l2": None, "epochs": 10,
-                "batch_size": 256, "seed": 0, "val_fraction": 0.2, "momentum": 0.0,
-                "scheduler": "halving", "reduction_factor": 4, "rungs": None}
-
-
 def cmd_run(args) -> int:
     if args.address:  # before Ray is imported: search.sweep keys its settings on it
         os.environ["RAY_ADDRESS"] = args.address
-    from search import space
-    from search.sweep import (SweepError, SweepSpec, absolute_storage, default_name, run_folder,
-                              run_sweep)
+    from search import api
+    from search.sweep import SweepError, run_sweep
 
-    if args.resume and not args.name:
-        raise CliError("--resume needs --name: the run folder OUT/NAME to continue", EXIT_USAGE)
+    values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}
     try:
-        run_dir = run_folder(args.out, args.name or default_name())
-    except SweepError as e:
-        raise CliError(str(e), EXIT_USAGE) from None
-    given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k) is not None}
-    if args.resume:
-        from results.table import RunError, load_sweep
-        try:
-            spec = SweepSpec.from_json(load_sweep(run_dir))
-        except RunError as e:
-            raise CliError(f"--resume: {e}", EXIT_USAGE) from None
-        def shown(x):  # as the flag is written: 1,2,4 rather than (1, 2, 4)
-            return ",".join(map(str, x)) if isinstance(x, (tuple, list)) else x
-
-        for k, v in given.items():
-            if getattr(spec, k) != v:
-                raise CliError(f"--{k.replace('_', '-')}: {shown(v)} differs from the sweep being "
-                               f"resumed ({shown(getattr(spec, k))}); leave it out to resume", EXIT_USAGE)
-        if args.data_dir:
-            spec.data_dir = args.data_dir
-        storage = absolute_storage(args.storage)
-        if storage and storage != spec.storage:
-            raise CliError(f"--storage: {args.storage} differs from the sweep being resumed "
-                           f"({spec.storage}); leave it out to resume", EXIT_USAGE)
-    else:
-        values = {**RUN_DEFAULTS, **given}
-        spec = SweepSpec(
-            dataset=values["dataset"], data_dir=args.data_dir,
-            hidden=values["hidden"] or space.DEFAULT_HIDDEN, lr=values["lr"] or space.DEFAULT_LR,
-            l2=values["l2"] or space.DEFAULT_L2, epochs=values["epochs"],
-            batch_size=values["batch_size"], seed=values["seed"],
-            val_fraction=values["val_fraction"], momentum=values["momentum"],
-            scheduler=values["scheduler"], reduction_factor=values["reduction_factor"],
-            rungs=tuple(values["rungs"] or space.DEFAULT_RUNGS),
-            storage=args.storage)
-    spec.cpus_per_trial = args.cpus_per_trial
-    spec.max_concurrent = args.max_concurrent
-    spec.address = args.address
-    try:
-        spec.validate()
+        spec, run_dir = api.settings(args.out, args.name, args.resume, **values)
     except SweepError as e:
         raise CliError(str(e), EXIT_USAGE) from None
 
@@ -216,19 +174,18 @@ def cmd_run(args) -> int:
 
 
 def finish_run(run_dir: Path, retrain: bool) -> None:
+    """results.run.finish (search plots, retraining, report), then what it found: the top
+    trials, grid-edge notes, the retrained model, the report's path."""
     from results import table as T
-    from results.report import write_report
-    from results.retrain import draw_search_plots, retrain as do_retrain
+    from results.run import finish
 
-    draw_search_plots(run_dir)
+    report, outcome = finish(run_dir, retrain=retrain, log=lambda m: print(m, file=sys.stderr))
     results = T.load_results(run_dir)
     print(format_table(T.ranked(results).head(5), "text"))
     for note in T.edge_advice(results, T.load_sweep(run_dir)):
         print("note: " + note)
-    if retrain:
-        outcome = do_retrain(run_dir, log=lambda m: print(m, file=sys.stderr))
+    if outcome is not None:
         print(outcome.summary())
-    report = write_report(run_dir)
     print(f"report: {report}")
 
 
@@ -244,7 +201,9 @@ def cmd_retrain(args) -> int:
     return 0
 
 
-def format_table(df, fmt: str) -> str:
+def format_table(df, fmt: str, decimals: int | None = None) -> str:
+    """df as text, CSV, Markdown or JSON; on screen, floats to 4 significant digits, or to
+    `decimals` places (a table of one quantity: every cell with the same number of decimals)."""
     if fmt == "csv":
         return df.to_csv(index=False).rstrip("\n")
     if fmt == "json":
@@ -254,7 +213,8 @@ def format_table(df, fmt: str) -> str:
         shown["node_id"] = shown["node_id"].astype(str).str[:8]
     for c in shown.columns:
         if shown[c].dtype.kind == "f":
-            shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.4g}")
+            shown[c] = shown[c].map(lambda v: "" if v != v else f"{v:.{decimals}f}" if decimals is not None
+                                    else f"{v:.4g}")
     if fmt == "markdown":
         cols = [str(c) for c in shown.columns]
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
@@ -284,9 +244,10 @@ def cmd_show(args) -> int:
         else:
             for h, t in tables.items():
                 t = t.reset_index()
+                t[T.LEARNING_RATE] = t[T.LEARNING_RATE].map(lambda v: f"{v:g}")  # as the grid gives it, not to 4 decimals
                 t.columns = ["learning_rate \\ l2"] + [f"{c:g}" for c in t.columns[1:]]
                 print(f"hidden_size = {h}: best val_accuracy")
-                print(format_table(t, args.format))
+                print(format_table(t, args.format, decimals=4))
                 print()
     else:
         try:
@@ -294,10 +255,27 @@ def cmd_show(args) -> int:
         except T.RunError as e:
             raise CliError(str(e), EXIT_USAGE) from None
         print(format_table(top, args.format))
+        if args.format in ("text", "markdown"):
+            print_importance(args.run_dir, results, args.format)
     if args.format in ("text", "markdown"):
         for note in T.edge_advice(results, sweep):
             print(("\n> " if args.format == "markdown" else "\nnote: ") + note)
     return 0
+
+
+def print_importance(run_dir, results, fmt: str) -> None:
+    """What explains validation accuracy over the grid (results.effects), as a small table."""
+    from results import effects
+    from results import table as T
+
+    point = effects.common_point(results)
+    shares = effects.importance(effects.accuracy_at(results, T.load_history(run_dir),
+                                                    T.load_partial(run_dir), point))
+    if shares is None:
+        return
+    print(f"\nshare of the variance of val_accuracy at epoch {point:g} (the furthest point every "
+          f"trial reached) explained by:")
+    print(format_table(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%")), fmt))
 
 
 def cmd_evaluate(args) -> int:
@@ -305,11 +283,13 @@ def cmd_evaluate(args) -> int:
 
     r = evaluate_model(args.model_dir, args.data_dir, args.dataset)
     print(f"{r['dataset']} test set, {r['n']} images: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
-    print("per-class accuracy: " + "  ".join(f"{k}: {a:.3f}" for k, a in enumerate(r["per_class_accuracy"])))
+    names = r["classes"]
+    print("per-class accuracy: " + "  ".join(f"{n}: {a:.3f}" for n, a in zip(names, r["per_class_accuracy"])))
     print("confusion matrix (rows: true class, columns: predicted):")
-    print("      " + " ".join(f"{j:>5}" for j in range(10)))
-    for i, row in enumerate(r["confusion_matrix"]):
-        print(f"{i:>5} " + " ".join(f"{v:>5}" for v in row))
+    width = max(5, *(len(n) for n in names))
+    print(" " * (width + 1) + " ".join(f"{n:>{width}}" for n in names))
+    for n, row in zip(names, r["confusion_matrix"]):
+        print(f"{n:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
     print(f"confusion matrix image: {r['png']}")
     return 0
 
@@ -318,7 +298,8 @@ def cmd_predict(args) -> int:
     from results.retrain import predict_files
 
     for r in predict_files(args.model_dir, args.files):
-        print(f"{r['file']}: {r['digit']} (probability {r['probability']:.3f})")
+        label = r["class"] if r["class"] == str(r["digit"]) else f"{r['digit']} ({r['class']})"
+        print(f"{r['file']}: {label} (probability {r['probability']:.3f})")
     return 0
 
 

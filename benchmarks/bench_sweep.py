@@ -168,6 +168,8 @@ def main():
     p.add_argument("--reduction-factor", type=int, default=None, help="ASHA's (default: the tool's)")
     p.add_argument("--rungs", default=None, help="ASHA's rungs, comma-separated epochs or fractions of "
                                                  "the first (default: the tool's)")
+    p.add_argument("--partial-val", default="scaled", choices=["scaled", "full"],
+                   help="validation at reports inside the first epoch (the sweep's --partial-val)")
     p.add_argument("--measure-rungs", action="store_true",
                    help="with --scheduler none: report at the fractional rungs too, for replay_asha.py")
     p.add_argument("--out", default="runs/bench")
@@ -196,6 +198,7 @@ def main():
     run_dir = run_folder(args.out, name)
     spec = SweepSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                      scheduler=args.scheduler, order=args.order, measure_rungs=args.measure_rungs,
+                     partial_val=args.partial_val,
                      **({"reduction_factor": args.reduction_factor} if args.reduction_factor else {}),
                      **({"rungs": space.parse_rungs("--rungs", args.rungs)} if args.rungs else {}))
     cpu = ProcessCPU() if sys.platform.startswith("linux") else None

@@ -57,6 +57,12 @@ class DatasetSpec:
     name: str
     mirrors: tuple[str, ...]
     files: dict[str, FileSpec] = field(default_factory=dict)
+    classes: tuple[str, ...] = tuple(str(k) for k in range(10))  # the names of labels 0-9
+
+
+# Zalando's names for Fashion-MNIST's labels 0-9 (its README).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -100,8 +106,15 @@ DATASETS: dict[str, DatasetSpec] = {
             "test_labels": FileSpec(FILE_NAMES["test_labels"], 10000, (),
                                     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
         },
+        classes=FASHION_CLASSES,
     ),
 }
+
+
+def class_names(dataset: str | None) -> tuple[str, ...]:
+    """The names of a dataset's labels 0-9 (digits for MNIST and for a name not known)."""
+    spec = DATASETS.get(dataset or "")
+    return spec.classes if spec else DatasetSpec("", ()).classes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ VAL_ACCURACY = "val_accuracy"
 TEST_LOSS = "test_loss"
 TEST_ACCURACY = "test_accuracy"
 TIME_S = "time_s"
+VAL_IMAGES = "val_images"  # how many validation images val_loss and val_accuracy were measured on
 DIVERGED = "diverged"
 PARTIAL = "partial"  # a report from inside the first epoch (train(partial=...))
 
@@ -266,7 +267,7 @@ class Trainer:
 def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
           X_val: np.ndarray, y_val: np.ndarray, X_test: np.ndarray | None = None,
           y_test: np.ndarray | None = None, trainer: Trainer | None = None,
-          partial: tuple = ()) -> Iterator[dict]:
+          partial: tuple = (), scaled_partial_val: bool = False) -> Iterator[dict]:
     """Train for `config.epochs` (continuing `trainer` if given), yielding one metrics dict per
     epoch. Ends after an epoch whose loss or weights are not finite, with `diverged` True.
     The caller can read `trainer.params` between epochs (pass a Trainer to keep a handle).
@@ -275,7 +276,11 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
     metrics so far, marked `partial` True with `epoch` the fraction: the running train loss and
     accuracy of the batches so far and a full validation pass (early stopping can then judge a
     trial before its first epoch ends). Partial dicts never follow a finished epoch. A `trainer`
-    saved at such a point (its `mid_epoch` state) continues that epoch where it stopped."""
+    saved at such a point (its `mid_epoch` state) continues that epoch where it stopped.
+    With `scaled_partial_val`, the validation pass at fraction f covers only the first
+    partial_val_images(len(X_val), f) validation images (a fixed subset, as random as the split:
+    a validation pass then costs the same share of the training so far at every report);
+    `val_images` in each dict says how many were used."""
     if len(X_train) == 0:
         raise ValueError("the training set is empty")
     if config.batch_size > len(X_train):
@@ -289,7 +294,9 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
         fractions = partial if trainer.epochs_done == 0 else ()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for fraction, train_loss, train_acc in trainer.epoch_parts(X_train, y_train, fractions):
-                metrics = _measure(trainer, train_loss, train_acc, X_val, y_val, X_test, y_test)
+                k = partial_val_images(len(X_val), fraction) if scaled_partial_val else len(X_val)
+                metrics = _measure(trainer, train_loss, train_acc, X_val[:k], y_val[:k], X_test, y_test)
+                metrics[VAL_IMAGES] = k
                 if fraction < 1:
                     metrics.update({EPOCH: fraction, PARTIAL: True})
                 metrics[TIME_S] = time.perf_counter() - t0
@@ -298,6 +305,12 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
                 yield metrics
                 if metrics[DIVERGED]:
                     return
+
+
+def partial_val_images(n_val: int, fraction: float) -> int:
+    """The validation images a scaled report at `fraction` of an epoch uses: that fraction of
+    them, rounded up (all of them at the epoch's end)."""
+    return min(n_val, max(1, math.ceil(round(fraction * n_val, 9))))
 
 
 def _measure(trainer: Trainer, train_loss: float, train_acc: float, X_val, y_val, X_test, y_test) -> dict:

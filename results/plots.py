@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from mlp_core.model import Params
 
-from .table import (DIVERGED, HIDDEN_SIZE, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
+from .table import (DIVERGED, HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
                     VAL_ACCURACY, pivot)
 
 SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
@@ -80,9 +80,15 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     lrs = sorted(results[LEARNING_RATE].unique())
     l2s = sorted(results[L2].unique())
     n = len(sizes)
-    fig = Figure(figsize=(max(4.2, 0.9 * len(l2s) + 1.5) * n + 1.2, 0.55 * len(lrs) + 2.2),
+    # at most three panels a row, so that a cell stays legible on a laptop's screen
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(max(3.6, 0.8 * len(l2s) + 1.4) * ncols + 1.0, (0.42 * len(lrs) + 1.5) * nrows + 0.6),
                  layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n, sharey=True))
+    grid_axes = np.atleast_2d(fig.subplots(nrows, ncols, sharey=True, squeeze=False))
+    for ax in grid_axes.ravel()[n:]:
+        ax.set_visible(False)
+    axes = grid_axes.ravel()[:n]
     finite = results[VAL_ACCURACY][np.isfinite(results[VAL_ACCURACY].astype(float))]
     vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     best = finite.max() if len(finite) else None
@@ -106,7 +112,8 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
         ax.set_yticks(range(len(lrs)), [f"{v:g}" for v in lrs])
         ax.set_title(f"hidden_size = {h}")
         ax.set_xlabel("l2")
-    axes[0].set_ylabel("learning_rate")
+    for row in grid_axes:
+        row[0].set_ylabel("learning_rate")
     cbar = fig.colorbar(image, ax=list(axes), shrink=0.9)
     cbar.set_label("best validation accuracy")
     fig.suptitle("Best validation accuracy (%) over learning rate x L2")
@@ -148,8 +155,9 @@ def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int
     return fig
 
 
-def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix") -> Figure:
-    fig = Figure(figsize=(6.0, 5.2), layout="constrained")
+def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix", classes=None) -> Figure:
+    """Counts of true (rows) against predicted (columns) classes, named by `classes`."""
+    fig = Figure(figsize=(7.2, 6.2), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(cm, cmap="Blues")
     k = cm.shape[0]
@@ -158,11 +166,62 @@ def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix") -> Figure:
         for j in range(k):
             ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
                     color="white" if cm[i, j] > threshold else "black")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
+    labels = list(classes) if classes is not None else [str(i) for i in range(k)]
+    ax.set_xticks(range(k), labels, rotation=45 if max(map(len, labels)) > 2 else 0, ha="right"
+                  if max(map(len, labels)) > 2 else "center")
+    ax.set_yticks(range(k), labels)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="images")
     return fig
 
+
+
+LOG_AXES = (LEARNING_RATE, L2)  # spaced by factors, so drawn on a log axis
+
+
+def plot_search_effects(values: pd.DataFrame, point) -> Figure:
+    """One panel per hyperparameter: every trial's validation accuracy at `point` (the furthest
+    point all trials reached) against that hyperparameter's value, the best per value joined by
+    a line; learning rate and L2 on log axes. Diverged trials are left out and counted."""
+    fig = Figure(figsize=(12.0, 4.0), layout="constrained")
+    axes = fig.subplots(1, len(HYPERPARAMETERS), sharey=True)
+    ok = values[np.isfinite(values[VAL_ACCURACY].astype(float))]
+    rng = np.random.default_rng(0)  # a fixed jitter, so that points of one value do not hide each other
+    for ax, hp in zip(axes, HYPERPARAMETERS):
+        x = ok[hp].astype(float).to_numpy()
+        spread = np.exp(rng.uniform(-0.08, 0.08, len(x))) if hp in LOG_AXES or hp == HIDDEN_SIZE else 1.0
+        ax.scatter(x * spread, ok[VAL_ACCURACY], s=12, alpha=0.45, color="tab:blue", lw=0,
+                   label="a trial")
+        best = ok.groupby(hp)[VAL_ACCURACY].max()
+        ax.plot(best.index.astype(float), best.to_numpy(), "-o", color="tab:red", ms=4, lw=1.5,
+                label="best per value")
+        ax.set_xscale("log", base=2 if hp == HIDDEN_SIZE else 10)
+        ax.set_xticks(best.index.astype(float), [f"{v:g}" for v in best.index], rotation=45)
+        ax.minorticks_off()
+        ax.set_xlabel(hp)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"validation accuracy at epoch {point:g}")
+    axes[0].legend(fontsize=8, loc="lower right")
+    n_div = int(values["diverged"].sum())
+    fig.suptitle(f"Each hyperparameter's effect at epoch {point:g}, the furthest point all "
+                 f"{len(values)} trials reached" + (f" ({n_div} diverged, not shown)" if n_div else ""))
+    return fig
+
+
+def plot_importance(shares: pd.DataFrame, point) -> Figure:
+    """A bar per source (each hyperparameter, each pair, all three together): its share of the
+    variance of validation accuracy at `point` across the grid."""
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    order = shares.iloc[::-1]
+    bars = ax.barh(order["source"], 100 * order["share"], color="tab:blue")
+    for bar, v in zip(bars, order["share"]):
+        ax.text(bar.get_width() + 0.8, bar.get_y() + bar.get_height() / 2, f"{100 * v:.1f}%",
+                va="center", fontsize=8)
+    ax.set_xlim(0, max(100.0, 100 * float(order["share"].max()) + 10))
+    ax.set_xlabel("share of the variance of validation accuracy (%)")
+    ax.set_title(f"What explains validation accuracy at epoch {point:g} (exact decomposition of the full grid)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig

@@ -12,11 +12,16 @@ from pathlib import Path
 
 from mlp_core.files import atomic_write
 
+from . import effects
 from . import table as T
 from .export import MODEL_JSON
 from .retrain import BEST_DIR, PLOTS_DIR
 
 PLOT_CAPTIONS = [
+    ("search_effects.png", "Each hyperparameter's effect: every trial at the furthest point all "
+                           "reached, the best per value joined"),
+    ("search_importance.png", "Share of the variance of that accuracy explained by each "
+                              "hyperparameter and each pair"),
     ("search_heatmap.png", "Best validation accuracy over learning rate × L2, per hidden size"),
     ("search_curves.png", "Validation accuracy of every trial per epoch (× = stopped early)"),
     ("loss.png", "Retrained best configuration: loss per epoch"),
@@ -24,6 +29,10 @@ PLOT_CAPTIONS = [
     ("weights_fc1.png", "Retrained model, first layer: weights and biases"),
     ("weights_fc2.png", "Retrained model, second layer: weights and biases"),
 ]
+
+
+# drawn for the page's full width; the others sit two to a row
+WIDE_PLOTS = ("search_effects.png", "search_heatmap.png")
 
 
 def write_report(run_dir: str | Path, top: int = 10) -> Path:
@@ -61,20 +70,39 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
                      "how many stopped there, and the lowest validation accuracy that went on.</p>")
         parts.append(summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0,
                                      classes="trials", na_rep=""))
+    point = effects.common_point(results)
+    shares = effects.importance(effects.accuracy_at(results, T.load_history(run_dir),
+                                                    T.load_partial(run_dir), point))
+    if shares is not None:
+        parts.append(f"<h2>What mattered</h2><p>Share of the variance of validation accuracy at "
+                     f"epoch {point:g}, the furthest point every trial reached (so stopped and "
+                     f"completed trials compare fairly; a diverged trial counts at chance, 10%), "
+                     f"explained by each hyperparameter and each pair: an exact decomposition of "
+                     f"the full grid.</p>")
+        parts.append(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%"))
+                     .to_html(index=False, border=0, classes="trials"))
     parts.append(f"<h2>Top {top} trials</h2>")
-    parts.append(T.ranked(results).head(top).to_html(index=False, float_format=lambda v: f"{v:.4g}",
-                                                      border=0, classes="trials"))
-    parts.append("<h2>Plots</h2>")
+    shown = T.ranked(results).head(top)
+    shown[T.NODE_ID] = shown[T.NODE_ID].astype(str).str[:8]  # 56 hex digits; 8 tell nodes apart
+    parts.append('<div class="scroll">' + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}",
+                                                         border=0, classes="trials", na_rep="")
+                 + "</div>")
+    parts.append('<h2>Plots</h2><div class="plots">')
     for name, caption in PLOT_CAPTIONS:
         png = run_dir / PLOTS_DIR / name
         if png.exists():
             data = base64.b64encode(png.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+            wide = ' class="wide"' if name in WIDE_PLOTS else ""
+            parts.append(f'<figure{wide}><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
                          f"<figcaption>{esc(caption)}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table.trials{border-collapse:collapse;font-size:0.9em}"
-             "table.trials td,table.trials th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-             "img{max-width:100%}figure{margin:1.5em 0}figcaption{color:#555}")
+    parts.append("</div>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table.trials{border-collapse:collapse;font-size:0.85em}"
+             "table.trials td,table.trials th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right}"
+             ".scroll{overflow-x:auto}"
+             ".plots{display:flex;flex-wrap:wrap;gap:1em}"
+             "figure{margin:0;flex:1 1 520px;max-width:100%}figure.wide{flex-basis:100%}"
+             "img{max-width:100%;height:auto}figcaption{color:#555;font-size:0.9em}")
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {esc(run_dir.name)}</title>"
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
     out = run_dir / "report.html"

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlp_core.data import N_CLASSES, DataError, load_dataset
+from mlp_core.data import N_CLASSES, DataError, class_names, load_dataset
 from mlp_core.model import Params, cross_entropy, evaluate, forward, predict_proba
 from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
                             VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
 
-from . import plots
+from . import effects, plots
 from . import table as T
 from .export import export_model, load_model
 
@@ -141,13 +141,19 @@ def draw_search_plots(run_dir: str | Path) -> None:
     run_dir = Path(run_dir)
     results, history = T.load_results(run_dir), T.load_history(run_dir)
     partial = T.load_partial(run_dir)
-    if len(partial):  # the reports from inside the first epoch start the curves
-        history = pd.concat([partial, history], ignore_index=True)
     sweep = T.load_sweep(run_dir)
     out = run_dir / PLOTS_DIR
     plots.save_figure(plots.plot_search_heatmap(results), out / "search_heatmap.png")
-    plots.save_figure(plots.plot_search_curves(history, results, sweep.get("epochs")),
+    # the reports from inside the first epoch start the curves
+    curves = pd.concat([partial, history], ignore_index=True) if len(partial) else history
+    plots.save_figure(plots.plot_search_curves(curves, results, sweep.get("epochs")),
                       out / "search_curves.png")
+    point = effects.common_point(results)
+    values = effects.accuracy_at(results, history, partial, point)
+    plots.save_figure(plots.plot_search_effects(values, point), out / "search_effects.png")
+    shares = effects.importance(values)
+    if shares is not None:
+        plots.save_figure(plots.plot_importance(shares, point), out / "search_importance.png")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,10 +180,11 @@ def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: 
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     model_dir = Path(model_dir)
     folder = model_dir if model_dir.is_dir() else model_dir.parent
+    classes = class_names(name)
     png = plots.save_figure(plots.plot_confusion(cm, f"Confusion matrix on the {name} test set "
-                                                     f"(accuracy {acc:.4f})"),
+                                                     f"(accuracy {acc:.4f})", classes),
                             folder / "confusion_matrix.png")
-    return {"dataset": name, "n": int(len(data.y_test)), "accuracy": acc, "loss": loss,
+    return {"dataset": name, "classes": list(classes), "n": int(len(data.y_test)), "accuracy": acc, "loss": loss,
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(), "png": str(png)}
 
 
@@ -216,9 +223,12 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def predict_files(model_dir: str | Path, files: list[str]) -> list[dict]:
-    params, _ = load_model(model_dir)
+    """Each file's predicted label (`digit`, kept under that name for tools that read it), the
+    label's name in the model's dataset (`class`) and its probability."""
+    params, meta = load_model(model_dir)
+    classes = class_names((meta.get("dataset") or {}).get("name"))
     X = np.stack([load_image(f) for f in files])
     proba = predict_proba(params, X)
-    return [{"file": str(f), "digit": int(p.argmax()), "probability": float(p.max())}
-            for f, p in zip(files, proba)]
+    return [{"file": str(f), "digit": int(p.argmax()), "class": classes[int(p.argmax())],
+             "probability": float(p.max())} for f, p in zip(files, proba)]
 

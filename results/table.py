@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlp_core.files import atomic_write
 from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY,
-                            VAL_LOSS)
+                            VAL_IMAGES, VAL_LOSS)
 
 TRIAL_ID = "trial_id"
 HIDDEN_SIZE, LEARNING_RATE, L2 = "hidden_size", "learning_rate", "l2"
@@ -41,12 +41,12 @@ BLAS_THREADS = "blas_threads"
 STOPPED_AT_RUNG = "stopped_at_rung"
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
                    VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS,
-                   STOPPED_AT_RUNG]
-# Columns added since the first release: a results.csv written before them still loads.
-LATER_RESULTS_COLUMNS = (STOPPED_AT_RUNG,)
+                   STOPPED_AT_RUNG, VAL_IMAGES]
+# Columns added since the first release: a table written before them still loads.
+LATER_COLUMNS = (STOPPED_AT_RUNG, VAL_IMAGES)
 ENDED_AT = "ended_at"  # wall-clock time (Unix seconds) at which the epoch ended
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S,
-                   ENDED_AT]
+                   ENDED_AT, VAL_IMAGES]
 
 
 class RunError(Exception):
@@ -97,6 +97,8 @@ def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFr
         best = None
     for k in (VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY):
         row[k] = float(best[k]) if best is not None else float("nan")
+    images = best.get(VAL_IMAGES) if best is not None else None
+    row[VAL_IMAGES] = int(images) if images is not None and images == images else None
     row[BEST_EPOCH] = epoch_value(best[EPOCH]) if best is not None and len(finite) else 0
     return row
 
@@ -178,14 +180,18 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
-    df = read_csv(Path(run_dir) / RESULTS_FILE, [c for c in RESULTS_COLUMNS if c not in LATER_RESULTS_COLUMNS])
+    df = read_csv(Path(run_dir) / RESULTS_FILE, _required(RESULTS_COLUMNS))
     if STOPPED_AT_RUNG not in df:  # written before the column: a stopped trial ended at its rung
         df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == STOPPED_EARLY)
     return df
 
 
+def _required(columns: list[str]) -> list[str]:
+    return [c for c in columns if c not in LATER_COLUMNS]
+
+
 def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return read_csv(Path(run_dir) / HISTORY_FILE, HISTORY_COLUMNS)
+    return read_csv(Path(run_dir) / HISTORY_FILE, _required(HISTORY_COLUMNS))
 
 
 def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -194,7 +200,7 @@ def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(run_dir) / PARTIAL_FILE
     if not path.exists():
         return pd.DataFrame(columns=HISTORY_COLUMNS)
-    return read_csv(path, HISTORY_COLUMNS)
+    return read_csv(path, _required(HISTORY_COLUMNS))
 
 
 def load_sweep(run_dir: str | os.PathLike) -> dict:

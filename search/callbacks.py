@@ -163,12 +163,18 @@ def drop_checkpoint_weights(trial) -> None:
 class Progress(Callback):
     """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
 
-    def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0):
+    def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0,
+                 display=None):
+        """`display`: an object with update(text), such as IPython's display handle; without
+        one, a Jupyter kernel gets one of its own (the line is updated in place in the cell,
+        with no carriage returns), a terminal gets the line rewritten in place, and anything
+        else a new line every 30 s."""
         self.recorder = recorder
         self.total = total
         self.stream = stream or sys.stderr
         self.every_s = every_s
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.display = display if display is not None else (notebook_display() if stream is None else None)
+        self.tty = self.display is None and getattr(self.stream, "isatty", lambda: False)()
         self.t0 = time.monotonic()
         self.done_at_start = len(recorder.rows)
         self._last = 0.0
@@ -200,9 +206,13 @@ class Progress(Callback):
 
     def _emit(self, force=False):
         now = time.monotonic()
-        if not force and now - self._last < (self.every_s if self.tty else 30.0):
+        in_place = self.tty or self.display is not None
+        if not force and now - self._last < (self.every_s if in_place else 30.0):
             return
         self._last = now
+        if self.display is not None:
+            self.display.update(self.line())
+            return
         if self.tty:
             self.stream.write("\r\033[K" + self.line())
         else:
@@ -220,6 +230,16 @@ class Progress(Callback):
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def notebook_display():
+    """An IPython display handle when this runs in a Jupyter kernel, else None."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return None
+    from IPython.display import display
+    return display("", display_id=True)
 
 
 def _hms(seconds: float) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import numbers
 import os
 import re
 import sys
@@ -39,10 +40,11 @@ from results import table as T  # noqa: E402
 from . import space  # noqa: E402
 from .callbacks import Progress, RunRecorder  # noqa: E402
 from .scheduler import RUNG_LOG, HalvingScheduler  # noqa: E402
-from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, train_mlp  # noqa: E402
+from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, SCALED_PARTIAL_VAL, train_mlp  # noqa: E402
 
 TUNE_DIR = "tune"
 SCHEDULERS = ("halving", "asha", "none")
+PARTIAL_VAL = ("scaled", "full")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -69,6 +71,10 @@ class SweepSpec:
     # or past `epochs` are not used. With "asha", Ray's own geometric rungs from the first of
     # these. Why 0.25, 1, 2, 4: BENCHMARKS.md section 2.
     rungs: tuple = space.DEFAULT_RUNGS
+    # "scaled": a report inside the first epoch at fraction f validates on that fraction of the
+    # validation set (a fixed subset), not all of it; "full": all of it. Why: BENCHMARKS.md
+    # section 2 (the first rung's 175 validation passes were a third of its work).
+    partial_val: str = "scaled"
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
     order: str = "shuffled"  # "natural" only to measure why the order matters (benchmarks)
@@ -80,13 +86,40 @@ class SweepSpec:
     dataset_files: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        """Check every setting, grid values included, as the command line does: SweepError
+        naming the flag. Run before anything starts, whoever built the spec."""
         if self.dataset not in DATASETS:
             raise SweepError(f"--dataset: unknown {self.dataset!r}; choose {', '.join(DATASETS)}")
+        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                        ("--cpus-per-trial", self.cpus_per_trial),
+                        ("--reduction-factor", self.reduction_factor), ("--seed", self.seed),
+                        ("--max-concurrent", self.max_concurrent)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise SweepError(f"{flag}: {v!r} is not a whole number")
         for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                         ("--cpus-per-trial", self.cpus_per_trial),
                         ("--reduction-factor", self.reduction_factor)):
             if v < 1:
                 raise SweepError(f"{flag}: {v} must be a positive integer")
+        for flag, v in (("--val-fraction", self.val_fraction), ("--momentum", self.momentum)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v:
+                raise SweepError(f"{flag}: {v!r} is not a number")
+        if not 0 <= self.momentum < 1:
+            raise SweepError(f"--momentum: {self.momentum} must be in [0, 1)")
+        try:  # each grid value as its flag's parser would take it
+            for flag, values, parse in (
+                    ("--hidden", self.hidden, space.parse_int_list),
+                    ("--lr", self.lr, lambda f, t: space.parse_float_list(f, t, positive=True)),
+                    ("--l2", self.l2, lambda f, t: space.parse_float_list(f, t, positive=False))):
+                if isinstance(values, str) or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                                      for v in values):
+                    raise SweepError(f"{flag}: {values!r} is not a list of numbers")
+                if values and flag == "--hidden" and not all(float(v).is_integer() for v in values):
+                    raise SweepError(f"{flag}: {','.join(map(str, values))} must be whole numbers")
+                if values:
+                    parse(flag, ",".join(map(str, values)))
+        except space.SpaceError as e:
+            raise SweepError(str(e)) from None
         problem = space.check_rungs(self.rungs)
         if problem:
             raise SweepError(f"--rungs: {','.join(map(str, self.rungs)) or 'empty'}: {problem}")
@@ -100,6 +133,8 @@ class SweepSpec:
             raise SweepError(f"--val-fraction: {self.val_fraction} must be between 0 and 1")
         if self.order not in ("shuffled", "natural"):
             raise SweepError(f"order: {self.order!r}; choose shuffled or natural")
+        if self.partial_val not in PARTIAL_VAL:
+            raise SweepError(f"--partial-val: {self.partial_val!r}; choose {', '.join(PARTIAL_VAL)}")
         if self.scheduler not in SCHEDULERS:
             raise SweepError(f"--scheduler: {self.scheduler!r}; choose {', '.join(SCHEDULERS)}")
         if not (self.hidden and self.lr and self.l2):
@@ -123,6 +158,7 @@ class SweepSpec:
     @classmethod
     def from_json(cls, d: dict) -> "SweepSpec":
         d = dict(d)
+        d.setdefault("partial_val", "full")  # written before the setting: as it ran
         for k in ("hidden", "lr", "l2"):
             d[k] = tuple(d[k])
         if "rungs" in d:
@@ -409,7 +445,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     configs = space.shuffled(spec.configs(), spec.seed) if spec.order == "shuffled" else spec.configs()
     fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
              "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial,
-             PARTIAL_EPOCHS: ",".join(map(str, spec.partial_epochs()))}
+             PARTIAL_EPOCHS: ",".join(map(str, spec.partial_epochs())),
+             SCALED_PARTIAL_VAL: spec.partial_val == "scaled"}
     storage_path, tune_name = tune_location(run_dir, spec.storage)
 
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):

@@ -23,6 +23,8 @@ CPUS_PER_TRIAL = "cpus_per_trial"
 # Fractions of the first epoch at which a trial also reports (the sweep's rungs below one epoch),
 # comma-separated in a string: Tune would walk a list in the parameter space.
 PARTIAL_EPOCHS = "partial_epochs"
+# True: a report inside the first epoch validates on the same fraction of the validation set.
+SCALED_PARTIAL_VAL = "scaled_partial_val"
 
 
 def partial_epochs(config: dict) -> tuple[float, ...]:
@@ -85,7 +87,8 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
                 return  # restored from its final checkpoint: its end now reaches the tables
         trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
-                             partial=partial_epochs(config)):
+                             partial=partial_epochs(config),
+                             scaled_partial_val=bool(config.get(SCALED_PARTIAL_VAL, False))):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()

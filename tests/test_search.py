@@ -84,10 +84,10 @@ def test_every_node_of_the_running_ray_passes_the_code_check(ray_local):
     assert check_cluster_code("--address") == (1, code_fingerprint())
 
 
-def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
+def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16, 32), lr=(0.001, 0.01, 0.1, 1e5),
                      l2=(0.001, 0.01), epochs=4, batch_size=128)
-    run_dir = run_folder(str(tmp_path), "asha")
+    run_dir = run_folder(str(tmp_path), "halving")
     outcome = run_sweep(spec, run_dir)
     assert outcome.finished == outcome.total == 16 and not outcome.interrupted
     # Ray was started by the fixture, so this sweep did not shut it down.
@@ -112,6 +112,21 @@ def test_asha_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     assert (results["blas_threads"] == 1).all()  # checked from inside each trial
     assert results["node_id"].str.len().min() > 10
     assert (results["status"] != "error").all()
+
+
+def test_rays_asha_still_runs_on_request(ray_local, small_data_dir, tmp_path):
+    """--scheduler asha is Ray's own ASHAScheduler: rungs at the first of --rungs times powers of
+    the reduction factor (0.25 and 1 here), trials judged against those that reached the rung
+    before them."""
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16, 32), lr=(0.001, 0.01, 0.1),
+                     l2=(0.001, 0.01), epochs=3, scheduler="asha")
+    run_dir = run_folder(str(tmp_path), "asha")
+    run_sweep(spec, run_dir)
+    results, _, partial = check_tables(run_dir, 12, 3)
+    assert (partial["epoch"] == 0.25).all() and len(partial) == 12
+    stopped = results[results["status"] == "stopped_early"]
+    assert len(stopped) >= 1 and set(stopped["stopped_at_rung"]) <= {0.25, 1}
+    assert not (run_dir / "rungs.jsonl").exists()  # the halving scheduler's log only
 
 
 def test_without_scheduler_every_trial_runs_every_epoch(ray_local, small_data_dir, tmp_path):

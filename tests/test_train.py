@@ -79,7 +79,8 @@ def test_metrics_and_dtypes(small_dataset):
                     small_dataset.y_val, small_dataset.X_test, small_dataset.y_test, trainer=trainer))
     assert [m["epoch"] for m in ms] == [1, 2]
     assert set(ms[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                          "test_loss", "test_accuracy", "time_s", "diverged"}
+                          "test_loss", "test_accuracy", "time_s", "diverged", "val_images"}
+    assert ms[0]["val_images"] == len(small_dataset.X_val)
     assert all(a.dtype == np.float32 for a in trainer.params.as_dict().values())
     assert small_dataset.X_train.dtype == np.float32
 
@@ -204,3 +205,26 @@ def test_a_trainer_saved_inside_its_first_epoch_continues_it_bit_identically(sma
     assert rest[0]["time_s"] >= stopped_at["time_s"]  # the epoch's seconds carry on
     # a state saved between epochs holds no mid-epoch part
     assert not any(k.startswith("mid_epoch") for k in whole.state_dict())
+
+
+def test_scaled_partial_validation_uses_that_share_of_the_validation_set(small_dataset):
+    """At 0.25 of the first epoch a scaled report validates on the first quarter of the
+    validation images (1,600 here: 400), exactly as a full pass over those 400 would; the
+    epochs' reports use all of them; the training is the same either way."""
+    from mlp_core.model import evaluate
+    from mlp_core.train import partial_val_images
+
+    cfg = TrainConfig(hidden_size=16, learning_rate=0.05, epochs=1, seed=2)
+    ds = small_dataset
+    scaled, full = Trainer(cfg), Trainer(cfg)
+    run = train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=scaled, partial=(0.25,),
+                scaled_partial_val=True)
+    first = next(run)
+    assert (first["val_loss"], first["val_accuracy"]) == evaluate(scaled.params, ds.X_val[:400], ds.y_val[:400])
+    a = [first, *run]
+    b = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=full, partial=(0.25,)))
+    assert [m["val_images"] for m in a] == [400, 1600] and [m["val_images"] for m in b] == [1600, 1600]
+    assert a[1]["val_accuracy"] == b[1]["val_accuracy"] and a[0]["train_loss"] == b[0]["train_loss"]
+    np.testing.assert_array_equal(scaled.params.W1, full.params.W1)
+    assert partial_val_images(12000, 0.25) == 3000 and partial_val_images(10, 0.3) == 3
+    assert partial_val_images(5, 0.01) == 1 and partial_val_images(7, 1.0) == 7

@@ -1,0 +1,81 @@
+"""A run folder from Python: its tables as pandas DataFrames, its settings, its early stopping
+per rung, what explained its accuracy, and its exported model; and the work after a sweep
+(search plots, retraining the best, the report), which the command line calls too.
+
+Leaves out running the sweep (search/api.py). Reads files only: works long after the driver.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from mlp_core.model import Params
+
+from . import effects
+from . import table as T
+from .export import load_model
+from .report import write_report
+from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots, retrain as retrain_best
+
+
+class Run:
+    """A finished (or interrupted) sweep's folder. Each table is read once, when first used."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / T.SWEEP_FILE).is_file():
+            raise T.RunError(f"{self.path}: not a run folder ({T.SWEEP_FILE} not found)")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @cached_property
+    def settings(self) -> dict:
+        """sweep.json: the settings the sweep ran with and its dataset files' SHA-256."""
+        return T.load_sweep(self.path)
+
+    @cached_property
+    def results(self) -> pd.DataFrame:
+        """results.csv: one row per trial, best first (as `show` ranks them)."""
+        return T.ranked(T.load_results(self.path))
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """history.csv: one row per trial per whole epoch."""
+        return T.load_history(self.path)
+
+    @cached_property
+    def partial(self) -> pd.DataFrame:
+        """partial_epochs.csv: the reports from inside the first epoch (empty if none)."""
+        return T.load_partial(self.path)
+
+    @property
+    def best(self) -> pd.Series:
+        """The row of the trial with the best validation accuracy."""
+        return T.best_trial(self.results)
+
+    def rungs(self) -> pd.DataFrame:
+        """Per rung of early stopping: trials entered, went on, stopped there, and the cutoff."""
+        return T.rung_summary(self.results, self.history, self.partial, T.sweep_rungs(self.settings))
+
+    def importance(self) -> pd.DataFrame | None:
+        """The share of the variance of validation accuracy, at the furthest point every trial
+        reached, explained by each hyperparameter and each pair (None for an incomplete grid)."""
+        point = effects.common_point(self.results)
+        return effects.importance(effects.accuracy_at(self.results, self.history, self.partial, point))
+
+    def model(self) -> tuple[Params, dict]:
+        """The retrained best model's weights (float32 W1, b1, W2, b2) and model.json."""
+        return load_model(self.path / BEST_DIR)
+
+
+def finish(run_dir: str | Path, retrain: bool = True, log=None) -> tuple[Path, RetrainOutcome | None]:
+    """After a sweep: draw its search plots, retrain its best configuration and export it
+    (unless `retrain` is False), and write report.html. Returns the report's path and the
+    retraining's outcome."""
+    run_dir = Path(run_dir)
+    draw_search_plots(run_dir)
+    outcome = retrain_best(run_dir, log=log or (lambda message: None)) if retrain else None
+    return write_report(run_dir), outcome

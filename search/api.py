@@ -1,0 +1,110 @@
+"""Sweeps from Python, for scripts and notebooks: settings checked exactly as the command line
+checks them, the sweep run into the same run folder, and the finished run handed back with its
+tables as pandas DataFrames (results.run.Run). The command line is a thin layer over this.
+
+Leaves out argument parsing (run_search.py) and what a finished run holds (results/run.py).
+"""
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+
+from results.run import Run, finish
+
+from . import space
+from .sweep import SweepError, SweepSpec, absolute_storage, default_name, run_folder, run_sweep
+
+# The settings a sweep is made of, with their defaults (the grid's are space.DEFAULT_*): the
+# names are the command-line flags' (--batch-size is batch_size).
+DEFAULTS = {"dataset": "mnist", "hidden": space.DEFAULT_HIDDEN, "lr": space.DEFAULT_LR,
+            "l2": space.DEFAULT_L2, "epochs": 10, "batch_size": 256, "seed": 0, "val_fraction": 0.2,
+            "momentum": 0.0, "scheduler": "halving", "reduction_factor": 4,
+            "rungs": space.DEFAULT_RUNGS, "partial_val": "scaled"}
+# Where and how it runs: not part of what a resumed sweep must match.
+PLACEMENT = ("data_dir", "storage", "address", "cpus_per_trial", "max_concurrent")
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped before every trial finished (Ctrl-C); `run` holds what was done."""
+
+    def __init__(self, message: str, run: Run):
+        super().__init__(message)
+        self.run = run
+
+
+def _plain(value):
+    """NumPy scalars, arrays and lists as Python's, so that sweep.json can be written (and
+    compared)."""
+    if hasattr(value, "ndim") and value.ndim > 0:  # a NumPy array or a pandas Series
+        value = list(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def settings(out: str | Path = "runs", name: str | None = None, resume: bool = False,
+             **values) -> tuple[SweepSpec, Path]:
+    """The sweep's settings and its run folder OUT/NAME, every value checked: SweepError naming
+    the flag (e.g. "--lr: 0 must be positive"). Values are those of DEFAULTS and PLACEMENT;
+    grid values are lists of numbers. With `resume`, the settings are those the sweep in OUT/NAME
+    started with, and a value given must equal its own."""
+    unknown = sorted(set(values) - set(DEFAULTS) - set(PLACEMENT))
+    if unknown:
+        raise SweepError(f"unknown setting(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join([*DEFAULTS, *PLACEMENT])}")
+    values = {k: _plain(v) for k, v in values.items() if v is not None}
+    if resume and not name:
+        raise SweepError("--resume needs --name: the run folder OUT/NAME to continue")
+    run_dir = run_folder(str(out), name or default_name())
+    given = {k: v for k, v in values.items() if k in DEFAULTS}
+    if resume:
+        from results.table import RunError, load_sweep
+        try:
+            spec = SweepSpec.from_json(load_sweep(run_dir))
+        except RunError as e:
+            raise SweepError(f"--resume: {e}") from None
+        for k, v in given.items():
+            if getattr(spec, k) != v:
+                raise SweepError(f"--{k.replace('_', '-')}: {_shown(v)} differs from the sweep being "
+                                 f"resumed ({_shown(getattr(spec, k))}); leave it out to resume")
+        storage = absolute_storage(values.get("storage"))
+        if storage and storage != spec.storage:
+            raise SweepError(f"--storage: {values['storage']} differs from the sweep being resumed "
+                             f"({spec.storage}); leave it out to resume")
+        for k in ("data_dir", "address", "cpus_per_trial", "max_concurrent"):
+            if k in values:
+                setattr(spec, k, values[k])
+    else:
+        spec = SweepSpec(**{**DEFAULTS, **values})
+    spec.validate()
+    return spec, run_dir
+
+
+def _shown(x):  # as the flag is written: 1,2,4 rather than (1, 2, 4)
+    return ",".join(map(str, x)) if isinstance(x, (tuple, list)) else x
+
+
+def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
+        retrain: bool = True, verbose: bool = False, stream=None, log=None, **values) -> Run:
+    """Run (or resume) a sweep, then draw its search plots, retrain its best configuration
+    (unless `retrain` is False) and write its report; returns the finished run, whose `results`
+    is the table as a DataFrame. Raises SweepError for a bad setting (nothing started or written)
+    and SweepInterrupted when the sweep stopped early (Ctrl-C); resume it with `resume=True`.
+    Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
+    in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
+    spec, run_dir = settings(out, name, resume, **values)
+    try:
+        outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream)
+    except KeyboardInterrupt:
+        if not (run_dir / "sweep.json").is_file():
+            raise  # nothing was written: nothing to resume
+        raise SweepInterrupted(f"interrupted; results so far are in {run_dir}", Run(run_dir)) from None
+    if outcome.interrupted:
+        raise SweepInterrupted(f"stopped with {outcome.finished} of {outcome.total} trials "
+                               f"finished; results so far are in {run_dir}", Run(run_dir))
+    finish(run_dir, retrain=retrain, log=log)
+    return Run(run_dir)

@@ -1,0 +1,107 @@
+"""The Python API (search.api, results.run): the README's "From Python" example run as written,
+the command line's checks on every setting, a run folder read back as DataFrames, and progress
+that updates in place in a notebook cell."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import ROOT, write_small_mnist
+from results.run import Run
+from results.table import RunError
+from search import api
+from search.sweep import SweepError
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## From Python"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(tmp_path):
+    """In a fresh folder, with the data cache holding the tests' small MNIST split (as a user's
+    cache holds the downloaded MNIST), the example's code runs unchanged."""
+    write_small_mnist(tmp_path / "cache" / "mnist")
+    code = readme_example() + (
+        "\nassert len(run.results) == 8 and run.results['val_accuracy'].iloc[0] > 0.8\n"
+        "assert list(run.rungs()['rung']) == [0.25, 1, 2]\n"
+        "assert run.importance()['share'].sum() > 0.999\n"
+        "assert params.W1.shape == (784, run.best['hidden_size'])\n"
+        "assert len(again.history) == len(run.history)\n"
+        "print('example ok')\n")
+    env = {**os.environ, "MLP_SWEEP_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "example ok" in r.stdout
+    assert (tmp_path / "runs" / "first-sweep" / "report.html").is_file()
+    assert "\r" not in r.stderr  # not a terminal: whole lines, no carriage returns
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr": [0, 0.1]}, "--lr: 0 must be positive"),
+    ({"hidden": [64, 64.5]}, "--hidden: 64,64.5 must be whole numbers"),
+    ({"l2": "0.1"}, "--l2: '0.1' is not a list of numbers"),
+    ({"epochs": 0}, "--epochs: 0 must be a positive integer"),
+    ({"momentum": 1}, r"--momentum: 1 must be in \[0, 1\)"),
+    ({"val_fraction": 1.5}, "--val-fraction: 1.5 must be between 0 and 1"),
+    ({"scheduler": "fast"}, "--scheduler: 'fast'; choose halving, asha, none"),
+    ({"learning_rate": [0.1]}, "unknown setting"),
+])
+def test_every_setting_is_checked_as_the_command_line_checks_it(values, message, tmp_path):
+    with pytest.raises(SweepError, match=message):
+        api.settings(tmp_path, "x", **values)
+    assert not (tmp_path / "x").exists()
+
+
+def test_settings_take_numpy_values_and_a_resume_must_match(tmp_path):
+    import numpy as np
+
+    from results.table import write_json_atomic
+
+    spec, run_dir = api.settings(tmp_path, "n", hidden=np.array([16, 32]), lr=[np.float64(0.1)])
+    assert spec.hidden == (16, 32) and type(spec.hidden[0]) is int and spec.lr == (0.1,)
+    assert run_dir == tmp_path / "n"
+    run_dir.mkdir()
+    write_json_atomic(spec.to_json(), run_dir / "sweep.json")
+    again, _ = api.settings(tmp_path, "n", resume=True, max_concurrent=1)
+    assert again.hidden == (16, 32) and again.max_concurrent == 1
+    with pytest.raises(SweepError, match=r"--epochs: 3 differs from the sweep being resumed \(10\)"):
+        api.settings(tmp_path, "n", resume=True, epochs=3)
+    with pytest.raises(SweepError, match="--resume needs --name"):
+        api.settings(tmp_path, resume=True)
+
+
+def test_a_folder_that_is_no_run_is_named(tmp_path):
+    with pytest.raises(RunError, match=f"{tmp_path}: not a run folder"):
+        Run(tmp_path)
+
+
+def test_progress_in_a_notebook_updates_one_display_in_place():
+    from search.callbacks import Progress
+
+    class Handle:
+        def __init__(self):
+            self.texts = []
+
+        def update(self, text):
+            self.texts.append(text)
+
+    recorder = SimpleNamespace(rows={}, history={}, running={"a"}, run_dir="/nowhere")
+    handle, stream = Handle(), io.StringIO()
+    progress = Progress(recorder, 4, stream=stream, display=handle)
+    progress.on_step_begin(0, [])  # the first update is shown at once
+    recorder.rows["a"] = {"status": "completed"}
+    progress.on_trial_complete(0, [], SimpleNamespace(trial_id="a"))
+    progress.on_experiment_end([])
+    assert handle.texts[0].startswith("trials 0/4 done, 1 running")
+    assert handle.texts[-1].startswith("trials 1/4 done")
+    assert stream.getvalue() == ""  # nothing written around it, no carriage returns
