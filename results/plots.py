@@ -181,10 +181,12 @@ def plot_confusion(cm: np.ndarray, title: str = "Confusion matrix", classes=None
 LOG_AXES = (LEARNING_RATE, L2)  # spaced by factors, so drawn on a log axis
 
 
-def plot_search_effects(values: pd.DataFrame, point) -> Figure:
+def plot_search_effects(values: pd.DataFrame, point, chosen: dict | None = None) -> Figure:
     """One panel per hyperparameter: every trial's validation accuracy at `point` (the furthest
     point all trials reached) against that hyperparameter's value, the best per value joined by
-    a line; learning rate and L2 on log axes. Diverged trials are left out and counted."""
+    a line; learning rate and L2 on log axes. Diverged trials are left out and counted. Where the
+    `chosen` configuration (the sweep's best) takes the grid's first or last value, the panel
+    says so: the optimum may lie beyond the grid."""
     fig = Figure(figsize=(12.0, 4.0), layout="constrained")
     axes = fig.subplots(1, len(HYPERPARAMETERS), sharey=True)
     ok = values[np.isfinite(values[VAL_ACCURACY].astype(float))]
@@ -197,6 +199,12 @@ def plot_search_effects(values: pd.DataFrame, point) -> Figure:
         best = ok.groupby(hp)[VAL_ACCURACY].max()
         ax.plot(best.index.astype(float), best.to_numpy(), "-o", color="tab:red", ms=4, lw=1.5,
                 label="best per value")
+        edge = [i for i in (0, len(best) - 1) if chosen and len(best) > 1 and best.index[i] == chosen[hp]]
+        for i in edge:
+            ax.annotate(f"chosen {hp}: the grid's {'last' if i else 'first'} value",
+                        (float(best.index[i]), float(best.iloc[i])), xytext=(0, 14),
+                        textcoords="offset points", ha="right" if i else "left", fontsize=8,
+                        color="tab:red")
         ax.set_xscale("log", base=2 if hp == HIDDEN_SIZE else 10)
         ax.set_xticks(best.index.astype(float), [f"{v:g}" for v in best.index], rotation=45)
         ax.minorticks_off()
@@ -222,6 +230,7 @@ def plot_importance(shares: pd.DataFrame, point) -> Figure:
                 va="center", fontsize=8)
     ax.set_xlim(0, max(100.0, 100 * float(order["share"].max()) + 10))
     ax.set_xlabel("share of the variance of validation accuracy (%)")
-    ax.set_title(f"What explains validation accuracy at epoch {point:g} (exact decomposition of the full grid)")
+    ax.set_title(f"What explains validation accuracy at epoch {point:g}\n"
+                 "(an exact decomposition of the variance over the full grid)")
     ax.grid(axis="x", alpha=0.3)
     return fig

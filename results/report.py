@@ -22,8 +22,8 @@ PLOT_CAPTIONS = [
                            "reached, the best per value joined"),
     ("search_importance.png", "Share of the variance of that accuracy explained by each "
                               "hyperparameter and each pair"),
-    ("search_heatmap.png", "Best validation accuracy over learning rate × L2, per hidden size"),
     ("search_curves.png", "Validation accuracy of every trial per epoch (× = stopped early)"),
+    ("search_heatmap.png", "Best validation accuracy over learning rate × L2, per hidden size"),
     ("loss.png", "Retrained best configuration: loss per epoch"),
     ("accuracy.png", "Retrained best configuration: accuracy per epoch"),
     ("weights_fc1.png", "Retrained model, first layer: weights and biases"),
@@ -31,6 +31,8 @@ PLOT_CAPTIONS = [
 ]
 
 
+TOP_COLUMNS = [T.TRIAL_ID, *T.HYPERPARAMETERS, T.STATUS, T.EPOCHS, T.BEST_EPOCH, "val_accuracy",
+               "val_loss", "train_accuracy", "time_s", T.NODE_ID]
 # drawn for the page's full width; the others sit two to a row
 WIDE_PLOTS = ("search_effects.png", "search_heatmap.png")
 
@@ -81,8 +83,9 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
                      f"the full grid.</p>")
         parts.append(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%"))
                      .to_html(index=False, border=0, classes="trials"))
-    parts.append(f"<h2>Top {top} trials</h2>")
-    shown = T.ranked(results).head(top)
+    parts.append(f"<h2>Top {top} trials</h2><p>The columns that fit a laptop's screen; "
+                 f"<code>{esc(T.RESULTS_FILE)}</code> has them all.</p>")
+    shown = T.ranked(results).head(top)[TOP_COLUMNS].copy()
     shown[T.NODE_ID] = shown[T.NODE_ID].astype(str).str[:8]  # 56 hex digits; 8 tell nodes apart
     parts.append('<div class="scroll">' + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                                          border=0, classes="trials", na_rep="")

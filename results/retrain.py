@@ -150,7 +150,9 @@ def draw_search_plots(run_dir: str | Path) -> None:
                       out / "search_curves.png")
     point = effects.common_point(results)
     values = effects.accuracy_at(results, history, partial, point)
-    plots.save_figure(plots.plot_search_effects(values, point), out / "search_effects.png")
+    chosen = T.best_trial(results)
+    plots.save_figure(plots.plot_search_effects(values, point, {h: chosen[h] for h in T.HYPERPARAMETERS}),
+                      out / "search_effects.png")
     shares = effects.importance(values)
     if shares is not None:
         plots.save_figure(plots.plot_importance(shares, point), out / "search_importance.png")

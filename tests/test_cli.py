@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def test_run_writes_every_artefact(run):
     for name in ("results.csv", "history.csv", "sweep.json", "report.html", "best/model.npz",
                  "best/model.json", "best/history.csv", "plots/loss.png", "plots/accuracy.png",
                  "plots/weights_fc1.png", "plots/weights_fc2.png", "plots/search_heatmap.png",
-                 "plots/search_curves.png"):
+                 "plots/search_curves.png", "plots/search_effects.png", "plots/search_importance.png"):
         assert (run_dir / name).is_file(), name
     results = pd.read_csv(run_dir / "results.csv")
     assert list(results.columns[:12]) == ["trial_id", "hidden_size", "learning_rate", "l2", "status",
@@ -61,7 +62,7 @@ def test_run_writes_every_artefact(run):
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert sweep["rungs"] == [0.25, 1, 2, 4] and sweep["reduction_factor"] == 4  # the defaults
     html = (run_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "<table" in html
+    assert html.count("data:image/png;base64,") == 8 and "<table" in html
     assert "trials 8/8 done" in r.stderr  # the compact progress line
     assert "Trial status" not in r.stderr and "╭" not in r.stderr  # not Ray's tables
 
@@ -120,8 +121,15 @@ def test_show_formats(run):
     assert r.stdout.startswith("| trial_id |")
     r = cli("show", run_dir, "--pivot")
     assert "hidden_size = 32" in r.stdout and "hidden_size = 64" in r.stdout
+    # every cell with four decimals, learning rates as the grid gives them
+    cells = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.split()[:1] in (["0.01"], ["0.1"])]
+    assert len(cells) == 4 and all(re.fullmatch(r"\d\.\d{4}", c) for row in cells for c in row), r.stdout
     r = cli("show", run_dir, "--pivot", "--format", "json")
     assert set(json.loads(r.stdout)) == {"32", "64"}
+    r = cli("show", run_dir)  # what explained the accuracy, under the ranking
+    assert "explained by:" in r.stdout and "learning_rate x l2" in r.stdout
+    r = cli("show", run_dir, "--rungs")
+    assert r.returncode == 0 and r.stdout.split()[:5] == ["rung", "entered", "went_on", "stopped", "cutoff"]
     r = cli("show", run_dir, "--sort", "nope")
     assert r.returncode == 2 and "no column 'nope'" in r.stderr
 
@@ -178,6 +186,11 @@ def test_evaluate_and_predict(run, small_data_dir, tmp_path):
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith(f"{png}: {y[0]} (probability")
     assert lines[1].startswith(f"{npy}: {y[1]} (probability")
+    # the same model judged as if on Fashion-MNIST: its classes are named, not numbered
+    r = cli("evaluate", model, "--data-dir", small_data_dir, "--dataset", "fashion-mnist")
+    assert r.returncode == 0, r.stderr
+    assert "per-class accuracy: T-shirt/top: " in r.stdout and " Ankle boot " in r.stdout
+    assert r.stdout.splitlines()[-2].lstrip().startswith("Ankle boot")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
     r = cli("predict", model, tmp_path / "big.png")
     assert r.returncode == 1 and "expected 28x28" in r.stderr and "Traceback" not in r.stderr
