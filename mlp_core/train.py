@@ -27,6 +27,11 @@ TIME_S = "time_s"
 VAL_IMAGES = "val_images"  # how many validation images val_loss and val_accuracy were measured on
 DIVERGED = "diverged"
 PARTIAL = "partial"  # a report from inside the first epoch (train(partial=...))
+# What a sweep adds to each report (and the tables keep): the Ray node that trained it, the BLAS
+# threads seen inside the trial, and the wall-clock time (Unix seconds) at which it ended.
+NODE_ID = "node_id"
+BLAS_THREADS = "blas_threads"
+ENDED_AT = "ended_at"
 
 
 @dataclass(frozen=True)

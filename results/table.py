@@ -15,15 +15,14 @@ import numpy as np
 import pandas as pd
 
 from mlp_core.files import atomic_write
-from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY,
-                            VAL_IMAGES, VAL_LOSS)
+from mlp_core.train import (BLAS_THREADS, ENDED_AT, EPOCH, NODE_ID, TIME_S, TRAIN_ACCURACY,
+                            TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
 
 TRIAL_ID = "trial_id"
 HIDDEN_SIZE, LEARNING_RATE, L2 = "hidden_size", "learning_rate", "l2"
 HYPERPARAMETERS = (HIDDEN_SIZE, LEARNING_RATE, L2)
 STATUS = "status"
 EPOCHS = "epochs"
-NODE_ID = "node_id"
 BEST_EPOCH = "best_epoch"
 
 COMPLETED, STOPPED_EARLY, DIVERGED, ERROR = "completed", "stopped_early", "diverged", "error"
@@ -36,7 +35,6 @@ HISTORY_FILE = "history.csv"
 PARTIAL_FILE = "partial_epochs.csv"
 SWEEP_FILE = "sweep.json"
 
-BLAS_THREADS = "blas_threads"
 # The rung (in epochs) at which early stopping stopped the trial; empty for any other status.
 STOPPED_AT_RUNG = "stopped_at_rung"
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
@@ -44,7 +42,6 @@ RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL
                    STOPPED_AT_RUNG, VAL_IMAGES]
 # Columns added since the first release: a table written before them still loads.
 LATER_COLUMNS = (STOPPED_AT_RUNG, VAL_IMAGES)
-ENDED_AT = "ended_at"  # wall-clock time (Unix seconds) at which the epoch ended
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S,
                    ENDED_AT, VAL_IMAGES]
 

@@ -241,7 +241,10 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     kwargs = dict(log_to_driver=verbose, include_dashboard=False,
                   logging_level="INFO" if verbose else "ERROR")
     if address:
-        ray.init(address=address, **kwargs)
+        # Ship this project's packages with the job (Ray's runtime_env): a node then needs only
+        # Python, Ray and what the trainable imports (NumPy, threadpoolctl), not a copy of the
+        # project. Under `ray job submit --working-dir`, Ray merges this with the job's own.
+        ray.init(address=address, runtime_env={"py_modules": shipped_modules()}, **kwargs)
     else:
         ray.init(num_cpus=num_cpus, **kwargs)
     return True
@@ -309,8 +312,16 @@ def cluster_node_ips() -> set[str]:
     return {n["NodeManagerAddress"] for n in alive_nodes()}
 
 
-# The packages a trial runs. Every node of a cluster must import them, at the driver's version.
+# The packages a trial runs, shipped to every node of a cluster (start_ray), where the code
+# check then finds the driver's version.
 CODE_PACKAGES = ("mlp_core", "search", "results")
+
+
+def shipped_modules() -> list[str]:
+    """The folders of CODE_PACKAGES as this process imports them (paths, not module objects:
+    a job's runtime_env must be serialisable)."""
+    import importlib
+    return [str(Path(importlib.import_module(name).__file__).parent) for name in CODE_PACKAGES]
 
 
 def code_fingerprint(packages=CODE_PACKAGES) -> str:
@@ -375,12 +386,13 @@ def node_code_problems(driver_fingerprint: str, answers: list[tuple[str, str, st
     for ip, node_id, fingerprint, error in answers:
         where = f"node {ip} ({node_id[:8]})"
         if error is not None:
-            problems.append(f"{where} cannot run trials: {error}. Install this project and its "
-                            f"dependencies on every node (pip install PATH_TO_THIS_CHECKOUT)")
+            problems.append(f"{where} cannot run trials: {error}. Every node needs Python, Ray "
+                            f"(the driver's version) and NumPy, threadpoolctl; this project's "
+                            f"code travels with the job")
         elif fingerprint != driver_fingerprint:
-            problems.append(f"{where} has another version of this project's code than the driver "
+            problems.append(f"{where} runs another version of this project's code than the driver "
                             f"(its sources hash to {fingerprint}, the driver's to {driver_fingerprint}); "
-                            f"install the same version on every node")
+                            f"the job's copy did not reach it")
     return problems
 
 

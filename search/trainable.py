@@ -1,7 +1,8 @@
 """The Ray Tune trainable: one configuration trained epoch by epoch, reported and checkpointed.
 
 Leaves out scheduling and result files (scheduler.py, callbacks.py). Reads no file: the arrays arrive
-through the object store (tune.with_parameters), so a trial can run on any node.
+through the object store (tune.with_parameters), so a trial can run on any node. Imports only
+NumPy, threadpoolctl, Ray and mlp_core: what a cluster's node needs besides Python.
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import ray
 from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mlp_core.train import DIVERGED, TrainConfig, Trainer, train
-from results.table import BLAS_THREADS, ENDED_AT, NODE_ID  # the columns these metrics fill
+from mlp_core.train import BLAS_THREADS, DIVERGED, ENDED_AT, NODE_ID, TrainConfig, Trainer, train
 
 STATE_FILE = "state.npz"
 CPUS_PER_TRIAL = "cpus_per_trial"

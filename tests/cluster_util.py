@@ -27,8 +27,11 @@ def free_port() -> int:
 
 def cluster_env() -> dict:
     """For the head and the driver: Ray's single-machine mode, in which the node IP is 127.0.0.1
-    and Ray's servers bind to loopback only; and token authentication."""
-    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+    and Ray's servers bind to loopback only; and token authentication. This Python's folder
+    first on PATH, so that `python` in a job's entrypoint is this environment's, as it is for a
+    user whose environment is active."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "PATH": path}
 
 
 # `ray start --address=127.0.0.1:P` for a second node. In single-machine mode Ray refuses to
@@ -46,22 +49,34 @@ main()
 
 
 class LocalCluster:
-    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, other_nodes_env: dict | None = None):
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, other_nodes_env: dict | None = None,
+                 job_server: bool = False):
         """`other_nodes_env`: extra environment for the nodes after the head (and so for their
-        workers), e.g. a PYTHONPATH that breaks an import there, as on a badly set-up machine."""
+        workers), e.g. a PYTHONPATH that breaks an import there, as on a badly set-up machine.
+        `job_server`: the head runs Ray's dashboard, whose job server `ray job submit` talks
+        to, on 127.0.0.1 at `self.job_address` (needs ray[default])."""
         # short: Ray puts unix sockets under it (path length limit)
         self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         common = [f"--num-cpus={cpus_per_node}", "--disable-usage-stats"]
+        dashboard = ["--include-dashboard=false"]
+        if job_server:
+            dashboard_port = free_port()
+            self.job_address = f"http://127.0.0.1:{dashboard_port}"
+            dashboard = ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                         f"--dashboard-port={dashboard_port}"]
         try:
-            self._start([RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=false",
+            self._start([RAY, "start", "--head", f"--port={self.port}", *dashboard,
                          f"--temp-dir={self.temp}", *common], cluster_env())
             worker_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
                           **(other_nodes_env or {})}
-            for _ in range(nodes - 1):
-                self._start([sys.executable, "-c", _WORKER_START, f"--address={self.address}", *common],
-                            worker_env)
+            for k in range(1, nodes):
+                # each node its own temporary folder, as on separate machines: nodes sharing one
+                # also share runtime_env's unpacked files, and one node's cleanup then deletes
+                # the folder a job's driver on another runs in
+                self._start([sys.executable, "-c", _WORKER_START, f"--address={self.address}",
+                             f"--temp-dir={self.temp / f'n{k}'}", *common], worker_env)
             self._wait_for_nodes(nodes)
         except BaseException:
             self.stop()

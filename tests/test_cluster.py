@@ -3,10 +3,15 @@ ports): a small sweep with --address runs trials on both nodes, reading no datas
 test stops exactly the processes it started. Plus the shared-storage check."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from cluster_util import LocalCluster, cluster_env
+from conftest import ROOT
 from search.sweep import SweepError, check_storage, code_fingerprint, filesystem_type, node_code_problems
 from test_cli import cli
 
@@ -45,8 +50,8 @@ def test_nodes_lacking_the_project_or_running_other_code_are_named():
         ("10.0.0.3", "c" * 56, "0123456789abcdef", None)])
     assert len(problems) == 2
     assert problems[0].startswith("node 10.0.0.2 (bbbbbbbb) cannot run trials: "
-                                  "ModuleNotFoundError: No module named 'mlp_core'. Install this project")
-    assert problems[1].startswith("node 10.0.0.3 (cccccccc) has another version of this project's code")
+                                  "ModuleNotFoundError: No module named 'mlp_core'. Every node needs Python, Ray")
+    assert problems[1].startswith("node 10.0.0.3 (cccccccc) runs another version of this project's code")
     assert f"hash to 0123456789abcdef, the driver's to {mine}" in problems[1]
 
 
@@ -92,6 +97,34 @@ def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
     assert cluster.pids() == []  # exactly what it started is gone
 
 
+def project_hidden(folder) -> dict:
+    """An environment in which Python cannot import this project: stand-ins for its three
+    packages, first on the path, that refuse to be imported (as on a machine that has Ray and
+    NumPy but not this project). Code that Ray ships with the job comes before them."""
+    for name in ("mlp_core", "search", "results"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text(
+            f'raise ImportError("{name} is not installed on this node")\n')
+    return {"PYTHONPATH": str(folder)}
+
+
+@pytest.mark.slow
+def test_a_node_without_this_project_runs_trials_from_the_shipped_code(small_data_dir, tmp_path):
+    """The second node's Python cannot import this project; the sweep ships it (runtime_env
+    py_modules), the code check passes on both nodes, and trials run on both."""
+    with LocalCluster(nodes=2, cpus_per_node=1,
+                      other_nodes_env=project_hidden(tmp_path / "hidden")) as cluster:
+        r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir,
+                "--out", tmp_path, "--name", "c", "--hidden", "512,1024", "--lr", "0.01,0.1",
+                "--l2", "0.001,0.01", "--epochs", "6", "--scheduler", "none", "--no-retrain",
+                env_extra=cluster_env())
+    assert r.returncode == 0, r.stderr
+    assert f"cluster: 2 node(s) with CPUs, each running this project's sources {code_fingerprint()}" in r.stderr
+    results = pd.read_csv(tmp_path / "c" / "results.csv")
+    assert len(results) == 8 and (results["status"] == "completed").all()
+    assert results["node_id"].nunique() == 2
+
+
 @pytest.mark.slow
 def test_a_node_that_cannot_run_trials_is_named_before_anything_starts(small_data_dir, tmp_path):
     """The second node's Python finds a broken threadpoolctl first (as on a machine where a
@@ -111,3 +144,41 @@ def test_a_node_that_cannot_run_trials_is_named_before_anything_starts(small_dat
     assert "cannot run trials: ImportError: threadpoolctl is broken on this node" in lines[0]
     assert lines[0].count("cannot run trials") == 1  # the head node is fine
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_the_readmes_ray_job_submit_recipe_on_two_nodes(small_data_dir, tmp_path):
+    """The README's form, as written: a head whose job server listens on 127.0.0.1 (ray[default],
+    the `cluster` extra), a second node that cannot import this project, and the sweep handed
+    to the cluster with `ray job submit --working-dir . -- python run_search.py run --address
+    auto ...` from a checkout; its trials run on both nodes."""
+    text = (ROOT / "README.md").read_text()
+    assert "ray job submit --address http://HEAD_IP:8265 --working-dir . -- python run_search.py run --address auto" in text
+    with LocalCluster(nodes=2, cpus_per_node=1, other_nodes_env=project_hidden(tmp_path / "hidden"),
+                      job_server=True) as cluster:
+        r = subprocess.run(
+            [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", cluster.job_address,
+             "--working-dir", ".", "--", "python", "run_search.py", "run", "--address", "auto",
+             "--data-dir", str(small_data_dir), "--out", str(tmp_path), "--name", "j",
+             "--hidden", "512,1024", "--lr", "0.01,0.1", "--l2", "0.001,0.01", "--epochs", "6",
+             "--scheduler", "none", "--no-retrain"],
+            cwd=ROOT, env=cluster_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "succeeded" in r.stdout + r.stderr
+    results = pd.read_csv(tmp_path / "j" / "results.csv")
+    assert len(results) == 8 and (results["status"] == "completed").all()
+    assert results["node_id"].nunique() == 2
+
+
+
+def test_a_trial_imports_no_more_of_this_project_than_mlp_core():
+    """What a node imports to run a trial: search.trainable and mlp_core, never results/ (the
+    tables, pandas code of ours) or matplotlib. (Ray Tune itself imports pandas, so a node has
+    it with Ray's tune extra anyway.)"""
+    code = ("import sys, search.trainable\n"
+            "ours = sorted(m for m in sys.modules if m.split('.')[0] in ('mlp_core', 'search', 'results'))\n"
+            "print(ours, 'matplotlib' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("['mlp_core', 'mlp_core.blas', 'mlp_core.files', 'mlp_core.model', 'mlp_core.train', "
+                                "'search', 'search.trainable'] False"), r.stdout
