@@ -39,6 +39,7 @@ from results import table as T  # noqa: E402
 
 from . import space  # noqa: E402
 from .callbacks import Progress, RunRecorder  # noqa: E402
+from .runfolder import LOCK_FILE, FolderInUse, holder, lock_folder  # noqa: E402
 from .scheduler import RUNG_LOG, HalvingScheduler  # noqa: E402
 from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, SCALED_PARTIAL_VAL, train_mlp  # noqa: E402
 
@@ -202,26 +203,51 @@ def tune_location(run_dir: Path, storage: str | None) -> tuple[str, str]:
 
 
 def check_run_folder(run_dir: Path, resume: bool, storage: str | None = None) -> None:
-    """Refuse a new sweep over an existing run, or a resume of something that is not one."""
+    """Refuse a new sweep over an existing run (even an empty folder), a resume of something
+    that is not one, and a folder another live driver holds."""
+    pid = holder(run_dir) if run_dir.is_dir() else None
+    if pid:
+        raise SweepError(f"{'--resume' if resume else '--name'}: {run_dir} is in use by another "
+                         f"driver (PID {pid}); wait for it to end, or stop it")
     if resume:
         if not (run_dir / T.SWEEP_FILE).is_file():
             raise SweepError(f"--resume: {run_dir} holds no sweep to resume ({T.SWEEP_FILE} not found)")
         base, name = tune_location(run_dir, storage)
         if "://" not in base and not (Path(base) / name).is_dir():
             raise SweepError(f"--resume: {Path(base) / name} is missing: the sweep cannot be resumed")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    elif run_dir.exists() or run_dir.is_symlink():
         raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "
                          f"or choose another --name (earlier results are never overwritten)")
 
 
 def create_run_folder(run_dir: Path) -> None:
+    """Create OUT/NAME, exclusively: of two drivers starting the same new sweep, one fails."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()
+    except FileExistsError:
+        raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "
+                         f"or choose another --name (earlier results are never overwritten)") from None
     except OSError as e:
         raise SweepError(f"--out: cannot write to {run_dir}: {e.strerror or e}") from None
+
+
+def take_folders(run_dir: Path, storage_path: str, tune_name: str, resume: bool) -> list:
+    """This driver's locks on its run folder and, with a local --storage, on STORAGE/NAME (two
+    sweeps whose experiment folders there collide must not share one). Kept for the driver's
+    life by whoever holds the SweepOutcome."""
+    locks = []
+    try:
+        locks.append(lock_folder(run_dir))
+        if "://" not in storage_path and Path(storage_path) != run_dir:
+            experiment = Path(storage_path) / tune_name
+            experiment.mkdir(parents=True, exist_ok=True)
+            locks.append(lock_folder(experiment))
+    except FolderInUse as e:
+        for f in locks:
+            f.close()
+        raise SweepError(f"{'--resume' if resume else '--storage'}: {e}") from None
+    return locks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +272,10 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
         # project. Under `ray job submit --working-dir`, Ray merges this with the job's own.
         ray.init(address=address, runtime_env={"py_modules": shipped_modules()}, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local": always a new instance of our own. Without it ray.init() joins whatever
+        # cluster the `ray_current_cluster` file in Ray's temporary folder names (one that
+        # `ray start` left running), skipping the cluster checks and running there.
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     return True
 
 
@@ -403,7 +432,7 @@ def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None):
     if spec.scheduler == "none":
         return FIFOScheduler()
     if spec.scheduler == "asha":
-        return ASHAScheduler(time_attr=EPOCH, max_t=spec.epochs, grace_period=spec.rungs[0],
+        return ASHAScheduler(time_attr=EPOCH, max_t=spec.epochs, grace_period=min(spec.rungs[0], spec.epochs),
                              reduction_factor=spec.reduction_factor)
     return HalvingScheduler(n_trials, spec.rungs, spec.epochs, spec.reduction_factor,
                             log_path=run_dir / RUNG_LOG if run_dir else None)
@@ -422,6 +451,9 @@ class SweepOutcome:
     # Wall seconds of each phase (load, ray_start, setup, fit, ray_shutdown when this call
     # started Ray, tables): where the time that is not training went. Read by bench_sweep.py.
     phases: dict = field(default_factory=dict)
+    # The driver's locks on its folders: held while this outcome lives (the post-sweep work runs
+    # under them), released when it is dropped or the process ends.
+    locks: list = field(default_factory=list, repr=False)
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
@@ -477,6 +509,14 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                   f"{sources}", file=stream, flush=True)
         if not resume:
             create_run_folder(run_dir)
+        try:
+            locks = take_folders(run_dir, storage_path, tune_name, resume)
+        except SweepError:
+            if not resume:  # the folder this call just made, holding only the lock file
+                (run_dir / LOCK_FILE).unlink(missing_ok=True)
+                run_dir.rmdir()
+            raise
+        if not resume:
             T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
                                 run_dir / T.SWEEP_FILE)
         scheduler = make_scheduler(spec, len(configs), run_dir)
@@ -533,4 +573,4 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     phase("tables")
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
-                        time.monotonic() - t0, phases)
+                        time.monotonic() - t0, phases, locks)

@@ -50,11 +50,14 @@ main()
 
 class LocalCluster:
     def __init__(self, nodes: int = 2, cpus_per_node: int = 1, other_nodes_env: dict | None = None,
-                 job_server: bool = False):
+                 job_server: bool = False, as_default: bool = False):
         """`other_nodes_env`: extra environment for the nodes after the head (and so for their
         workers), e.g. a PYTHONPATH that breaks an import there, as on a badly set-up machine.
         `job_server`: the head runs Ray's dashboard, whose job server `ray job submit` talks
-        to, on 127.0.0.1 at `self.job_address` (needs ray[default])."""
+        to, on 127.0.0.1 at `self.job_address` (needs ray[default]). `as_default`: the head's
+        temporary folder is `self.temp/ray`, the layout of Ray's default /tmp/ray, so that a
+        process with RAY_TMPDIR=self.temp finds it as Ray finds a cluster `ray start` left
+        running (its `ray_current_cluster` file)."""
         # short: Ray puts unix sockets under it (path length limit)
         self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self.port = free_port()
@@ -67,8 +70,9 @@ class LocalCluster:
             dashboard = ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
                          f"--dashboard-port={dashboard_port}"]
         try:
+            head_temp = self.temp / "ray" if as_default else self.temp
             self._start([RAY, "start", "--head", f"--port={self.port}", *dashboard,
-                         f"--temp-dir={self.temp}", *common], cluster_env())
+                         f"--temp-dir={head_temp}", *common], cluster_env())
             worker_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
                           **(other_nodes_env or {})}
             for k in range(1, nodes):
@@ -99,6 +103,14 @@ class LocalCluster:
                 return
             time.sleep(1)
         raise RuntimeError(f"the cluster did not reach {n} nodes")
+
+    def node_ids(self) -> set[str]:
+        """The ids of this cluster's alive nodes."""
+        code = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
+                "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))" % self.address)
+        r = subprocess.run([sys.executable, "-c", code], env=cluster_env(), capture_output=True,
+                           text=True, timeout=120)
+        return set(r.stdout.split())
 
     def pids(self) -> list[int]:
         """Processes of this cluster: those whose command line names its temporary folder or

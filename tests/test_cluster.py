@@ -182,3 +182,23 @@ def test_a_trial_imports_no_more_of_this_project_than_mlp_core():
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ("['mlp_core', 'mlp_core.blas', 'mlp_core.files', 'mlp_core.model', 'mlp_core.train', "
                                 "'search', 'search.trainable'] False"), r.stdout
+
+
+@pytest.mark.slow
+def test_without_address_a_sweep_never_joins_a_cluster_left_running(small_data_dir, tmp_path):
+    """A head started with `ray start` and left running, where Ray's own lookup finds it (its
+    `ray_current_cluster` file, which a bare ray.init() joins): a sweep without --address runs
+    on a Ray of its own, none of its trials on that head."""
+    with LocalCluster(nodes=1, cpus_per_node=1, as_default=True) as cluster:
+        head = cluster.node_ids()
+        assert len(head) == 1
+        r = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "l", "--hidden", "16",
+                "--lr", "0.01,0.1", "--l2", "0.001", "--epochs", "1", "--no-retrain",
+                env_extra={"RAY_TMPDIR": str(cluster.temp)})
+        still = cluster.node_ids()
+    assert r.returncode == 0, r.stderr
+    assert "cluster:" not in r.stderr  # no cluster check: this is not a cluster run
+    nodes = set(pd.read_csv(tmp_path / "l" / "results.csv")["node_id"])
+    assert len(nodes) == 1 and not nodes & head, (nodes, head)
+    assert still == head  # the head was left as it was, and nothing joined it
+

@@ -85,6 +85,12 @@ def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
         wait_for(lambda: rows(run_dir / "results.csv") >= 2, what="two finished trials")
         before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
         assert len(before) < 12, "the sweep finished before it could be interrupted"
+        # one driver per run folder: a second, new or resuming, is refused in one line
+        for extra, flag in (([], "--name"), (["--resume"], "--resume")):
+            second = cli(*args, *extra, timeout=120)
+            assert second.returncode == 2, second.stderr
+            assert second.stderr.strip() == (f"run_search.py: error: {flag}: {run_dir} is in use by "
+                                             f"another driver (PID {proc.pid}); wait for it to end, or stop it")
         if how == "sigkill":
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)

@@ -163,6 +163,60 @@ def test_existing_run_is_never_overwritten(ray_local, small_data_dir, tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["results.csv"]
 
 
+def test_an_existing_folder_even_empty_is_refused_and_nothing_is_written(small_data_dir, tmp_path):
+    run_dir = run_folder(str(tmp_path), "empty")
+    run_dir.mkdir()
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,), epochs=1)
+    with pytest.raises(SweepError, match=f"--name: {run_dir} already exists"):
+        run_sweep(spec, run_dir)
+    assert list(run_dir.iterdir()) == []
+
+
+def test_a_folder_held_by_a_live_driver_is_refused_naming_its_pid(small_data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from search.runfolder import lock_folder
+
+    run_dir = run_folder(str(tmp_path), "busy")
+    run_dir.mkdir()
+    (run_dir / "sweep.json").write_text("{}")
+    # another process holds it, as a running driver does
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from search.runfolder import "
+                               f"lock_folder; f = lock_folder({str(run_dir)!r}); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,), epochs=1)
+        for resume, flag in ((True, "--resume"), (False, "--name")):
+            with pytest.raises(SweepError, match=rf"{flag}: {run_dir} is in use by another driver "
+                                                 rf"\(PID {holder.pid}\)"):
+                run_sweep(spec, run_dir, resume=resume)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_folder(run_dir).close()  # the kernel dropped the dead holder's lock: free again
+
+
+def test_two_sweeps_whose_shared_storage_folders_collide_are_refused(ray_local, small_data_dir, tmp_path):
+    """Two sweeps named alike under different --out but the same --storage would share
+    STORAGE/NAME: while one driver holds it, the other is refused, naming it and the PID."""
+    from search.runfolder import lock_folder
+
+    storage = tmp_path / "shared"
+    (storage / "same").mkdir(parents=True)
+    held = lock_folder(storage / "same")  # the first sweep's driver (this process, here)
+    try:
+        spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,), epochs=1,
+                         storage=str(storage))
+        with pytest.raises(SweepError, match=rf"--storage: {storage / 'same'} is in use by another "
+                                             rf"driver \(PID {os.getpid()}\)"):
+            run_sweep(spec, run_folder(str(tmp_path / "other-out"), "same"))
+        assert not (tmp_path / "other-out" / "same").exists()  # nothing left behind
+    finally:
+        held.close()
+
+
 def test_run_names_cannot_escape_the_output_folder(tmp_path):
     for bad in ("../x", "/x", "a/b", ".hidden", "..", ""):
         with pytest.raises(SweepError, match="--name"):
