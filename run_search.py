@@ -228,6 +228,9 @@ def cmd_show(args) -> int:
 
     results = T.load_results(args.run_dir)
     sweep = T.load_sweep(args.run_dir)
+    if results.empty:
+        raise CliError(f"{args.run_dir}: no finished trials yet ({T.RESULTS_FILE} has none); "
+                       f"resume the sweep or wait for it")
     if args.rungs:
         rungs = T.sweep_rungs(sweep)
         if not rungs:
@@ -299,7 +302,8 @@ def cmd_predict(args) -> int:
 
     for r in predict_files(args.model_dir, args.files):
         label = r["class"] if r["class"] == str(r["digit"]) else f"{r['digit']} ({r['class']})"
-        print(f"{r['file']}: {label} (probability {r['probability']:.3f})")
+        note = " [dark on light: inverted first]" if r["inverted"] else ""
+        print(f"{r['file']}: {label} (probability {r['probability']:.3f}){note}")
     return 0
 
 

@@ -163,9 +163,36 @@ def params_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> 
     return Params(W1, b1, W2, b2)
 
 
+# Weights barely compress (float32 noise): an archive member that inflates more than this is not
+# a model, e.g. a zip bomb. The largest model of the default grid (H = 1024) is 3.2 MB.
+MAX_INFLATION = 64
+MAX_MODEL_BYTES = 1 << 31
+
+
+def check_npz_sizes(path: Path) -> None:
+    """Refuse an .npz whose archive headers declare far more data than weights could need, before
+    anything is decompressed (a zip bomb); a file that is no zip archive is left to np.load."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return
+    total = sum(m.file_size for m in members)
+    for m in members:
+        if m.file_size > MAX_INFLATION * max(m.compress_size, 1) + (1 << 16):
+            raise ModelFileError(f"{path}: refused: {m.filename} would inflate from "
+                                 f"{m.compress_size} to {m.file_size} bytes, not model weights")
+    if total > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{path}: refused: its arrays would take {total} bytes")
+
+
 def load_params(path: str | os.PathLike) -> Params:
-    """Load an .npz written by save_params. Never unpickles: object arrays are refused."""
+    """Load an .npz written by save_params. Never unpickles: object arrays are refused, and so is
+    an archive whose headers declare more data than weights could need."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: a folder, not an .npz file")
+    check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

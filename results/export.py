@@ -11,8 +11,10 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from mlp_core.data import sha256_file
 from mlp_core.model import ModelFileError, Params, load_params, save_params
 
+from .schema import MODEL_FIELDS, problems
 from .table import write_json_atomic
 
 MODEL_NPZ = "model.npz"
@@ -37,6 +39,9 @@ def export_model(model_dir: str | Path, params: Params, meta: dict) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     save_params(model_dir / MODEL_NPZ, params)
     doc = {"format": "mlp-sweep model v1", "input": INPUT_FORMAT,
+           # the weights this file describes: a crash between the two writes, or a model.npz
+           # copied from elsewhere, is caught on loading instead of mislabelled
+           "model_npz_sha256": sha256_file(model_dir / MODEL_NPZ),
            "arrays": {"W1": [784, params.hidden_size], "b1": [params.hidden_size],
                       "W2": [params.hidden_size, 10], "b2": [10]},
            "libraries": library_versions(),
@@ -61,10 +66,22 @@ def load_model(path: str | Path) -> tuple[Params, dict]:
     params = load_params(npz)
     meta: dict = {}
     if js.exists():
-        try:
-            meta = json.loads(js.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelFileError(f"{js}: not valid JSON ({e})") from None
-        if not isinstance(meta, dict):
-            raise ModelFileError(f"{js}: expected a JSON object")
+        meta = read_model_json(js)
+        recorded = meta.get("model_npz_sha256")
+        if recorded is not None and recorded != sha256_file(npz):
+            raise ModelFileError(f"{js}: describes other weights than {npz} (its model_npz_sha256 "
+                                 f"is not the file's): the two are from different exports")
     return params, meta
+
+
+def read_model_json(js: Path) -> dict:
+    """model.json, checked against its declared fields (results/schema.py): ModelFileError
+    naming the file and the field."""
+    try:
+        meta = json.loads(js.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{js}: not valid JSON ({e})") from None
+    wrong = problems(meta, MODEL_FIELDS)
+    if wrong:
+        raise ModelFileError(f"{js}: {wrong[0]}")
+    return meta

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from mlp_core.files import atomic_write
 from mlp_core.model import Params
 
 from .table import (DIVERGED, HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
@@ -24,10 +25,12 @@ SPLIT_LABEL = {"train": "train", "val": "validation", "test": "test"}
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Draw `fig` as a PNG at `path`, atomically (a link planted there is replaced, not followed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=dpi)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=dpi, format="png")
     return path
 
 

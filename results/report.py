@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 from mlp_core.files import atomic_write
 
 from . import effects
 from . import table as T
-from .export import MODEL_JSON
+from .export import MODEL_JSON, read_model_json
 from .retrain import BEST_DIR, PLOTS_DIR
 
 PLOT_CAPTIONS = [
@@ -37,29 +36,46 @@ TOP_COLUMNS = [T.TRIAL_ID, *T.HYPERPARAMETERS, T.STATUS, T.EPOCHS, T.BEST_EPOCH,
 WIDE_PLOTS = ("search_effects.png", "search_heatmap.png")
 
 
+def esc(value) -> str:
+    """Any value as HTML text: whatever a file held, it is shown, never run."""
+    return html.escape(str(value))
+
+
+def num(value, spec: str) -> str:
+    """A number formatted by `spec`; anything else (a hand-edited file) shown escaped as it is."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    try:
+        return format(float(value), spec) if isinstance(value, str) and value.strip() else esc(value)
+    except ValueError:
+        return esc(value)
+
+
 def write_report(run_dir: str | Path, top: int = 10) -> Path:
     run_dir = Path(run_dir)
     sweep = T.load_sweep(run_dir)
     results = T.load_results(run_dir)
     counts = T.counts(results)
     best = T.best_trial(results)
-    esc = html.escape
     parts = [f"<h1>Sweep {esc(run_dir.name)}</h1>",
              "<h2>Summary</h2><ul>",
-             f"<li>dataset: {esc(str(sweep.get('dataset')))}; epochs ≤ {sweep.get('epochs')}, "
-             f"batch {sweep.get('batch_size')}, scheduler {esc(str(sweep.get('scheduler')))}, seed {sweep.get('seed')}</li>",
-             f"<li>grid: hidden_size {sweep.get('hidden')}, learning_rate {sweep.get('lr')}, l2 {sweep.get('l2')}</li>",
+             f"<li>dataset: {esc(sweep.get('dataset'))}; epochs ≤ {esc(sweep.get('epochs'))}, "
+             f"batch {esc(sweep.get('batch_size'))}, scheduler {esc(sweep.get('scheduler'))}, "
+             f"seed {esc(sweep.get('seed'))}</li>",
+             f"<li>grid: hidden_size {esc(sweep.get('hidden'))}, learning_rate {esc(sweep.get('lr'))}, "
+             f"l2 {esc(sweep.get('l2'))}</li>",
              f"<li>trials: {len(results)} ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
              f"trial-epochs run: {float(results[T.EPOCHS].astype(float).sum()):g}</li>",
-             f"<li>best: trial {esc(str(best[T.TRIAL_ID]))}, hidden_size {best[T.HIDDEN_SIZE]}, "
-             f"learning_rate {best[T.LEARNING_RATE]:g}, l2 {best[T.L2]:g}: "
-             f"val_accuracy {best['val_accuracy']:.4f}</li>"]
+             f"<li>best: trial {esc(best[T.TRIAL_ID])}, hidden_size {esc(best[T.HIDDEN_SIZE])}, "
+             f"learning_rate {num(best[T.LEARNING_RATE], 'g')}, l2 {num(best[T.L2], 'g')}: "
+             f"val_accuracy {num(best['val_accuracy'], '.4f')}</li>"]
     model_json = run_dir / BEST_DIR / MODEL_JSON
     if model_json.exists():
-        meta = json.loads(model_json.read_text())
-        parts.append(f"<li>retrained model: test_accuracy {meta['test_accuracy']:.4f}, "
-                     f"test_loss {meta['test_loss']:.4f} (best epoch {meta['best_epoch']}); "
-                     f"files in <code>{esc(BEST_DIR)}/</code></li>")
+        meta = read_model_json(model_json)
+        dataset = (meta.get("dataset") or {}).get("name", "?")
+        parts.append(f"<li>retrained model ({esc(dataset)}): test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
+                     f"test_loss {num(meta.get('test_loss'), '.4f')} (best epoch "
+                     f"{esc(meta.get('best_epoch'))}); files in <code>{esc(BEST_DIR)}/</code></li>")
     parts.append("</ul>")
     advice = T.edge_advice(results, sweep)
     if advice:

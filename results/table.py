@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from mlp_core.files import atomic_write
+
+from .schema import SWEEP_FIELDS, problems
 from mlp_core.train import (BLAS_THREADS, ENDED_AT, EPOCH, NODE_ID, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
 
@@ -176,8 +178,25 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return df
 
 
+# Columns that hold numbers: a cell that is not one (a hand edit) is named on reading.
+NUMERIC_RESULTS = [HIDDEN_SIZE, LEARNING_RATE, L2, EPOCHS, VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS,
+                   TRAIN_ACCURACY, TIME_S, BEST_EPOCH]
+
+
+def check_numbers(df: pd.DataFrame, columns: list[str], path: Path) -> None:
+    """RunError naming the file, the row and the column of the first cell that is not a number."""
+    for c in columns:
+        if c not in df or df[c].dtype.kind in "fiub":
+            continue
+        bad = df[c].notna() & pd.to_numeric(df[c], errors="coerce").isna()
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise RunError(f"{path}: row {i + 1} (line {i + 2}), column {c}: {df[c].iloc[i]!r} is not a number")
+
+
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
     df = read_csv(Path(run_dir) / RESULTS_FILE, _required(RESULTS_COLUMNS))
+    check_numbers(df, NUMERIC_RESULTS, Path(run_dir) / RESULTS_FILE)
     if STOPPED_AT_RUNG not in df:  # written before the column: a stopped trial ended at its rung
         df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == STOPPED_EARLY)
     return df
@@ -203,11 +222,15 @@ def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
 def load_sweep(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / SWEEP_FILE
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise RunError(f"{path}: not found (is this a run folder?)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: not valid JSON ({e})") from None
+    wrong = problems(doc, SWEEP_FIELDS)
+    if wrong:
+        raise RunError(f"{path}: {wrong[0]}")
+    return doc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, SCALED_PARTIAL_VAL, train
 TUNE_DIR = "tune"
 SCHEDULERS = ("halving", "asha", "none")
 PARTIAL_VAL = ("scaled", "full")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a whole name: NAME_RE.fullmatch
 
 
 class SweepError(Exception):
@@ -181,7 +181,7 @@ def default_name() -> str:
 
 def run_folder(out: str, name: str) -> Path:
     """OUT/NAME, refusing names that are not a plain folder name (no '/', '..', leading dot)."""
-    if not NAME_RE.match(name) or ".." in name:
+    if not NAME_RE.fullmatch(name) or ".." in name:
         raise SweepError(f"--name: {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
                          f"(no '/', no '..', not starting with '.')")
     return Path(out).expanduser().resolve() / name
@@ -224,6 +224,9 @@ def create_run_folder(run_dir: Path) -> None:
     """Create OUT/NAME, exclusively: of two drivers starting the same new sweep, one fails."""
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # --out is a file, or not writable
+        raise SweepError(f"--out: cannot write to {run_dir}: {e.strerror or e}") from None
+    try:
         run_dir.mkdir()
     except FileExistsError:
         raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "

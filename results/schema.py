@@ -1,0 +1,57 @@
+"""The declared shape of sweep.json and model.json: a file with a field of the wrong type or shape
+(a hand edit, a file from another tool) is refused on reading, naming the file and the field.
+
+Leaves out the files' meaning (sweep.py, export.py). Fields not declared here are left alone.
+"""
+from __future__ import annotations
+
+import numbers
+
+NUMBER, WHOLE, TEXT, NUMBERS, OBJECT, FLAG = "a number", "a whole number", "text", \
+    "a list of numbers", "an object", "true or false"
+
+# field: (kind, required). Optional fields may also be null.
+SWEEP_FIELDS = {
+    "dataset": (TEXT, True), "hidden": (NUMBERS, True), "lr": (NUMBERS, True), "l2": (NUMBERS, True),
+    "epochs": (WHOLE, True), "batch_size": (WHOLE, False), "seed": (WHOLE, False),
+    "val_fraction": (NUMBER, False), "momentum": (NUMBER, False), "scheduler": (TEXT, False),
+    "reduction_factor": (WHOLE, False), "rungs": (NUMBERS, False), "partial_val": (TEXT, False),
+    "cpus_per_trial": (WHOLE, False), "max_concurrent": (WHOLE, False), "data_dir": (TEXT, False),
+    "storage": (TEXT, False), "address": (TEXT, False), "dataset_files": (OBJECT, False),
+    "measure_rungs": (FLAG, False), "order": (TEXT, False), "created": (TEXT, False),
+}
+MODEL_FIELDS = {
+    "dataset": (OBJECT, False), "dataset.name": (TEXT, False), "hyperparameters": (OBJECT, False),
+    "test_accuracy": (NUMBER, False), "test_loss": (NUMBER, False), "val_accuracy": (NUMBER, False),
+    "val_loss": (NUMBER, False), "best_epoch": (NUMBER, False), "epochs": (WHOLE, False),
+    "trial_id": (TEXT, False), "model_npz_sha256": (TEXT, False), "arrays": (OBJECT, False),
+}
+
+
+def _is(kind: str, v) -> bool:
+    real = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    return {NUMBER: real, WHOLE: real and float(v).is_integer(), TEXT: isinstance(v, str),
+            NUMBERS: isinstance(v, list) and all(isinstance(x, numbers.Real) and not isinstance(x, bool)
+                                                 for x in v),
+            OBJECT: isinstance(v, dict), FLAG: isinstance(v, bool)}[kind]
+
+
+def problems(doc, fields: dict) -> list[str]:
+    """What is wrong with `doc` against `fields`, one phrase per field (empty when it conforms).
+    A dotted name ("dataset.name") looks inside an object."""
+    if not isinstance(doc, dict):
+        return ["the file holds no JSON object"]
+    out = []
+    for name, (kind, required) in fields.items():
+        parent, _, key = name.rpartition(".")
+        holder = doc.get(parent) if parent else doc
+        if not isinstance(holder, dict) or key not in holder:
+            if required and not parent:
+                out.append(f"field {name!r} is missing")
+            continue
+        value = holder[key]
+        if value is None and not required:
+            continue
+        if not _is(kind, value):
+            out.append(f"field {name!r} should be {kind}, not {value!r}"[:200])
+    return out
