@@ -161,6 +161,9 @@ def cmd_run(args) -> int:
     except SweepError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     except KeyboardInterrupt:
+        if not (run_dir / "sweep.json").is_file():  # stopped before the run folder was written
+            print("\ninterrupted before the sweep started: nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
         print(f"\ninterrupted; results so far are in {run_dir}. Resume with:\n  {resume_cmd}",
               file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -60,9 +60,17 @@ def choose_trial(results: pd.DataFrame, trial_id: str | None) -> pd.Series:
 
 
 def dataset_for_run(sweep: dict, data_dir: str | None = None):
-    """The same data and the same train/validation split the sweep used."""
-    return load_dataset(sweep["dataset"], data_dir or sweep.get("data_dir"),
+    """The same data and the same train/validation split the sweep used; data whose files
+    differ from the sweep's (by SHA-256) is refused, naming the file."""
+    data = load_dataset(sweep["dataset"], data_dir or sweep.get("data_dir"),
                         sweep.get("val_fraction", 0.2), sweep.get("seed", 0))
+    recorded = sweep.get("dataset_files") or {}
+    changed = [f["path"] for role, f in data.files.items()
+               if role in recorded and (recorded[role] or {}).get("sha256") != f["sha256"]]
+    if changed:
+        raise DataError(f"{', '.join(changed)}: not the file the sweep trained on (another SHA-256 "
+                        f"than sweep.json records); point --data-dir at the sweep's data")
+    return data
 
 
 def _train_keep_best(cfg: TrainConfig, data) -> tuple[list[dict], Params | None, int]:

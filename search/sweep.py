@@ -33,7 +33,7 @@ from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
-from mlp_core.data import DATASETS, load_dataset, resolve_data_dir  # noqa: E402
+from mlp_core.data import DATASETS, N_CLASSES, load_dataset, resolve_data_dir  # noqa: E402
 from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
 
@@ -215,9 +215,28 @@ def check_run_folder(run_dir: Path, resume: bool, storage: str | None = None) ->
         base, name = tune_location(run_dir, storage)
         if "://" not in base and not (Path(base) / name).is_dir():
             raise SweepError(f"--resume: {Path(base) / name} is missing: the sweep cannot be resumed")
+        # Ray Tune unpickles tuner.pkl and its experiment state on a resume: as ssh does with
+        # keys, refuse files that someone else could have written
+        trusted = [run_dir, run_dir / T.SWEEP_FILE] + ([Path(base) / name] if "://" not in base else [])
+        for p in trusted:
+            problem = untrusted(p)
+            if problem:
+                raise SweepError(f"--resume: {p} {problem}; a resume unpickles files from there, "
+                                 f"so only your own, unshared folders are resumed")
     elif run_dir.exists() or run_dir.is_symlink():
         raise SweepError(f"--name: {run_dir} already exists; pass --resume to continue it "
                          f"or choose another --name (earlier results are never overwritten)")
+
+
+def untrusted(path: Path) -> str | None:
+    """Why `path` could hold someone else's writing (another owner, writable by group or
+    others), or None."""
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        return f"is owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"is writable by group or others (mode {st.st_mode & 0o777:o}; chmod go-w it)"
+    return None
 
 
 def create_run_folder(run_dir: Path) -> None:
@@ -478,6 +497,10 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
 
     # Everything that can fail on bad input fails here, before the run folder or Ray exist.
     data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
+    if len(data.X_val) < N_CLASSES:
+        raise SweepError(f"--val-fraction: {spec.val_fraction} holds out {len(data.X_val)} of "
+                         f"{len(data.X_train) + len(data.X_val)} training images, fewer than the "
+                         f"{N_CLASSES} classes: validation accuracy would mean nothing")
     if spec.batch_size > len(data.X_train):
         raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
                          f"({len(data.X_train)} images)")

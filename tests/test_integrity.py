@@ -179,3 +179,67 @@ def test_a_name_with_a_trailing_newline_is_refused(tmp_path):
     r = cli("run", "--out", tmp_path, "--name", "ok\n")
     assert r.returncode == 2 and "--name: 'ok\\n' is not allowed" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_refuses_folders_others_could_have_written(tmp_path, small_data_dir):
+    """Ray Tune unpickles tuner.pkl on a resume: a run folder, sweep.json or tune/ that is
+    group- or world-writable is refused before anything is read, like ssh refuses such keys."""
+    from search.sweep import SweepError, SweepSpec, run_sweep
+    from results.table import write_json_atomic
+
+    run_dir = tmp_path / "shared"
+    (run_dir / "tune").mkdir(parents=True)
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,), epochs=1)
+    write_json_atomic(spec.to_json(), run_dir / "sweep.json")
+    for victim in (run_dir, run_dir / "sweep.json", run_dir / "tune"):
+        mode = victim.stat().st_mode & 0o777
+        victim.chmod(mode | 0o020)
+        try:
+            with pytest.raises(SweepError, match=rf"--resume: {victim} is writable by group or others"):
+                run_sweep(spec, run_dir, resume=True)
+        finally:
+            victim.chmod(mode)
+
+
+def test_too_few_validation_images_are_refused_with_the_counts(tmp_path, small_data_dir):
+    from search.sweep import SweepError, SweepSpec, run_sweep
+
+    spec = SweepSpec(data_dir=str(small_data_dir), hidden=(16,), lr=(0.1,), l2=(0.001,), epochs=1,
+                     val_fraction=0.001)
+    with pytest.raises(SweepError, match=r"--val-fraction: 0.001 holds out 8 of 8000 training images, "
+                                         r"fewer than the 10 classes"):
+        run_sweep(spec, tmp_path / "few")
+    assert not (tmp_path / "few").exists()
+
+
+def test_retrain_refuses_other_data_than_the_sweeps(run, small_data_dir, tmp_path):
+    import shutil
+
+    from conftest import write_idx
+    other = tmp_path / "other"
+    shutil.copytree(small_data_dir, other)
+    X = _read_idx(other / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    write_idx(other / "t10k-images-idx3-ubyte.gz", 255 - X, 0x803)  # same shape, other images
+    r = cli("retrain", run, "--data-dir", other)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{other / 't10k-images-idx3-ubyte.gz'}: not the file the sweep trained on" in r.stderr
+
+
+def test_ctrl_c_before_the_run_folder_exists_says_nothing_was_written(small_data_dir, tmp_path):
+    import signal
+    import time
+
+    from test_faults import kill_session, start
+
+    proc = start(["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "early",
+                  "--hidden", "16", "--lr", "0.1", "--l2", "0.001", "--epochs", "1"])
+    try:
+        time.sleep(1.5)  # inside its start-up: imports, data, Ray
+        assert not (tmp_path / "early").exists(), "the sweep got under way before the signal"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 130, err
+    assert "Resume with" not in err and "interrupted" in err
+    assert not (tmp_path / "early").exists()
