@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import struct
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -239,19 +240,39 @@ def _verify(spec: FileSpec, raw: bytes) -> bool:
     return hashlib.sha256(payload).hexdigest() == spec.idx_sha256
 
 
+# The most a whole download (every missing file, every mirror) may take before the offline
+# message: a mirror that accepts the connection and then stalls must not hold a run for minutes.
+DOWNLOAD_BUDGET_ENV = "MLP_SWEEP_DOWNLOAD_BUDGET_S"
+DOWNLOAD_BUDGET_S = 90.0
+
+
+def download_budget() -> float:
+    try:
+        return float(os.environ.get(DOWNLOAD_BUDGET_ENV, DOWNLOAD_BUDGET_S))
+    except ValueError:
+        return DOWNLOAD_BUDGET_S
+
+
 def download_file(spec: FileSpec, mirrors: tuple[str, ...], dest_dir: Path,
-                  timeout: float = 30.0) -> Path:
-    """Fetch `spec` as NAME.gz into dest_dir, trying each mirror in turn.
+                  timeout: float = 30.0, deadline: float | None = None) -> Path:
+    """Fetch `spec` as NAME.gz into dest_dir, trying each mirror in turn until `deadline` (a
+    time.monotonic() value; default: the download budget from now).
 
     A download whose SHA-256 does not match is discarded and the next mirror tried; the file
     appears in dest_dir only complete and verified (temporary file, then atomic rename)."""
+    if deadline is None:
+        deadline = time.monotonic() + download_budget()
     target = dest_dir / (spec.name + ".gz")
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + spec.name + ".gz"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            failures.append("out of time")
+            break
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                raw = response.read()
+            with urllib.request.urlopen(url, timeout=min(timeout, left)) as response:
+                raw = _read_by(response, deadline)
         except (urllib.error.URLError, OSError, ValueError) as e:
             failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
             continue
@@ -265,31 +286,47 @@ def download_file(spec: FileSpec, mirrors: tuple[str, ...], dest_dir: Path,
     raise DataError(f"could not download {spec.name}.gz: " + "; ".join(failures))
 
 
+def _read_by(response, deadline: float) -> bytes:
+    """The response's body, read in pieces; TimeoutError once `deadline` passes (a server that
+    trickles bytes never trips a per-read timeout)."""
+    parts = []
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the download ran out of time")
+        piece = response.read(1 << 16)
+        if not piece:
+            return b"".join(parts)
+        parts.append(piece)
+
+
 def locate_files(dataset: str, data_dir: str | os.PathLike | None = None,
-                 download: bool = True) -> dict[str, Path]:
-    """Paths of the dataset's four files, downloading what is missing unless download=False."""
+                 download: bool = True, roles=ROLES) -> dict[str, Path]:
+    """Paths of the dataset's files (`roles`: all four by default), downloading what is missing
+    unless download=False, within the download budget in all."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     ds = DATASETS[dataset]
     directory = resolve_data_dir(dataset, data_dir)
     if data_dir is not None and not directory.is_dir() and not download:
         raise DataError(f"data directory {directory} does not exist")
-    found = {role: find_file(directory, ds.files[role]) for role in ROLES}
-    missing = [role for role in ROLES if found[role] is None]
+    found = {role: find_file(directory, ds.files[role]) for role in roles}
+    missing = [role for role in roles if found[role] is None]
     if missing and download:
-        errors = []
+        deadline = time.monotonic() + download_budget()
+        failed = []
         for role in missing:
             try:
-                found[role] = download_file(ds.files[role], mirrors_for(ds), directory)
-            except DataError as e:
-                errors.append(str(e))
+                found[role] = download_file(ds.files[role], mirrors_for(ds), directory, deadline=deadline)
+            except DataError:
+                failed.append(role)
             except OSError as e:
                 raise DataError(f"cannot write to data directory {directory}: {e.strerror or e}") from None
-        if errors:
-            raise DataError(
-                f"{dataset}: files missing from {directory} and the download failed. "
-                f"Put {', '.join(ds.files[r].name + '.gz' for r in missing)} there "
-                f"(or pass --data-dir). Details: " + " | ".join(errors))
+        if failed:  # one short line per missing file
+            lines = [f"  {ds.files[r].name}.gz" for r in failed]
+            raise DataError(f"{dataset}: files missing from {directory} and not downloaded (offline, "
+                            f"or no mirror answered within {download_budget():.0f} s):\n"
+                            + "\n".join(lines) + "\nPut them there, or pass --data-dir "
+                            f"(mirrors: set {MIRRORS_ENV})")
     elif missing:
         raise DataError(
             f"{dataset}: missing from {directory}: "
@@ -351,6 +388,16 @@ def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
     tr, va = split_indices(len(X), val_fraction, seed)
     return Dataset(name, X[tr], y[tr], X[va], y[va], to_features(test_images),
                    test_labels.astype(np.int64), files or {})
+
+
+def load_test_set(name: str = "mnist", data_dir: str | os.PathLike | None = None,
+                  download: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The test images (scaled) and labels alone, with their files' paths and SHA-256: all that
+    evaluating a model needs, so the training files need not be there."""
+    paths = locate_files(name, data_dir, download=download, roles=("test_images", "test_labels"))
+    images, labels = read_idx_pair(paths["test_images"], paths["test_labels"])
+    files = {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in paths.items()}
+    return to_features(images), labels.astype(np.int64), files
 
 
 def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlp_core.data import N_CLASSES, DataError, class_names, load_dataset
+from mlp_core.data import N_CLASSES, DataError, class_names, load_dataset, load_test_set
 from mlp_core.model import Params, cross_entropy, evaluate, forward, predict_proba
 from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
                             VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
@@ -181,12 +181,12 @@ def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: 
     writes confusion_matrix.png beside the model."""
     params, meta = load_model(model_dir)
     name = dataset or (meta.get("dataset") or {}).get("name") or "mnist"
-    data = load_dataset(name, data_dir, val_fraction=0.0)
-    logits = forward(params, data.X_test)  # one pass serves loss, accuracy and the matrix
-    loss = cross_entropy(logits, data.y_test)
+    X_test, y_test, _ = load_test_set(name, data_dir)  # the training files need not be there
+    logits = forward(params, X_test)  # one pass serves loss, accuracy and the matrix
+    loss = cross_entropy(logits, y_test)
     pred = logits.argmax(axis=1)
-    acc = float(np.mean(pred == data.y_test))
-    cm = confusion_matrix(data.y_test, pred)
+    acc = float(np.mean(pred == y_test))
+    cm = confusion_matrix(y_test, pred)
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     model_dir = Path(model_dir)
     folder = model_dir if model_dir.is_dir() else model_dir.parent
@@ -194,7 +194,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: 
     png = plots.save_figure(plots.plot_confusion(cm, f"Confusion matrix on the {name} test set "
                                                      f"(accuracy {acc:.4f})", classes),
                             folder / "confusion_matrix.png")
-    return {"dataset": name, "classes": list(classes), "n": int(len(data.y_test)), "accuracy": acc, "loss": loss,
+    return {"dataset": name, "classes": list(classes), "n": int(len(y_test)), "accuracy": acc, "loss": loss,
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(), "png": str(png)}
 
 

@@ -289,6 +289,7 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     kwargs = dict(log_to_driver=verbose, include_dashboard=False,
                   logging_level="INFO" if verbose else "ERROR")
     if address:
+        check_address(address)
         # Ship this project's packages with the job (Ray's runtime_env): a node then needs only
         # Python, Ray and what the trainable imports (NumPy, threadpoolctl), not a copy of the
         # project. Under `ray job submit --working-dir`, Ray merges this with the job's own.
@@ -299,6 +300,35 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
         # `ray start` left running), skipping the cluster checks and running there.
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
     return True
+
+
+# A gRPC server (Ray's GCS is one) answers an HTTP/2 client preface with a SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def check_address(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, naming --address, when HOST:PORT is unreachable, closed, or answers as
+    something other than Ray's GCS (a gRPC server), before Ray's own connection attempts retry
+    for minutes. "auto" and ray:// addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"--address: {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(_H2_PREFACE)
+            reply = conn.recv(9)
+    except socket.timeout:
+        raise SweepError(f"--address: {address} did not answer within {timeout_s:.0f} s") from None
+    except OSError as e:
+        raise SweepError(f"--address: nothing answers at {address} ({e.strerror or e})") from None
+    if len(reply) < 4 or reply[3] != 4:  # no HTTP/2 SETTINGS frame: not a gRPC server
+        raise SweepError(f"--address: {address} answers, but not as a Ray cluster (its head's "
+                         f"GCS port, 6379 by default)")
 
 
 def local_cpus(spec: SweepSpec) -> int | None:

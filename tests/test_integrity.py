@@ -243,3 +243,40 @@ def test_ctrl_c_before_the_run_folder_exists_says_nothing_was_written(small_data
     assert proc.returncode == 130, err
     assert "Resume with" not in err and "interrupted" in err
     assert not (tmp_path / "early").exists()
+
+
+def test_an_address_that_is_closed_or_not_ray_fails_fast_in_one_line(small_data_dir, tmp_path):
+    import http.server
+    import threading
+    import time
+
+    from cluster_util import free_port
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        for address, message in ((f"127.0.0.1:{free_port()}", "nothing answers at"),
+                                 (f"127.0.0.1:{web.server_address[1]}", "answers, but not as a Ray cluster")):
+            t0 = time.monotonic()
+            r = cli("run", "--address", address, "--data-dir", small_data_dir, "--out", tmp_path,
+                    "--name", "a", "--hidden", "16", "--lr", "0.1", "--l2", "0.001", timeout=120)
+            assert time.monotonic() - t0 < 30
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
+            assert r.stderr.startswith(f"run_search.py: error: --address: ") and message in r.stderr
+            assert not (tmp_path / "a").exists()
+    finally:
+        web.shutdown()
+
+
+def test_evaluate_needs_the_test_files_only(run, small_data_dir, tmp_path):
+    import shutil
+
+    only = tmp_path / "t10k"
+    only.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(small_data_dir / name, only / name)
+    r = cli("evaluate", run / "best", "--data-dir", only)  # the mirrors are dead: nothing is fetched
+    assert r.returncode == 0, r.stderr
+    assert "test set, 2000 images" in r.stdout
+    assert sorted(p.name for p in only.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
