@@ -199,6 +199,13 @@ def test_a_resume_refuses_folders_others_could_have_written(tmp_path, small_data
                 run_sweep(spec, run_dir, resume=True)
         finally:
             victim.chmod(mode)
+    if os.getuid() == 0:  # only root can give a file away; CI runs as root
+        os.chown(run_dir / "sweep.json", 65534, -1)
+        try:
+            with pytest.raises(SweepError, match=r"sweep.json is owned by another user \(uid 65534\)"):
+                run_sweep(spec, run_dir, resume=True)
+        finally:
+            os.chown(run_dir / "sweep.json", 0, -1)
 
 
 def test_too_few_validation_images_are_refused_with_the_counts(tmp_path, small_data_dir):
