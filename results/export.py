@@ -6,7 +6,6 @@ Leaves out training. Loading never unpickles and checks names, shapes, dtypes an
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from mlp_core.data import sha256_file
 from mlp_core.model import ModelFileError, Params, load_params, save_params
 
-from .schema import MODEL_FIELDS, problems
+from .schema import MODEL_FIELDS, read_json
 from .table import write_json_atomic
 
 MODEL_NPZ = "model.npz"
@@ -77,11 +76,4 @@ def load_model(path: str | Path) -> tuple[Params, dict]:
 def read_model_json(js: Path) -> dict:
     """model.json, checked against its declared fields (results/schema.py): ModelFileError
     naming the file and the field."""
-    try:
-        meta = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{js}: not valid JSON ({e})") from None
-    wrong = problems(meta, MODEL_FIELDS)
-    if wrong:
-        raise ModelFileError(f"{js}: {wrong[0]}")
-    return meta
+    return read_json(js, MODEL_FIELDS, ModelFileError)

@@ -5,7 +5,9 @@ Leaves out the files' meaning (sweep.py, export.py). Fields not declared here ar
 """
 from __future__ import annotations
 
+import json
 import numbers
+from pathlib import Path
 
 NUMBER, WHOLE, TEXT, NUMBERS, OBJECT, FLAG = "a number", "a whole number", "text", \
     "a list of numbers", "an object", "true or false"
@@ -55,3 +57,18 @@ def problems(doc, fields: dict) -> list[str]:
         if not _is(kind, value):
             out.append(f"field {name!r} should be {kind}, not {value!r}"[:200])
     return out
+
+
+def read_json(path: Path, fields: dict, error: type[Exception]) -> dict:
+    """The JSON object in `path`, checked against `fields`; `error` (naming the file, and the
+    field where one is wrong) when it is missing, not JSON, or not of the declared shape."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
+    wrong = problems(doc, fields)
+    if wrong:
+        raise error(f"{path}: {wrong[0]}")
+    return doc

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlp_core.files import atomic_write
 
-from .schema import SWEEP_FIELDS, problems
+from .schema import SWEEP_FIELDS, read_json
 from mlp_core.train import (BLAS_THREADS, ENDED_AT, EPOCH, NODE_ID, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
 
@@ -221,16 +221,9 @@ def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def load_sweep(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / SWEEP_FILE
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path}: not found (is this a run folder?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: not valid JSON ({e})") from None
-    wrong = problems(doc, SWEEP_FIELDS)
-    if wrong:
-        raise RunError(f"{path}: {wrong[0]}")
-    return doc
+    if not path.is_file():
+        raise RunError(f"{path}: not found (is this a run folder?)")
+    return read_json(path, SWEEP_FIELDS, RunError)
 
 
 # ---------------------------------------------------------------------------------------------

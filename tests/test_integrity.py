@@ -270,7 +270,7 @@ def test_an_address_that_is_closed_or_not_ray_fails_fast_in_one_line(small_data_
             assert time.monotonic() - t0 < 30
             assert r.returncode == 2, r.stderr
             assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
-            assert r.stderr.startswith(f"run_search.py: error: --address: ") and message in r.stderr
+            assert r.stderr.startswith("run_search.py: error: --address: ") and message in r.stderr
             assert not (tmp_path / "a").exists()
     finally:
         web.shutdown()

@@ -179,7 +179,8 @@ def test_a_resumed_sweeps_scheduler_reads_its_decisions_back_from_the_log(tmp_pa
     log = tmp_path / RUNG_LOG
     s = HalvingScheduler(3, rungs=(0.25, 1), epochs=2, reduction_factor=2, log_path=log)
     c = Controller(s)
-    a, b, d = c.add("a", 16), c.add("b", 32), c.add("d", 64)
+    a, b = c.add("a", 16), c.add("b", 32)
+    c.add("d", 64)  # still running when the driver dies
     c.report(a, 0.25, 0.2)
     c.report(b, 0.25, 0.9)
     # Tune pickled the scheduler into tuner.pkl when the sweep started; a resume unpickles it
