@@ -285,7 +285,7 @@ def print_importance(run_dir, results, fmt: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from results.retrain import evaluate_model
+    from results.inference import evaluate_model
 
     r = evaluate_model(args.model_dir, args.data_dir, args.dataset)
     print(f"{r['dataset']} test set, {r['n']} images: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
@@ -301,7 +301,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from results.retrain import predict_files
+    from results.inference import predict_files
 
     for r in predict_files(args.model_dir, args.files):
         label = r["class"] if r["class"] == str(r["digit"]) else f"{r['digit']} ({r['class']})"
