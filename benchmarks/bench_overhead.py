@@ -27,7 +27,9 @@ def noop(config, X_train=None, y_train=None, X_val=None, y_val=None, finished=fr
 
 def main():
     argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
-    from search.sweep import SweepSpec, run_folder, run_sweep, start_ray  # sets Ray's env first
+    from search.sweep import SweepSpec, run_sweep  # sets Ray's env first
+    from search.cluster import start_ray
+    from search.runfolder import run_folder
     import ray
 
     sys.path.insert(0, str(ROOT / "tests"))

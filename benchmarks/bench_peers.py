@@ -63,7 +63,8 @@ def data_for(name: str, tmp: Path) -> tuple[str, str]:
 def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
     from results import table as T
     from results.retrain import retrain
-    from search.sweep import SweepSpec, run_folder, run_sweep
+    from search.runfolder import run_folder
+    from search.sweep import SweepSpec, run_sweep
     run_dir = run_folder(str(out), name)
     spec = SweepSpec(dataset=dataset, data_dir=data_dir, scheduler=scheduler)
     t0 = time.perf_counter()

@@ -190,7 +190,8 @@ def main():
     from gemm import all_core_gemm_rate
     from results import table as T
     from search import space
-    from search.sweep import SweepSpec, run_folder, run_sweep
+    from search.runfolder import run_folder
+    from search.sweep import SweepSpec, run_sweep
 
     rate_before = all_core_gemm_rate()
     print(f"all-core float32 GEMM rate: {rate_before:.1f} GFLOP/s", flush=True)

@@ -12,7 +12,9 @@ from pathlib import Path
 from results.run import Run, finish
 
 from . import space
-from .sweep import SweepError, SweepSpec, absolute_storage, default_name, run_folder, run_sweep
+from .errors import SweepError
+from .runfolder import absolute_storage, default_name, run_folder
+from .sweep import SweepSpec, run_sweep
 
 # The settings a sweep is made of, with their defaults (the grid's are space.DEFAULT_*): the
 # names are the command-line flags' (--batch-size is batch_size).

@@ -12,12 +12,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from ray.tune import Callback
 
-from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY
-from results import table as T
+from . import rayenv
 
-from .trainable import STATE_FILE
+rayenv.configure()  # before Ray is imported: it reads some of this once
+
+from ray.tune import Callback  # noqa: E402
+
+from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY  # noqa: E402
+from results import table as T  # noqa: E402
+
+from .trainable import STATE_FILE  # noqa: E402
 
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back

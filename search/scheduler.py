@@ -9,13 +9,17 @@ import json
 import math
 import os
 
-from ray.tune.experiment import Trial
-from ray.tune.schedulers import TrialScheduler
+from . import rayenv
 
-from mlp_core.train import EPOCH, VAL_ACCURACY
+rayenv.configure()  # before Ray is imported: it reads some of this once
 
-from .halving import Halving, grid_key
-from .space import rungs_used
+from ray.tune.experiment import Trial  # noqa: E402
+from ray.tune.schedulers import TrialScheduler  # noqa: E402
+
+from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
+
+from .halving import Halving, grid_key  # noqa: E402
+from .space import rungs_used  # noqa: E402
 
 # One line per value recorded at a rung, appended before the decision is returned: what a
 # resumed sweep's scheduler reads back (Tune restores the trials, not a scheduler's state).

@@ -12,7 +12,8 @@ import pytest
 
 from cluster_util import LocalCluster, cluster_env
 from conftest import ROOT
-from search.sweep import SweepError, check_storage, code_fingerprint, filesystem_type, node_code_problems
+from search.cluster import check_storage, code_fingerprint, filesystem_type, node_code_problems
+from search.errors import SweepError
 from test_cli import cli
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
@@ -63,7 +64,7 @@ def test_the_node_probe_reaches_a_python_without_this_project(tmp_path):
 
     from ray import cloudpickle
 
-    from search.sweep import node_probe
+    from search.cluster import node_probe
 
     blob = tmp_path / "probe.pkl"
     blob.write_bytes(cloudpickle.dumps(node_probe()))

@@ -85,12 +85,6 @@ def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
         wait_for(lambda: rows(run_dir / "results.csv") >= 2, what="two finished trials")
         before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
         assert len(before) < 12, "the sweep finished before it could be interrupted"
-        # one driver per run folder: a second, new or resuming, is refused in one line
-        for extra, flag in (([], "--name"), (["--resume"], "--resume")):
-            second = cli(*args, *extra, timeout=120)
-            assert second.returncode == 2, second.stderr
-            assert second.stderr.strip() == (f"run_search.py: error: {flag}: {run_dir} is in use by "
-                                             f"another driver (PID {proc.pid}); wait for it to end, or stop it")
         if how == "sigkill":
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
@@ -185,3 +179,31 @@ def test_a_killed_worker_is_retried_from_its_last_checkpoint(small_data_dir, tmp
     assert len(done_before) >= 4
     assert len(done_before) < 12
     assert list(history.sort_values("epoch")["epoch"]) == list(range(1, 13))
+
+
+def test_one_driver_per_run_folder_until_it_dies(small_data_dir, tmp_path):
+    """While a driver runs, a second `run` of its folder, new or resuming, is refused in one line
+    naming the folder and the first driver's PID; once the first is killed
+    (SIGKILL), the kernel has dropped its lock and the folder is free."""
+    from search.runfolder import holder
+
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "one",
+            "--hidden", "1024", "--lr", "0.001,0.01,0.05,0.1", "--l2", "0.001,0.01", "--epochs", "30",
+            "--scheduler", "none", "--no-retrain"]  # a minute or more of work: still running below
+    run_dir = tmp_path / "one"
+    proc = start(args)
+    try:
+        wait_for(lambda: (run_dir / "sweep.json").is_file(), what="the run folder")
+        for extra, flag in (([], "--name"), (["--resume"], "--resume")):
+            second = cli(*args, *extra, timeout=120)
+            assert second.returncode == 2, second.stderr
+            assert second.stderr.strip() == (f"run_search.py: error: {flag}: {run_dir} is in use by "
+                                             f"another driver (PID {proc.pid}); wait for it to end, or stop it")
+        assert proc.poll() is None, "the first driver ended before the second was tried"
+        assert holder(run_dir) == str(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        kill_session(proc.pid)
+    assert holder(run_dir) is None  # nothing stale: a resume may take it at once
+

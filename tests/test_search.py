@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from procs import processes
-from search.sweep import SweepError, SweepSpec, run_folder, run_sweep, start_ray
+from search.cluster import start_ray
+from search.runfolder import run_folder
+from search.sweep import SweepError, SweepSpec, run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +81,7 @@ def check_tables(run_dir, n_trials, epochs):
 
 
 def test_every_node_of_the_running_ray_passes_the_code_check(ray_local):
-    from search.sweep import check_cluster_code, code_fingerprint
+    from search.cluster import check_cluster_code, code_fingerprint
     # one node, this checkout: nothing to object to
     assert check_cluster_code("--address") == (1, code_fingerprint())
 

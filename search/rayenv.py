@@ -1,0 +1,24 @@
+"""Ray's environment for a driver of this tool. Ray reads some of it once, when it is imported,
+so every module here that imports Ray calls configure() first.
+
+Leaves out starting Ray (cluster.py).
+"""
+from __future__ import annotations
+
+import os
+
+
+def configure() -> None:
+    """No per-trial CSV/JSON/TensorBoard loggers (our tables replace them); no metric check on
+    the bare "done" result of a finished trial that a resume skips at once; Tune's classic output
+    (off anyway: verbose 0). Without a cluster address, the local Ray gets token authentication
+    (Ray's own default since 2.59, said explicitly) and loopback only: Ray treats the node as a
+    single-machine cluster with IP 127.0.0.1, so every server it starts binds there instead of
+    on all interfaces (ray.init(_node_ip_address="127.0.0.1") alone is re-resolved to the
+    external address). For a cluster the user's settings stand. Values already set win."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
