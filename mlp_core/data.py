@@ -22,7 +22,6 @@ from .files import atomic_write
 IMAGE_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABEL_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 ROWS = COLS = 28
-N_FEATURES = ROWS * COLS
 N_CLASSES = 10
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -373,9 +372,6 @@ class Dataset:
     X_test: np.ndarray
     y_test: np.ndarray
     files: dict[str, dict] = field(default_factory=dict)  # role -> {"path", "sha256"}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
 
 
 def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,

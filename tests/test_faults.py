@@ -161,7 +161,7 @@ def test_a_killed_worker_is_retried_from_its_last_checkpoint(small_data_dir, tmp
     run_dir = tmp_path / "w"
     proc = start(args)
     try:
-        def checkpointed(k):  # only the newest 2 are kept, so look for any index >= k
+        def checkpointed(k):  # any checkpoint with an index >= k (every one is kept while it runs)
             names = (p.name for p in run_dir.glob("tune/train_mlp_*/checkpoint_*"))
             return any(int(m[1]) >= k for m in map(re.compile(r"checkpoint_(\d+)$").match, names) if m)
         wait_for(lambda: checkpointed(3), what="the fourth epoch's checkpoint")
