@@ -235,11 +235,12 @@ def cmd_show(args) -> int:
         raise CliError(f"{args.run_dir}: no finished trials yet ({T.RESULTS_FILE} has none); "
                        f"resume the sweep or wait for it")
     if args.rungs:
-        rungs = T.sweep_rungs(sweep)
+        from results.rungs import rung_summary, sweep_rungs
+        rungs = sweep_rungs(sweep)
         if not rungs:
             raise CliError(f"{args.run_dir}: this sweep ran without early stopping (scheduler "
                            f"{sweep.get('scheduler')}): it has no rungs")
-        summary = T.rung_summary(results, T.load_history(args.run_dir), T.load_partial(args.run_dir), rungs)
+        summary = rung_summary(results, T.load_history(args.run_dir), T.load_partial(args.run_dir), rungs)
         print(format_table(summary, args.format))
         return 0
     if args.pivot:

@@ -13,6 +13,7 @@ from mlp_core.files import atomic_write
 
 from . import effects
 from . import table as T
+from .rungs import rung_summary, sweep_rungs
 from .export import MODEL_JSON, read_model_json
 from .retrain import BEST_DIR, PLOTS_DIR
 
@@ -51,14 +52,63 @@ def num(value, spec: str) -> str:
         return esc(value)
 
 
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+         "table.trials{border-collapse:collapse;font-size:0.85em}"
+         "table.trials td,table.trials th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right}"
+         ".scroll{overflow-x:auto}"
+         ".plots{display:flex;flex-wrap:wrap;gap:1em}"
+         "figure{margin:0;flex:1 1 520px;max-width:100%}figure.wide{flex-basis:100%}"
+         "img{max-width:100%;height:auto}figcaption{color:#555;font-size:0.9em}")
+
+
 def write_report(run_dir: str | Path, top: int = 10) -> Path:
+    """report.html in run_dir, from the run's files: written atomically, every value escaped."""
     run_dir = Path(run_dir)
     sweep = T.load_sweep(run_dir)
     results = T.load_results(run_dir)
+    history, partial = T.load_history(run_dir), T.load_partial(run_dir)
+    parts = [f"<h1>Sweep {esc(run_dir.name)}</h1>", *summary_html(run_dir, sweep, results)]
+    advice = T.edge_advice(results, sweep)
+    if advice:
+        parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
+    rungs = sweep_rungs(sweep)
+    if rungs:
+        parts.append(f"<h2>Early stopping ({esc(sweep.get('scheduler'))})</h2>"
+                     "<p>Per rung (in epochs): the trials that competed there, how many went on, "
+                     "how many stopped there, and the lowest validation accuracy that went on.</p>")
+        parts.append(rung_summary(results, history, partial, rungs).to_html(
+            index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
+    point = effects.common_point(results)
+    shares = effects.importance(effects.accuracy_at(results, history, partial, point))
+    if shares is not None:
+        parts.append(f"<h2>What mattered</h2><p>Share of the variance of validation accuracy at "
+                     f"epoch {point:g}, the furthest point every trial reached (so stopped and "
+                     f"completed trials compare fairly; a diverged trial counts at chance, 10%), "
+                     f"explained by each hyperparameter and each pair: an exact decomposition of "
+                     f"the full grid.</p>")
+        parts.append(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%"))
+                     .to_html(index=False, border=0, classes="trials"))
+    parts.append(f"<h2>Top {top} trials</h2><p>The columns that fit a laptop's screen; "
+                 f"<code>{esc(T.RESULTS_FILE)}</code> has them all.</p>")
+    shown = T.ranked(results).head(top)[TOP_COLUMNS].copy()
+    shown[T.NODE_ID] = shown[T.NODE_ID].astype(str).str[:8]  # 56 hex digits; 8 tell nodes apart
+    parts.append('<div class="scroll">' + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}",
+                                                         border=0, classes="trials", na_rep="")
+                 + "</div>")
+    parts.append(plots_html(run_dir))
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {esc(run_dir.name)}</title>"
+           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+    out = run_dir / "report.html"
+    with atomic_write(out, "w", encoding="utf-8") as f:
+        f.write(doc)
+    return out
+
+
+def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
+    """The summary list: settings, grid, trial counts, the best trial, the retrained model."""
     counts = T.counts(results)
     best = T.best_trial(results)
-    parts = [f"<h1>Sweep {esc(run_dir.name)}</h1>",
-             "<h2>Summary</h2><ul>",
+    parts = ["<h2>Summary</h2><ul>",
              f"<li>dataset: {esc(sweep.get('dataset'))}; epochs ≤ {esc(sweep.get('epochs'))}, "
              f"batch {esc(sweep.get('batch_size'))}, scheduler {esc(sweep.get('scheduler'))}, "
              f"seed {esc(sweep.get('seed'))}</li>",
@@ -76,37 +126,12 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
         parts.append(f"<li>retrained model ({esc(dataset)}): test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
                      f"test_loss {num(meta.get('test_loss'), '.4f')} (best epoch "
                      f"{esc(meta.get('best_epoch'))}); files in <code>{esc(BEST_DIR)}/</code></li>")
-    parts.append("</ul>")
-    advice = T.edge_advice(results, sweep)
-    if advice:
-        parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
-    rungs = T.sweep_rungs(sweep)
-    if rungs:
-        summary = T.rung_summary(results, T.load_history(run_dir), T.load_partial(run_dir), rungs)
-        parts.append(f"<h2>Early stopping ({esc(str(sweep.get('scheduler')))})</h2>"
-                     "<p>Per rung (in epochs): the trials that competed there, how many went on, "
-                     "how many stopped there, and the lowest validation accuracy that went on.</p>")
-        parts.append(summary.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0,
-                                     classes="trials", na_rep=""))
-    point = effects.common_point(results)
-    shares = effects.importance(effects.accuracy_at(results, T.load_history(run_dir),
-                                                    T.load_partial(run_dir), point))
-    if shares is not None:
-        parts.append(f"<h2>What mattered</h2><p>Share of the variance of validation accuracy at "
-                     f"epoch {point:g}, the furthest point every trial reached (so stopped and "
-                     f"completed trials compare fairly; a diverged trial counts at chance, 10%), "
-                     f"explained by each hyperparameter and each pair: an exact decomposition of "
-                     f"the full grid.</p>")
-        parts.append(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%"))
-                     .to_html(index=False, border=0, classes="trials"))
-    parts.append(f"<h2>Top {top} trials</h2><p>The columns that fit a laptop's screen; "
-                 f"<code>{esc(T.RESULTS_FILE)}</code> has them all.</p>")
-    shown = T.ranked(results).head(top)[TOP_COLUMNS].copy()
-    shown[T.NODE_ID] = shown[T.NODE_ID].astype(str).str[:8]  # 56 hex digits; 8 tell nodes apart
-    parts.append('<div class="scroll">' + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}",
-                                                         border=0, classes="trials", na_rep="")
-                 + "</div>")
-    parts.append('<h2>Plots</h2><div class="plots">')
+    return parts + ["</ul>"]
+
+
+def plots_html(run_dir: Path) -> str:
+    """Every plot the run has, embedded, two to a row (the wide ones a row each)."""
+    parts = ['<h2>Plots</h2><div class="plots">']
     for name, caption in PLOT_CAPTIONS:
         png = run_dir / PLOTS_DIR / name
         if png.exists():
@@ -114,17 +139,4 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
             wide = ' class="wide"' if name in WIDE_PLOTS else ""
             parts.append(f'<figure{wide}><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
                          f"<figcaption>{esc(caption)}</figcaption></figure>")
-    parts.append("</div>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table.trials{border-collapse:collapse;font-size:0.85em}"
-             "table.trials td,table.trials th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right}"
-             ".scroll{overflow-x:auto}"
-             ".plots{display:flex;flex-wrap:wrap;gap:1em}"
-             "figure{margin:0;flex:1 1 520px;max-width:100%}figure.wide{flex-basis:100%}"
-             "img{max-width:100%;height:auto}figcaption{color:#555;font-size:0.9em}")
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {esc(run_dir.name)}</title>"
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
-    out = run_dir / "report.html"
-    with atomic_write(out, "w", encoding="utf-8") as f:
-        f.write(doc)
-    return out
+    return "".join(parts) + "</div>"

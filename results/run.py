@@ -18,6 +18,7 @@ from . import table as T
 from .export import load_model
 from .report import write_report
 from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots, retrain as retrain_best
+from .rungs import rung_summary, sweep_rungs
 
 
 class Run:
@@ -58,7 +59,7 @@ class Run:
 
     def rungs(self) -> pd.DataFrame:
         """Per rung of early stopping: trials entered, went on, stopped there, and the cutoff."""
-        return T.rung_summary(self.results, self.history, self.partial, T.sweep_rungs(self.settings))
+        return rung_summary(self.results, self.history, self.partial, sweep_rungs(self.settings))
 
     def importance(self) -> pd.DataFrame | None:
         """The share of the variance of validation accuracy, at the furthest point every trial

@@ -288,40 +288,5 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def sweep_rungs(sweep: dict) -> tuple:
-    """The rungs at which the sweep's early stopping judged trials (none without it): its
-    --rungs before the last epoch, or with Ray's ASHA, Ray's geometric rungs from the first."""
-    rungs, epochs = tuple(sweep.get("rungs") or ()), int(sweep.get("epochs", 0))
-    if sweep.get("scheduler") == "none" or not rungs:
-        return ()
-    if sweep.get("scheduler") == "asha":
-        rf, r, rungs = int(sweep.get("reduction_factor", 4)), rungs[0], []
-        while r < epochs:
-            rungs.append(r)
-            r *= rf
-    return tuple(epoch_value(r) for r in rungs if r < epochs)
-
-
-def rung_summary(results: pd.DataFrame, history: pd.DataFrame, partial: pd.DataFrame,
-                 rungs) -> pd.DataFrame:
-    """Per rung of early stopping: how many trials `entered` it (went on from the rung before;
-    every trial at the first), how many `went_on` past it, how many were `stopped` there, and
-    the `cutoff`: the lowest validation accuracy at the rung among those that went on (a trial
-    that diverged or failed before a rung it entered counts as entered, not as going on)."""
-    epochs = results[EPOCHS].astype(float)
-    reports = pd.concat([partial, history])
-    rows, before = [], None
-    for r in rungs:
-        entered = len(results) if before is None else int((epochs > before).sum())
-        on = results[TRIAL_ID][epochs > r]
-        at = reports[(reports[EPOCH].astype(float) == float(r)) & reports[TRIAL_ID].isin(on)]
-        stopped = int(((results[STATUS] == STOPPED_EARLY) & (epochs == float(r))).sum())
-        rows.append({"rung": epoch_value(r), "entered": entered, "went_on": len(on),
-                     "stopped": stopped,
-                     "cutoff": float(at[VAL_ACCURACY].min()) if len(at) else float("nan")})
-        before = float(r)
-    return pd.DataFrame(rows, columns=["rung", "entered", "went_on", "stopped", "cutoff"])
-
-
 def counts(results: pd.DataFrame) -> dict[str, int]:
     return {s: int((results[STATUS] == s).sum()) for s in STATUSES}
