@@ -145,6 +145,7 @@ def build_parser() -> Parser:
 def cmd_run(args) -> int:
     if args.address:  # before Ray is imported: search.sweep keys its settings on it
         os.environ["RAY_ADDRESS"] = args.address
+    from results.table import SWEEP_FILE
     from search import api
     from search.sweep import SweepError, run_sweep
 
@@ -161,7 +162,7 @@ def cmd_run(args) -> int:
     except SweepError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     except KeyboardInterrupt:
-        if not (run_dir / "sweep.json").is_file():  # stopped before the run folder was written
+        if not (run_dir / SWEEP_FILE).is_file():  # stopped before the run folder was written
             print("\ninterrupted before the sweep started: nothing was written", file=sys.stderr)
             return EXIT_INTERRUPTED
         print(f"\ninterrupted; results so far are in {run_dir}. Resume with:\n  {resume_cmd}",
@@ -275,14 +276,13 @@ def print_importance(run_dir, results, fmt: str) -> None:
     from results import effects
     from results import table as T
 
-    point = effects.common_point(results)
-    shares = effects.importance(effects.accuracy_at(results, T.load_history(run_dir),
-                                                    T.load_partial(run_dir), point))
+    point, shares = effects.importance_at_common_point(results, T.load_history(run_dir),
+                                                       T.load_partial(run_dir))
     if shares is None:
         return
     print(f"\nshare of the variance of val_accuracy at epoch {point:g} (the furthest point every "
           f"trial reached) explained by:")
-    print(format_table(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%")), fmt))
+    print(format_table(effects.in_percent(shares), fmt))
 
 
 def cmd_evaluate(args) -> int:

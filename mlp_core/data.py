@@ -387,13 +387,12 @@ def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
 
 
 def load_test_set(name: str = "mnist", data_dir: str | os.PathLike | None = None,
-                  download: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The test images (scaled) and labels alone, with their files' paths and SHA-256: all that
-    evaluating a model needs, so the training files need not be there."""
+                  download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The test images (scaled) and labels alone: all that evaluating a model needs, so the
+    training files need not be there."""
     paths = locate_files(name, data_dir, download=download, roles=("test_images", "test_labels"))
     images, labels = read_idx_pair(paths["test_images"], paths["test_labels"])
-    files = {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in paths.items()}
-    return to_features(images), labels.astype(np.int64), files
+    return to_features(images), labels.astype(np.int64)
 
 
 def load_dataset(name: str = "mnist", data_dir: str | os.PathLike | None = None,

@@ -37,6 +37,18 @@ def accuracy_at(results: pd.DataFrame, history: pd.DataFrame, partial: pd.DataFr
     return out
 
 
+def importance_at_common_point(results: pd.DataFrame, history: pd.DataFrame,
+                               partial: pd.DataFrame) -> tuple[float, pd.DataFrame | None]:
+    """The furthest point every trial reached, and importance() of the accuracies there."""
+    point = common_point(results)
+    return point, importance(accuracy_at(results, history, partial, point))
+
+
+def in_percent(shares: pd.DataFrame) -> pd.DataFrame:
+    """importance()'s table as shown to people: each share as a percentage with one decimal."""
+    return shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%"))
+
+
 def importance(values: pd.DataFrame) -> pd.DataFrame | None:
     """The share of the variance of `val_accuracy` over the grid explained by each
     hyperparameter (main effect) and each pair (interaction), the rest being the three-way

@@ -28,7 +28,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: 
     writes confusion_matrix.png beside the model."""
     params, meta = load_model(model_dir)
     name = dataset or (meta.get("dataset") or {}).get("name") or "mnist"
-    X_test, y_test, _ = load_test_set(name, data_dir)  # the training files need not be there
+    X_test, y_test = load_test_set(name, data_dir)  # the training files need not be there
     logits = forward(params, X_test)  # one pass serves loss, accuracy and the matrix
     loss = cross_entropy(logits, y_test)
     pred = logits.argmax(axis=1)

@@ -78,16 +78,14 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
                      "how many stopped there, and the lowest validation accuracy that went on.</p>")
         parts.append(rung_summary(results, history, partial, rungs).to_html(
             index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
-    point = effects.common_point(results)
-    shares = effects.importance(effects.accuracy_at(results, history, partial, point))
+    point, shares = effects.importance_at_common_point(results, history, partial)
     if shares is not None:
         parts.append(f"<h2>What mattered</h2><p>Share of the variance of validation accuracy at "
                      f"epoch {point:g}, the furthest point every trial reached (so stopped and "
                      f"completed trials compare fairly; a diverged trial counts at chance, 10%), "
                      f"explained by each hyperparameter and each pair: an exact decomposition of "
                      f"the full grid.</p>")
-        parts.append(shares.assign(share=(100 * shares["share"]).map(lambda v: f"{v:.1f}%"))
-                     .to_html(index=False, border=0, classes="trials"))
+        parts.append(effects.in_percent(shares).to_html(index=False, border=0, classes="trials"))
     parts.append(f"<h2>Top {top} trials</h2><p>The columns that fit a laptop's screen; "
                  f"<code>{esc(T.RESULTS_FILE)}</code> has them all.</p>")
     shown = T.ranked(results).head(top)[TOP_COLUMNS].copy()

@@ -64,8 +64,7 @@ class Run:
     def importance(self) -> pd.DataFrame | None:
         """The share of the variance of validation accuracy, at the furthest point every trial
         reached, explained by each hyperparameter and each pair (None for an incomplete grid)."""
-        point = effects.common_point(self.results)
-        return effects.importance(effects.accuracy_at(self.results, self.history, self.partial, point))
+        return effects.importance_at_common_point(self.results, self.history, self.partial)[1]
 
     def model(self) -> tuple[Params, dict]:
         """The retrained best model's weights (float32 W1, b1, W2, b2) and model.json."""

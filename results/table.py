@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from mlp_core.files import atomic_write
-
-from .schema import SWEEP_FIELDS, read_json
 from mlp_core.train import (BLAS_THREADS, ENDED_AT, EPOCH, NODE_ID, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
+
+from .schema import SWEEP_FIELDS, read_json
 
 TRIAL_ID = "trial_id"
 HIDDEN_SIZE, LEARNING_RATE, L2 = "hidden_size", "learning_rate", "l2"

@@ -10,6 +10,7 @@ import numbers
 from pathlib import Path
 
 from results.run import Run, finish
+from results.table import SWEEP_FILE, RunError, load_sweep
 
 from . import space
 from .errors import SweepError
@@ -64,7 +65,6 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
     run_dir = run_folder(str(out), name or default_name())
     given = {k: v for k, v in values.items() if k in DEFAULTS}
     if resume:
-        from results.table import RunError, load_sweep
         try:
             spec = SweepSpec.from_json(load_sweep(run_dir))
         except RunError as e:
@@ -102,7 +102,7 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     try:
         outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream)
     except KeyboardInterrupt:
-        if not (run_dir / "sweep.json").is_file():
+        if not (run_dir / SWEEP_FILE).is_file():
             raise  # nothing was written: nothing to resume
         raise SweepInterrupted(f"interrupted; results so far are in {run_dir}", Run(run_dir)) from None
     if outcome.interrupted:

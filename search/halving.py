@@ -62,6 +62,11 @@ class Halving:
         kept = self.promoted[j] if j < len(self.promoted) else []
         return self.values[j][kept[-1]] if kept else None
 
+    def accepts(self, tid: str, j: int) -> bool:
+        """Whether record(tid, j, ...) would store a value: `tid` competes at rung j and has
+        none there yet."""
+        return self.entered(tid, j) and tid not in self.values[j]
+
     def pending_rung(self, tid: str) -> int | None:
         """The rung `tid` competes at and has no value for yet (None if it has gone past them all
         or was stopped)."""
@@ -77,18 +82,12 @@ class Halving:
         """Record `tid`'s value at rung j (the first value stands: a trial that replays a report
         after a resume gives the same one), and decide every rung that is now complete. Returns
         the indices of the rungs decided by this call."""
-        if not self.entered(tid, j) or tid in self.values[j]:
+        if not self.accepts(tid, j):
             return []
         value = float(value)
         self.values[j][tid] = value if math.isfinite(value) else float("nan")
         self.keys.setdefault(tid, tuple(key))
         return self._decide_ready()
-
-    def end(self, tid: str, key: tuple) -> list[int]:
-        """`tid` ended without reaching the rung it competes at (it diverged or failed): it
-        counts there as not finite, so the rung can still be decided."""
-        j = self.pending_rung(tid)
-        return [] if j is None else self.record(tid, j, float("nan"), key)
 
     def _decide_ready(self) -> list[int]:
         decided = []

@@ -48,14 +48,17 @@ def lock_folder(folder: str | os.PathLike):
 
 
 def holder(folder: str | os.PathLike) -> str | None:
-    """The PID of the live driver holding `folder`, or None when no driver holds it."""
-    path = Path(folder) / LOCK_FILE
-    if not path.is_file():
-        return None
+    """The PID of the live driver holding `folder`, or None when no driver holds it. Only asks:
+    the lock file is opened read-only and left as it is."""
     try:
-        lock_folder(folder).close()
-    except FolderInUse:
-        return path.read_text().strip() or "unknown"
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file (or a link planted there): no driver of ours holds it
+        return None
+    with os.fdopen(fd) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when f closes
+        except BlockingIOError:
+            return f.read().strip() or "unknown"
     return None
 
 

@@ -40,7 +40,6 @@ class HalvingScheduler(TrialScheduler):
                  log_path: str | os.PathLike | None = None, metric: str = VAL_ACCURACY):
         super().__init__()
         self.rungs = tuple(rungs_used(sorted(rungs), epochs)[::-1])  # increasing
-        self.epochs = epochs
         self.metric_name = metric
         self.log_path = str(log_path) if log_path else None
         self.halving = Halving(n_trials, self.rungs, reduction_factor)
@@ -81,7 +80,7 @@ class HalvingScheduler(TrialScheduler):
 
     def _record(self, trial: Trial, j: int, value: float) -> list[int]:
         tid, key = trial.trial_id, grid_key(trial.config)
-        if self.halving.entered(tid, j) and tid not in self.halving.values[j]:
+        if self.halving.accepts(tid, j):
             self._log(tid, j, value, key)
         return self.halving.record(tid, j, value, key)
 

@@ -31,11 +31,12 @@ from .callbacks import Progress, RunRecorder  # noqa: E402
 from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,  # noqa: E402
                       start_ray)
 from .errors import SweepError  # noqa: E402
-from .spec import SweepSpec  # noqa: E402
 from .runfolder import (LOCK_FILE, absolute_storage, check_run_folder, create_run_folder,  # noqa: E402
                         take_folders, tune_location)
 from .scheduler import RUNG_LOG, HalvingScheduler  # noqa: E402
+from .spec import SweepSpec  # noqa: E402
 from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, SCALED_PARTIAL_VAL, train_mlp  # noqa: E402
+
 
 def local_cpus(spec: SweepSpec) -> int | None:
     """The CPUs a local Ray offers: all of them, or just enough for --max-concurrent trials, so

@@ -48,7 +48,8 @@ def test_ties_go_to_the_earlier_grid_position_and_non_finite_values_never_go_on(
     h.record("x", 0, 0.5, (64, 0.1, 0.01))
     h.record("y", 0, 0.5, (32, 0.1, 0.01))  # same value, smaller hidden size: ranks first
     h.record("z", 0, NAN, (16, 0.1, 0.01))
-    h.end("w", (16, 0.5, 0.01))  # ended before the rung (diverged): counts as NaN
+    assert h.pending_rung("w") == 0
+    h.record("w", 0, NAN, (16, 0.5, 0.01))  # ended before the rung (diverged): counts as NaN
     assert h.promoted == [["y", "x"]]
     all_bad = Halving(2, rungs=(1, 2), reduction_factor=2)
     all_bad.record("p", 0, NAN, (1,))
