@@ -29,6 +29,7 @@ class Halving:
         self.values: list[dict[str, float]] = [{} for _ in self.rungs]  # rung index -> trial -> value
         self.keys: dict[str, tuple] = {}  # trial -> tie-break key
         self.promoted: list[list[str]] = []  # rung index -> trials that went on, best first
+        self._promoted: list[set[str]] = []  # the same as sets: membership is asked per report
 
     # -- questions ----------------------------------------------------------------------------
     def rung_at(self, epoch: float) -> int | None:
@@ -40,7 +41,7 @@ class Halving:
 
     def entered(self, tid: str, j: int) -> bool:
         """Whether `tid` is among the trials that compete at rung j."""
-        return j == 0 or (j - 1 < len(self.promoted) and tid in self.promoted[j - 1])
+        return j == 0 or (j - 1 < len(self._promoted) and tid in self._promoted[j - 1])
 
     def entrants(self, j: int) -> int | None:
         """How many trials compete at rung j (None while the rung before is undecided)."""
@@ -54,7 +55,7 @@ class Halving:
             if not self.entered(tid, i):
                 return "stop" if i - 1 < len(self.promoted) else None
         if j < len(self.promoted):
-            return "go" if tid in self.promoted[j] else "stop"
+            return "go" if tid in self._promoted[j] else "stop"
         return None
 
     def cutoff(self, j: int) -> float | None:
@@ -98,6 +99,7 @@ class Halving:
             ranked = sorted(self.values[j].items(), key=self._rank)
             keep = math.ceil(len(ranked) / self.reduction_factor)
             self.promoted.append([t for t, v in ranked[:keep] if math.isfinite(v)])
+            self._promoted.append(set(self.promoted[-1]))
             decided.append(j)
         return decided
 

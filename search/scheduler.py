@@ -5,16 +5,18 @@ Leaves out the trials themselves (trainable.py) and how the tables record them (
 """
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import os
+from collections import deque
 
 from . import rayenv
 
 rayenv.configure()  # before Ray is imported: it reads some of this once
 
 from ray.tune.experiment import Trial  # noqa: E402
-from ray.tune.schedulers import TrialScheduler  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
 from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 
@@ -26,7 +28,48 @@ from .space import rungs_used  # noqa: E402
 RUNG_LOG = "rungs.jsonl"
 
 
-class HalvingScheduler(TrialScheduler):
+class PendingQueue:
+    """choose_trial_to_run's pending trials, in the order Tune added them, from a queue that drops
+    each once it has started: a call costs the same with 175 trials or 10,000 (Tune's own
+    FIFOScheduler, which ASHAScheduler inherits, walks every trial per call: quadratic in the
+    grid). Schedulers that never pause need nothing else: Tune itself starts any trial put back
+    to PENDING (a retry)."""
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        super().on_trial_add(tune_controller, trial)
+        self._enqueue(trial)
+
+    def _enqueue(self, trial: Trial):
+        if trial.status == Trial.PENDING:
+            self._pending_queue().append(trial)
+
+    def _pending_queue(self) -> deque:
+        return self.__dict__.setdefault("_pending", deque())
+
+    def _next_pending(self) -> Trial | None:
+        queue = self._pending_queue()
+        while queue and queue[0].status != Trial.PENDING:
+            queue.popleft()
+        return queue[0] if queue else None
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        return self._next_pending()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_pending", None)  # Tune adds the restored trials again
+        return state
+
+
+class QueuedFIFO(PendingQueue, FIFOScheduler):
+    """--scheduler none: every trial runs all its epochs, started in the grid's order."""
+
+
+class QueuedASHA(PendingQueue, ASHAScheduler):
+    """--scheduler asha: Ray's ASHAScheduler as it is, its trials started from the queue."""
+
+
+class HalvingScheduler(PendingQueue, TrialScheduler):
     """Successive halving for Tune, with barriers that leave no core idle while work remains: a
     trial that reaches a rung before the rung is complete is paused (its checkpoint saved, its
     CPU given to another trial) and resumed or stopped once the rung is decided.
@@ -43,16 +86,27 @@ class HalvingScheduler(TrialScheduler):
         self.metric_name = metric
         self.log_path = str(log_path) if log_path else None
         self.halving = Halving(n_trials, self.rungs, reduction_factor)
-        self.trials: dict[str, Trial] = {}
+        self._forget_trials()
         self._load_log()
+
+    def _forget_trials(self):
+        """The trials Tune has added, and the queues choose_trial_to_run serves from, so that a
+        call costs the same with 175 trials or 10,000 (Tune's own FIFOScheduler walks them all)."""
+        self.trials: dict[str, Trial] = {}
+        self._pending: deque[Trial] = deque()  # added as PENDING, in Tune's order (PendingQueue)
+        self._ready: list[tuple] = []  # heap of paused trials a decision let go on: largest first
+        self._unsure: list[Trial] = []  # fate to settle once paused: restored, or saving when decided
+        self._pushed = 0  # a tie-break for the heap, in push order
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["trials"] = {}  # Tune adds the restored trials again
+        for name in ("trials", "_pending", "_ready", "_unsure"):
+            del state[name]  # Tune adds the restored trials again
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._forget_trials()
         # A fresh copy of the decisions, then everything the log says was recorded since.
         h = self.halving
         self.halving = Halving(h.n_trials, h.rungs, h.reduction_factor)
@@ -94,8 +148,17 @@ class HalvingScheduler(TrialScheduler):
     def metric(self):
         return self.metric_name
 
+    @property
+    def supports_buffered_results(self) -> bool:
+        """No: a report at a rung must be decided as it arrives (Tune then keeps its result
+        buffer at one result, TUNE_RESULT_BUFFER_LENGTH=1, its default anyway)."""
+        return False
+
     def on_trial_add(self, tune_controller, trial: Trial):
         self.trials[trial.trial_id] = trial
+        self._enqueue(trial)
+        if trial.status == Trial.PAUSED:  # restored paused: its rung may have been decided since
+            self._unsure.append(trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         epoch = result.get(EPOCH)
@@ -127,34 +190,60 @@ class HalvingScheduler(TrialScheduler):
             self._act_on(tune_controller, self._record(trial, j, float("nan")))
 
     def _act_on(self, tune_controller, decided: list[int], current: Trial | None = None):
-        """Stop the paused trials that a rung just decided against; the current trial gets its
-        decision as on_trial_result's answer, and the promoted ones are resumed by
-        choose_trial_to_run."""
+        """After rungs are decided: stop the paused trials they decided against, and queue the
+        paused ones they let go on for choose_trial_to_run (a trial still saving its pause is
+        settled once paused). The current trial gets its decision as on_trial_result's answer."""
         for j in decided:
             for tid in self.halving.values[j]:
                 trial = self.trials.get(tid)
-                if trial is None or trial is current or self.halving.fate(tid, j) != "stop":
+                if trial is None or trial is current:
                     continue
-                if trial.status == Trial.PAUSED or (trial.status == Trial.RUNNING and trial.is_saving):
+                saving = trial.status == Trial.RUNNING and trial.is_saving
+                if self.halving.fate(tid, j) == "stop":
+                    if trial.status == Trial.PAUSED or saving:
+                        tune_controller.stop_trial(trial)
+                elif trial.status == Trial.PAUSED:
+                    self._queue(trial)
+                elif saving:
+                    self._unsure.append(trial)
+
+    def _queue(self, trial: Trial):
+        self._pushed += 1
+        heapq.heappush(self._ready, (tuple(-v for v in grid_key(trial.config)), self._pushed, trial))
+
+    def _settle(self, tune_controller):
+        """Paused trials whose fate was unknown when they came: stopped, queued, or left to the
+        decision of their rung (which queues them); trials still saving wait."""
+        unsure, self._unsure = self._unsure, []
+        for trial in unsure:
+            if trial.status == Trial.RUNNING and trial.is_saving:
+                self._unsure.append(trial)
+            elif trial.status == Trial.PAUSED:
+                fate = self._fate(trial)
+                if fate == "stop":
                     tune_controller.stop_trial(trial)
+                elif fate == "go":
+                    self._queue(trial)
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         """A pending trial, else a paused one whose rung let it go on, largest hidden size first
         (the longest work first shortens the wait at the next barrier). Paused trials that a
-        decision stopped while the driver was down are stopped here."""
-        best = None
-        for trial in tune_controller.get_trials():
-            if trial.status == Trial.PENDING:
-                return trial
-            if trial.status != Trial.PAUSED:
-                continue
-            j = self._paused_at(trial)
-            fate = self.halving.fate(trial.trial_id, j) if j is not None else "go"
-            if fate == "stop":
-                tune_controller.stop_trial(trial)
-            elif fate == "go" and (best is None or grid_key(trial.config) > grid_key(best.config)):
-                best = trial
-        return best
+        decision stopped while the driver was down are stopped here. Queues with entries dropped
+        as their trial moves on: no call walks every trial."""
+        self._settle(tune_controller)
+        pending = self._next_pending()
+        if pending is not None:
+            return pending
+        while self._ready:
+            trial = self._ready[0][2]
+            if trial.status == Trial.PAUSED and self._fate(trial) == "go":
+                return trial  # dropped from the queue once it runs
+            heapq.heappop(self._ready)  # running again, ended, or paused at an undecided rung
+        return None
+
+    def _fate(self, trial: Trial) -> str | None:
+        j = self._paused_at(trial)
+        return self.halving.fate(trial.trial_id, j) if j is not None else "go"
 
     def _paused_at(self, trial: Trial) -> int | None:
         epoch = (trial.last_result or {}).get(EPOCH)

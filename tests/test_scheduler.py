@@ -13,7 +13,7 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from search.halving import Halving
+from search.halving import Halving, grid_key
 from search.scheduler import RUNG_LOG, HalvingScheduler
 from search.space import geometric_rungs
 from search.sweep import SweepError, SweepSpec, make_scheduler
@@ -163,6 +163,59 @@ def test_tune_scheduler_pauses_at_an_open_rung_then_resumes_the_best_and_stops_t
     assert c.stopped == ["a", "d", "b"]
     assert c.report(e, 2, 0.85) == GO  # past the last rung
     assert "rung 0.25: 4 in, 2 on; rung 1: 2 in, 1 on" in s.debug_string()
+
+
+def test_a_rung_of_ten_thousand_trials_is_decided_and_served_without_walking_them_all():
+    """Choosing the next trial never walks Tune's trial list (get_trials is never called) and
+    asks each trial's fate a bounded number of times: the driver's work per trial does not grow
+    with the grid. The promoted trials resume largest grid position first."""
+    class NoWalk(Controller):
+        def get_trials(self):
+            raise AssertionError("choose_trial_to_run walked every trial")
+
+    n = 10_000
+    s = HalvingScheduler(n, rungs=(0.25, 1), epochs=2, reduction_factor=4)
+    c = NoWalk(s)
+    trials = [c.add(f"t{i:05d}", 16 * (1 + i % 4), status=Trial.PENDING) for i in range(n)]
+    for t in trials:
+        t.config["learning_rate"] = 0.001 * (1 + int(t.trial_id[1:]) // 4)
+    fates = []
+    fate = s.halving.fate
+    s.halving.fate = lambda tid, j: (fates.append(tid), fate(tid, j))[1]
+    for i, t in enumerate(trials):
+        assert s.choose_trial_to_run(c) is t  # pending trials in Tune's order, each once
+        t.status = Trial.RUNNING
+        assert c.report(t, 0.25, (i * 7919 % n) / n) == (PAUSE if i < n - 1 else STOP)
+    assert len(c.stopped) == n - n // 4
+    served = []
+    while (t := s.choose_trial_to_run(c)) is not None:
+        served.append(t)
+        t.status = Trial.RUNNING
+    assert [t.trial_id for t in served] == sorted(s.halving.promoted[0],
+                                                  key=lambda tid: grid_key(s.trials[tid].config), reverse=True)
+    assert len(fates) <= 3 * n  # a report's, and a promoted trial's twice (queued, served)
+
+
+@pytest.mark.parametrize("name", ["none", "asha"])
+def test_the_other_schedulers_serve_pending_trials_in_order_without_walking_them(name):
+    class NoWalk(Controller):
+        def get_trials(self):
+            raise AssertionError("choose_trial_to_run walked every trial")
+
+    s = make_scheduler(SweepSpec(scheduler=name, epochs=2), 1000)
+    if name == "asha":
+        s.set_search_properties("val_accuracy", "max")
+    c = NoWalk(s)
+    trials = [c.add(f"t{i:04d}", 16, status=Trial.PENDING) for i in range(1000)]
+    trials[1].status = Trial.RUNNING  # started by Tune itself
+    served = []
+    while (t := s.choose_trial_to_run(c)) is not None:
+        served.append(t)
+        t.status = Trial.RUNNING
+    assert served == trials[:1] + trials[2:]
+    trials[5].status = Trial.PENDING  # a retry: Tune starts it itself
+    assert s.choose_trial_to_run(c) is None
+    assert pickle.loads(pickle.dumps(s)).choose_trial_to_run(c) is None
 
 
 def test_a_diverged_trial_stops_at_once_and_one_that_ended_before_its_rung_counts_there():
