@@ -147,6 +147,7 @@ def cmd_run(args) -> int:
         os.environ["RAY_ADDRESS"] = args.address
     from results.table import SWEEP_FILE
     from search import api
+    from search.callbacks import mb
     from search.sweep import SweepError, run_sweep
 
     values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}
@@ -173,6 +174,10 @@ def cmd_run(args) -> int:
               f"are in {run_dir}. Resume with:\n  {resume_cmd}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"sweep finished in {outcome.seconds:.1f} s: {run_dir / 'results.csv'}", file=sys.stderr)
+    paused, held = outcome.peak_paused
+    if paused:  # early stopping's barriers: what they cost in checkpoints
+        print(f"at most {paused} trials waited paused at a rung at once"
+              + (f", holding {mb(held)} of checkpoints" if held else ""), file=sys.stderr)
     finish_run(run_dir, retrain=not args.no_retrain)
     return 0
 

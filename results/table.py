@@ -6,6 +6,7 @@ Leaves out plotting and export. Needs only pandas and the run folder's files: no
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -36,6 +37,10 @@ HISTORY_FILE = "history.csv"
 # `epoch` the fraction: history.csv keeps one row per trial per whole epoch.
 PARTIAL_FILE = "partial_epochs.csv"
 SWEEP_FILE = "sweep.json"
+# One JSON line per trial that ended since the tables were last rewritten (its results row, its
+# history and partial rows), appended as it ends: the tables are rewritten every few seconds,
+# and a driver killed in between loses nothing that ended. Empty after each rewrite.
+JOURNAL_FILE = "journal.jsonl"
 
 # The rung (in epochs) at which early stopping stopped the trial; empty for any other status.
 STOPPED_AT_RUNG = "stopped_at_rung"
@@ -71,35 +76,41 @@ def epoch_value(x) -> int | float:
     return int(x) if x == int(x) else x
 
 
-def summarise_trial(trial_id: str, config: dict, status: str, history: pd.DataFrame,
+def summarise_trial(trial_id: str, config: dict, status: str, history: list[dict],
                     node_id: str | None, blas_threads: int | None = None,
-                    partial: pd.DataFrame | None = None) -> dict:
-    """One results.csv row from a trial's per-epoch history: metrics of its best validation epoch
-    (the last epoch when none is finite), `epochs` run and total training seconds. A trial that
-    ended inside its first epoch has no history: its `partial` reports stand in (its `epochs`
-    and `best_epoch` are then fractions, and `time_s` the seconds up to its last report)."""
-    if not len(history) and partial is not None and len(partial):
-        history, time_s = partial, float(partial[TIME_S].max())  # each counts from the start
-    else:
-        time_s = float(history[TIME_S].sum()) if len(history) else 0.0
-    epochs = epoch_value(history[EPOCH].max()) if len(history) else 0
+                    partial: list[dict] | None = None) -> dict:
+    """One results.csv row from a trial's per-epoch history rows: metrics of its best validation
+    epoch (the last epoch when none is finite), `epochs` run and total training seconds. A trial
+    that ended inside its first epoch has no history: its `partial` reports stand in (its
+    `epochs` and `best_epoch` are then fractions, and `time_s` the seconds up to its last
+    report). Plain Python over the rows: it runs in the driver for every trial that ends."""
+    if not history and partial:
+        history, time_s = partial, float(max(r[TIME_S] for r in partial))  # each counts from the start
+    else:  # summed as pandas' Series.sum did (NumPy's pairwise sum), to the last bit
+        time_s = float(np.nansum(np.array([r[TIME_S] for r in history], dtype=float)))
+    epochs = epoch_value(max(r[EPOCH] for r in history)) if history else 0
     row = {TRIAL_ID: trial_id, **{k: config[k] for k in HYPERPARAMETERS}, STATUS: status,
            EPOCHS: epochs, TIME_S: time_s, NODE_ID: node_id or "", BLAS_THREADS: blas_threads,
            # early stopping stops a trial only at a rung, right after its report there
            STOPPED_AT_RUNG: epochs if status == STOPPED_EARLY else None}
-    finite = history[np.isfinite(history[VAL_ACCURACY].astype(float))] if len(history) else history
-    if len(finite):
-        best = finite.sort_values([VAL_ACCURACY, EPOCH], ascending=[False, True]).iloc[0]
-    elif len(history):
-        best = history.sort_values(EPOCH).iloc[-1]
+    finite = [r for r in history if _finite(r[VAL_ACCURACY])]
+    if finite:  # the highest accuracy, the earliest epoch among equals
+        best = min(finite, key=lambda r: (-float(r[VAL_ACCURACY]), float(r[EPOCH])))
     else:
-        best = None
+        best = max(history, key=lambda r: float(r[EPOCH]), default=None)
     for k in (VAL_ACCURACY, VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY):
         row[k] = float(best[k]) if best is not None else float("nan")
     images = best.get(VAL_IMAGES) if best is not None else None
     row[VAL_IMAGES] = int(images) if images is not None and images == images else None
-    row[BEST_EPOCH] = epoch_value(best[EPOCH]) if best is not None and len(finite) else 0
+    row[BEST_EPOCH] = epoch_value(best[EPOCH]) if finite else 0
     return row
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def csv_field(value) -> str:
@@ -120,24 +131,64 @@ def csv_field(value) -> str:
 def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathLike,
                       cache: dict | None = None) -> None:
     """Write rows (dicts, missing keys empty) as a CSV with these columns, atomically, without
-    building a DataFrame: the run's tables are rewritten whenever a trial ends, inside Ray Tune's
-    control loop, and through pandas that took ~15 ms of the driver per trial (a quarter of the
-    whole per-trial cost). The bytes are those pandas' DataFrame.to_csv writes for the same rows
-    (tests/test_table.py compares the two).
-    `cache` (a dict kept by the caller for one table) keeps each row's formatted fields, for rows
-    that are never changed once stored: a rewrite then formats only the new rows."""
+    building a DataFrame (through pandas a rewrite cost the driver ~15 ms per trial). The bytes
+    are those pandas' DataFrame.to_csv writes for the same rows (tests/test_table.py compares
+    the two).
+    `cache` (a dict kept by the caller for one table) keeps each row's CSV line, for rows that are
+    never changed once stored: a rewrite then formats only the new rows."""
     if cache is None:
         cache = {}
+    buffer = io.StringIO()
+    out = csv.writer(buffer, lineterminator="\n")
     lines = []
     for r in rows:
         hit = cache.get(id(r))
         if hit is None:  # the entry holds the row itself, so no other row can take its id
-            hit = cache[id(r)] = (r, [csv_field(_as_written(c, r.get(c))) for c in columns])
+            out.writerow([csv_field(_as_written(c, r.get(c))) for c in columns])
+            hit = cache[id(r)] = (r, buffer.getvalue())
+            buffer.seek(0)
+            buffer.truncate()
         lines.append(hit[1])
     with atomic_write(path, "w", newline="") as f:
-        out = csv.writer(f, lineterminator="\n")
-        out.writerow(columns)
-        out.writerows(lines)
+        csv.writer(f, lineterminator="\n").writerow(columns)
+        f.writelines(lines)
+
+
+def open_journal(run_dir: str | os.PathLike):
+    """The run folder's journal, opened for appending (created with the umask's permissions; a
+    link planted there is refused, not followed)."""
+    fd = os.open(Path(run_dir) / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def append_journal(journal, entry: dict) -> None:
+    """One entry as one line, handed to the kernel in one write: a reader or a resumed driver
+    sees the whole line or, after a crash mid-write, a last line cut short that it ignores."""
+    journal.write(json.dumps(entry, default=_plain, separators=(",", ":")) + "\n")
+    journal.flush()
+
+
+def _plain(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"{type(x).__name__} in a table row")
+
+
+def read_journal(run_dir: str | os.PathLike) -> list[dict]:
+    """The journal's entries, oldest first; a last line cut short by a crash is left out."""
+    path = Path(run_dir) / JOURNAL_FILE
+    if not path.is_file():
+        return []
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                if line.endswith("\n"):
+                    raise RunError(f"{path}: line {len(entries) + 1} is not JSON") from None
+                break  # the last line, cut short by a crash
+    return entries
 
 
 def _as_written(column: str, value):
@@ -195,8 +246,10 @@ def check_numbers(df: pd.DataFrame, columns: list[str], path: Path) -> None:
 
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """results.csv, with the trials the journal holds (ended after the last rewrite)."""
     df = read_csv(Path(run_dir) / RESULTS_FILE, _required(RESULTS_COLUMNS))
     check_numbers(df, NUMERIC_RESULTS, Path(run_dir) / RESULTS_FILE)
+    df = _with_journal(df, run_dir, "result", [TRIAL_ID])
     if STOPPED_AT_RUNG not in df:  # written before the column: a stopped trial ended at its rung
         df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == STOPPED_EARLY)
     return df
@@ -207,16 +260,30 @@ def _required(columns: list[str]) -> list[str]:
 
 
 def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return read_csv(Path(run_dir) / HISTORY_FILE, _required(HISTORY_COLUMNS))
+    """history.csv, with the trials the journal holds."""
+    return _with_journal(read_csv(Path(run_dir) / HISTORY_FILE, _required(HISTORY_COLUMNS)),
+                         run_dir, "history", [TRIAL_ID, EPOCH])
+
+
+def _with_journal(df: pd.DataFrame, run_dir, part: str, order: list[str]) -> pd.DataFrame:
+    """`df` with the rows of every trial in the journal replaced by its entry's `part` (the
+    last entry of a trial wins), in the order the table is written in."""
+    entries = {e[TRIAL_ID]: e[part] for e in read_journal(run_dir)}
+    if not entries:
+        return df
+    rows = [r for e in entries.values() for r in ([e] if isinstance(e, dict) else e)]
+    kept = df[~df[TRIAL_ID].isin(list(entries))]
+    added = pd.DataFrame(rows, columns=list(df.columns) if len(df.columns) else None)
+    merged = pd.concat([kept, added.astype({TRIAL_ID: str})], ignore_index=True) if len(kept) else added
+    return merged.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
     """partial_epochs.csv; an empty frame when the run has none (no fractional rungs, or a run
     written before they existed)."""
     path = Path(run_dir) / PARTIAL_FILE
-    if not path.exists():
-        return pd.DataFrame(columns=HISTORY_COLUMNS)
-    return read_csv(path, _required(HISTORY_COLUMNS))
+    df = read_csv(path, _required(HISTORY_COLUMNS)) if path.exists() else pd.DataFrame(columns=HISTORY_COLUMNS)
+    return _with_journal(df, run_dir, "partial", [TRIAL_ID, EPOCH])
 
 
 def load_sweep(run_dir: str | os.PathLike) -> dict:

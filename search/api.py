@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from results.run import Run, finish
 from results.table import SWEEP_FILE, RunError, load_sweep
 
 from . import space
 from .errors import SweepError
 from .runfolder import absolute_storage, default_name, run_folder
 from .sweep import SweepSpec, run_sweep
+
+if TYPE_CHECKING:
+    from results.run import Run
 
 # The settings a sweep is made of, with their defaults (the grid's are space.DEFAULT_*): the
 # names are the command-line flags' (--batch-size is batch_size).
@@ -98,6 +101,9 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     and SweepInterrupted when the sweep stopped early (Ctrl-C); resume it with `resume=True`.
     Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
     in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
+    # Imported here, not above: matplotlib and Pillow (30 MB) are not needed while the sweep runs.
+    from results.run import Run, finish
+
     spec, run_dir = settings(out, name, resume, **values)
     try:
         outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream)

@@ -19,7 +19,6 @@ rayenv.configure()  # before Ray is imported: it reads some of this once
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
 from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir  # noqa: E402
@@ -33,7 +32,7 @@ from .cluster import (check_cluster_code, check_storage, cluster_address, cluste
 from .errors import SweepError  # noqa: E402
 from .runfolder import (LOCK_FILE, absolute_storage, check_run_folder, create_run_folder,  # noqa: E402
                         take_folders, tune_location)
-from .scheduler import RUNG_LOG, HalvingScheduler  # noqa: E402
+from .scheduler import RUNG_LOG, HalvingScheduler, QueuedASHA, QueuedFIFO  # noqa: E402
 from .spec import SweepSpec  # noqa: E402
 from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, SCALED_PARTIAL_VAL, train_mlp  # noqa: E402
 
@@ -58,9 +57,9 @@ def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None):
     run folder for a resume), Ray's own ASHA (rungs: the first of --rungs times powers of the
     reduction factor; timing-dependent, see README), or none."""
     if spec.scheduler == "none":
-        return FIFOScheduler()
+        return QueuedFIFO()
     if spec.scheduler == "asha":
-        return ASHAScheduler(time_attr=EPOCH, max_t=spec.epochs, grace_period=min(spec.rungs[0], spec.epochs),
+        return QueuedASHA(time_attr=EPOCH, max_t=spec.epochs, grace_period=min(spec.rungs[0], spec.epochs),
                              reduction_factor=spec.reduction_factor)
     return HalvingScheduler(n_trials, spec.rungs, spec.epochs, spec.reduction_factor,
                             log_path=run_dir / RUNG_LOG if run_dir else None)
@@ -76,39 +75,31 @@ class SweepOutcome:
     finished: int
     interrupted: bool
     seconds: float
-    # Wall seconds of each phase (load, ray_start, setup, fit, ray_shutdown when this call
-    # started Ray, tables): where the time that is not training went. Read by bench_sweep.py.
-    phases: dict = field(default_factory=dict)
+    # The most trials paused at a rung at once, and the bytes of the checkpoints they held then
+    # (0 when the checkpoints are not on a local path).
+    peak_paused: tuple = (0, 0)
     # The driver's locks on its folders: held while this outcome lives (the post-sweep work runs
     # under them), released when it is dropped or the process ends.
     locks: list = field(default_factory=list, repr=False)
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
-              stream=None, trainable_fn=train_mlp) -> SweepOutcome:
+              stream=None) -> SweepOutcome:
     """Run (or resume) the sweep into run_dir; returns when every trial has finished or the sweep
-    was stopped (Ctrl-C). `trainable_fn` is replaceable for the overhead benchmark."""
+    was stopped (Ctrl-C)."""
     stream = stream or sys.stderr
     t0 = time.monotonic()
-    phases, mark = {}, time.monotonic()
-
-    def phase(name):
-        nonlocal mark
-        phases[name], mark = time.monotonic() - mark, time.monotonic()
-
     # Everything that can fail on bad input fails here, before the run folder or Ray exist.
     spec.validate()
     spec.storage = absolute_storage(spec.storage)
     check_run_folder(run_dir, resume, spec.storage)
     data = load_checked_data(spec, resume)
-    configs = space.shuffled(spec.configs(), spec.seed) if spec.order == "shuffled" else spec.configs()
+    configs = space.shuffled(spec.configs(), spec.seed)
     storage_path, tune_name = tune_location(run_dir, spec.storage)
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
-    phase("load")
     started = start_ray(spec.address, verbose, local_cpus(spec))
-    phase("ray_start")
     try:
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
         check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
@@ -127,21 +118,16 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               f"{slots} trial{'s' if slots != 1 else ''} at a time"
               + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
         tuner = build_tuner(spec, data, configs, run_dir, f"{storage_path}/{tune_name}", resume,
-                            [recorder, progress], searcher_limit(spec, started), verbose, trainable_fn)
-        phase("setup")
-        try:
-            fit_quietly(tuner, verbose)
-        finally:
-            phase("fit")
+                            [recorder, progress], searcher_limit(spec, started), verbose)
+        fit_quietly(tuner, verbose)
     finally:
         if started:
             ray.shutdown()
-            phase("ray_shutdown")
     recorder.write()
-    phase("tables")
+    recorder.close()
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
-                        time.monotonic() - t0, phases, locks)
+                        time.monotonic() - t0, recorder.peak_paused, locks)
 
 
 def load_checked_data(spec: SweepSpec, resume: bool):
@@ -187,12 +173,12 @@ def claim_run_folder(spec: SweepSpec, run_dir: Path, resume: bool, storage_path:
 
 
 def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_path: str,
-                resume: bool, callbacks: list, searcher_max: int, verbose: bool, trainable_fn):
+                resume: bool, callbacks: list, searcher_max: int, verbose: bool):
     """Tune's Tuner for the sweep, or the interrupted one restored from `tune_path`. The data
     goes once into Ray's object store (with_parameters); every configuration is a point of a
     BasicVariantGenerator, in the sweep's order."""
     trainable = tune.with_parameters(
-        tune.with_resources(trainable_fn, {"cpu": spec.cpus_per_trial}),
+        tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
         X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
         finished=callbacks[0].finished)
     if resume:

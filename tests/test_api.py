@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -95,11 +96,13 @@ def test_progress_in_a_notebook_updates_one_display_in_place():
         def update(self, text):
             self.texts.append(text)
 
-    recorder = SimpleNamespace(rows={}, history={}, running={"a"}, run_dir="/nowhere")
+    recorder = SimpleNamespace(rows={}, counts=Counter(), best=None, running={"a"}, paused=0,
+                               run_dir="/nowhere")
     handle, stream = Handle(), io.StringIO()
     progress = Progress(recorder, 4, stream=stream, display=handle)
     progress.on_step_begin(0, [])  # the first update is shown at once
     recorder.rows["a"] = {"status": "completed"}
+    recorder.counts["completed"] += 1
     progress.on_trial_complete(0, [], SimpleNamespace(trial_id="a"))
     progress.on_experiment_end([])
     assert handle.texts[0].startswith("trials 0/4 done, 1 running")

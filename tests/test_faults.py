@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from procs import processes
+from results import table as T
+from benchmarks.procs import processes
 from test_cli import cli, dead_url
 
 pytestmark = pytest.mark.slow
@@ -62,6 +63,13 @@ def rows(path: Path) -> int:
         return 0
 
 
+def journal_lines(run_dir: Path) -> int:
+    try:
+        return len((run_dir / T.JOURNAL_FILE).read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
 def check_complete(run_dir: Path, n: int, epochs: int):
     results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
@@ -82,7 +90,9 @@ def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
     run_dir = tmp_path / "s"
     proc = start(args)
     try:
-        wait_for(lambda: rows(run_dir / "results.csv") >= 2, what="two finished trials")
+        # two trials in the tables, and (SIGKILL) one more that ended since their last rewrite
+        wait_for(lambda: rows(run_dir / "results.csv") >= 2 and (
+            how != "sigkill" or journal_lines(run_dir) >= 1), what="finished trials")
         before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
         assert len(before) < 12, "the sweep finished before it could be interrupted"
         if how == "sigkill":
@@ -100,6 +110,11 @@ def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
     finally:
         kill_session(proc.pid)
     before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    if how == "sigkill":  # trials that ended after the tables' last rewrite are in the journal
+        journal = set(pd.DataFrame([e["result"] for e in T.read_journal(run_dir)])["trial_id"])
+        assert journal and not journal & set(before["trial_id"])
+        before = T.load_results(run_dir)  # what a reader sees: the tables and the journal
+        assert set(before["trial_id"]) >= journal
     r = cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     results, _ = check_complete(run_dir, 12, 8)
@@ -207,3 +222,42 @@ def test_one_driver_per_run_folder_until_it_dies(small_data_dir, tmp_path):
         kill_session(proc.pid)
     assert holder(run_dir) is None  # nothing stale: a resume may take it at once
 
+
+
+def test_a_reader_polling_the_tables_during_a_sweep_never_sees_a_partial_row(small_data_dir, tmp_path):
+    """Every read of results.csv, history.csv and partial_epochs.csv while a sweep writes them is
+    a whole table: the header, then rows of exactly as many fields, each number a number."""
+    import csv
+    import io
+
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "p", "--hidden", "16,32",
+            "--lr", "0.001,0.01,0.05,0.1", "--l2", "0.0001,0.001,0.01,0.1", "--epochs", "6", "--no-retrain"]
+    run_dir = tmp_path / "p"
+    numeric = {"results.csv": set(T.NUMERIC_RESULTS), "history.csv": {"epoch", "val_accuracy", "time_s"},
+               "partial_epochs.csv": {"epoch", "val_accuracy", "time_s"}}
+    seen = {name: set() for name in numeric}  # the distinct row counts each table was read with
+    proc = start(args)
+    try:
+        while proc.poll() is None:
+            for name in numeric:
+                try:
+                    text = (run_dir / name).read_text()
+                except FileNotFoundError:
+                    continue
+                assert text.endswith("\n"), f"{name} read without its last newline"
+                table = list(csv.reader(io.StringIO(text)))
+                header, body = table[0], table[1:]
+                assert header[:2] == ["trial_id", "hidden_size" if name == "results.csv" else "epoch"]
+                for row in body:
+                    assert len(row) == len(header), f"{name}: a row of {len(row)} fields: {row}"
+                    for col, cell in zip(header, row):
+                        if col in numeric[name] and cell:
+                            float(cell)
+                seen[name].add(len(body))
+        assert proc.wait() == 0, proc.stderr.read()
+    finally:
+        kill_session(proc.pid)
+    final = {"results.csv": 32, "history.csv": len(T.load_history(run_dir)), "partial_epochs.csv": 32}
+    assert len(T.load_results(run_dir)) == 32
+    # the tables were read part-way: rewritten during the sweep, not only once at its end
+    assert any(0 < size < final[name] for name, sizes in seen.items() for size in sizes), seen

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from procs import processes
+from benchmarks.procs import processes
 from search.cluster import start_ray
 from search.runfolder import run_folder
 from search.sweep import SweepError, SweepSpec, run_sweep
@@ -92,9 +92,7 @@ def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     run_dir = run_folder(str(tmp_path), "halving")
     outcome = run_sweep(spec, run_dir)
     assert outcome.finished == outcome.total == 16 and not outcome.interrupted
-    # Ray was started by the fixture, so this sweep did not shut it down.
-    assert list(outcome.phases) == ["load", "ray_start", "setup", "fit", "tables"]
-    assert outcome.phases["fit"] > 0 and sum(outcome.phases.values()) <= outcome.seconds
+    assert (run_dir / "journal.jsonl").read_text() == ""  # every trial in the tables at the end
     results, _, partial = check_tables(run_dir, 16, 4)
     # every trial reported at the default rung inside the first epoch, a quarter of it
     assert sorted(partial["trial_id"]) == sorted(results["trial_id"]) and (partial["epoch"] == 0.25).all()

@@ -52,7 +52,7 @@ def make_results():
 def test_summarise_trial_takes_the_best_validation_epoch():
     h = hist("a", [0.5, 0.8, 0.7])
     row = T.summarise_trial("a", {"hidden_size": 64, "learning_rate": 0.1, "l2": 0.0},
-                            T.COMPLETED, h, "node")
+                            T.COMPLETED, h.to_dict("records"), "node")
     assert row["val_accuracy"] == 0.8 and row["best_epoch"] == 2 and row["epochs"] == 3
     assert row["time_s"] == pytest.approx(1.5) and row["val_loss"] == pytest.approx(0.5)
     assert list(results_frame([row]).columns) == T.RESULTS_COLUMNS
@@ -60,10 +60,10 @@ def test_summarise_trial_takes_the_best_validation_epoch():
 
 def test_summarise_diverged_trial():
     h = hist("d", [0.3, float("nan")])
-    row = T.summarise_trial("d", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h, "")
+    row = T.summarise_trial("d", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h.to_dict("records"), "")
     assert row["val_accuracy"] == 0.3 and row["epochs"] == 2
     h2 = hist("e", [float("nan")])
-    row2 = T.summarise_trial("e", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h2, "")
+    row2 = T.summarise_trial("e", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h2.to_dict("records"), "")
     assert math.isnan(row2["val_accuracy"]) and row2["best_epoch"] == 0
 
 
@@ -71,14 +71,14 @@ def test_summarise_trial_stopped_inside_its_first_epoch():
     partial = pd.DataFrame({"trial_id": "p", "epoch": [0.125, 0.25], "train_loss": [2.0, 1.5],
                             "train_accuracy": [0.2, 0.4], "val_loss": [1.9, 1.4],
                             "val_accuracy": [0.3, 0.5], "time_s": [0.2, 0.45]})
-    empty = hist("p", [])
     row = T.summarise_trial("p", {"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0},
-                            T.STOPPED_EARLY, empty, "n", 1, partial)
+                            T.STOPPED_EARLY, [], "n", 1, partial.to_dict("records"))
     assert row["epochs"] == 0.25 and row["best_epoch"] == 0.25 and row["val_accuracy"] == 0.5
     assert row["time_s"] == 0.45  # partial times count from the trial's start: not summed
     # a trial that reached an epoch is summarised from its epochs alone
     row2 = T.summarise_trial("p", {"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0},
-                             T.COMPLETED, hist("p", [0.4, 0.45]), "n", 1, partial)
+                             T.COMPLETED, hist("p", [0.4, 0.45]).to_dict("records"), "n", 1,
+                             partial.to_dict("records"))
     assert row2["epochs"] == 2 and row2["val_accuracy"] == 0.45 and row2["time_s"] == 1.0
     text = results_frame([row, row2]).to_csv(index=False).splitlines()
     assert ",stopped_early,0.25," in text[1] and ",completed,2," in text[2]  # 2, not 2.0
@@ -169,6 +169,26 @@ def test_search_heatmap_writes_values_in_cells():
     texts = {t.get_text() for t in panels[1].texts}
     assert {"91.0", "97.0", "86.0"} <= texts
     assert any(t.get_text() == "diverged" for t in panels[1].texts)
+
+
+def test_a_heatmap_of_a_large_grid_stays_a_picture():
+    """50 learning rates x 50 L2 values: colour alone, the best cell framed, a figure a screen
+    shows (with values in 2,500 cells a panel it was 85 inches wide and took half a GB)."""
+    lrs, l2s = np.geomspace(1e-3, 0.5, 50), np.geomspace(1e-5, 0.1, 50)
+    rows = [{"trial_id": f"t{i}", "hidden_size": h, "learning_rate": lr, "l2": l2, "status": "completed",
+             "epochs": 2, "val_accuracy": 0.5 + 0.4 * lr - l2 + (0.01 if h == 32 else 0.0), "val_loss": 0.5,
+             "train_loss": 0.5, "train_accuracy": 0.5, "time_s": 1.0, "node_id": "n", "best_epoch": 2,
+             "blas_threads": 1}
+            for i, (h, lr, l2) in enumerate((h, lr, l2) for h in (16, 32) for lr in lrs for l2 in l2s)]
+    fig = plots.plot_search_heatmap(results_frame(rows))
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("hidden_size")]
+    assert all(not ax.texts for ax in panels)
+    width, height = fig.get_size_inches()
+    assert width <= 16 and height <= 8
+    framed = [p for ax in panels for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(framed) == 1 and framed[0].axes is panels[1]  # hidden 32, the largest lr, the smallest l2
+    assert framed[0].get_xy() == (-0.5, 48.5)
+    assert len(panels[0].get_xticks()) <= 13 and len(panels[0].get_yticks()) <= 20
 
 
 def test_search_curves_mark_early_stops():

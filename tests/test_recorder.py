@@ -1,0 +1,147 @@
+"""search.callbacks.RunRecorder at scale, driven by hand without Ray: a trial that ends is one
+appended journal line, not a rewrite of the tables; a driver killed between rewrites loses no
+finished trial (readers and a resumed driver see the journal's trials, and the resumed tables
+are byte for byte those of a driver that never stopped); a journal line cut short by a crash is
+ignored, a malformed one named."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from results import table as T
+from search.callbacks import Progress, RunRecorder
+
+NAN = float("nan")
+
+
+def trial(i: int):
+    return SimpleNamespace(trial_id=f"t{i:05d}", path=None,
+                           config={"hidden_size": 16 * (1 + i % 2), "learning_rate": 0.001 * (1 + i),
+                                   "l2": 0.01})
+
+
+def report(rec, t, epoch, acc, partial=False, diverged=False):
+    r = {"epoch": epoch, "val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 1.25 / (1 + epoch),
+         "train_accuracy": acc, "time_s": 0.1 * (1 + epoch), "ended_at": 1.8e9 + epoch,
+         "node_id": "n", "blas_threads": 1, "diverged": diverged, "val_images": 1600}
+    if partial:
+        r["partial"] = True
+    rec.on_trial_result(0, [], t, r)
+
+
+def run_trials(rec, n: int):
+    """n trials of 2 epochs: every third stopped at the rung 0.25, one diverged, the rest
+    completed, reported in an order no table is sorted by."""
+    for i in reversed(range(n)):
+        t = trial(i)
+        rec.on_trial_start(0, [], t)
+        report(rec, t, 0.25, 0.1 + i / (3 * n), partial=True)
+        if i % 3:
+            report(rec, t, 1, 0.5 + i / (3 * n))
+            report(rec, t, 2, NAN if i == 4 else 0.6 + i / (3 * n), diverged=i == 4)
+        rec.on_trial_complete(0, [], t)
+
+
+@pytest.fixture
+def no_periodic_rewrite(monkeypatch):
+    monkeypatch.setattr(RunRecorder, "WRITE_EVERY_S", 1e9)
+
+
+def test_trial_ends_append_to_the_journal_instead_of_rewriting_the_tables(tmp_path, monkeypatch,
+                                                                         no_periodic_rewrite):
+    rewrites = []
+    write = T.write_rows_atomic
+    monkeypatch.setattr(T, "write_rows_atomic", lambda rows, columns, path, cache=None: (
+        rewrites.append(path), write(rows, columns, path, cache)))
+    rec = RunRecorder(tmp_path, epochs=2)
+    assert sorted(p.name for p in rewrites) == ["history.csv", "results.csv"]  # empty, at once
+    run_trials(rec, 1000)
+    assert len(rewrites) == 2  # none of the 1,000 trial ends rewrote a table
+    assert len((tmp_path / T.JOURNAL_FILE).read_text().splitlines()) == 1000
+    assert len(rec.rows) == 1000 and rec.counts[T.STOPPED_EARLY] == 334 and rec.counts[T.DIVERGED] == 1
+    assert rec.best == pytest.approx(0.6 + 998 / 3000)
+    progress = Progress(rec, 1000, stream=open("/dev/null", "w"))
+    assert progress.line().startswith("trials 1000/1000 done, 0 running, 334 stopped early, 1 diverged")
+    rec.write()
+    assert len(rewrites) == 5 and (tmp_path / T.JOURNAL_FILE).read_text() == ""
+
+
+def test_a_driver_killed_between_rewrites_loses_no_finished_trial(tmp_path, no_periodic_rewrite):
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "k").mkdir()
+    ref = RunRecorder(tmp_path / "ref", epochs=2)
+    run_trials(ref, 60)
+    ref.write()
+    killed = RunRecorder(tmp_path / "k", epochs=2)
+    run_trials(killed, 60)  # ... and the driver dies: no rewrite, no close
+    assert len(pd.read_csv(tmp_path / "k" / T.RESULTS_FILE)) == 0  # the tables still empty
+    for load in (T.load_results, T.load_history, T.load_partial):  # readers see the journal
+        pd.testing.assert_frame_equal(load(tmp_path / "k"), load(tmp_path / "ref"), check_exact=True)
+    resumed = RunRecorder(tmp_path / "k", epochs=2)
+    assert resumed.finished == ref.finished and resumed.counts == ref.counts and resumed.best == ref.best
+    assert (tmp_path / "k" / T.JOURNAL_FILE).read_text() == ""  # in the tables now
+    for name in (T.RESULTS_FILE, T.HISTORY_FILE, T.PARTIAL_FILE):
+        assert (tmp_path / "k" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
+def test_a_journal_line_cut_short_is_ignored_and_a_malformed_one_named(tmp_path, no_periodic_rewrite):
+    rec = RunRecorder(tmp_path, epochs=2)
+    run_trials(rec, 3)
+    journal = tmp_path / T.JOURNAL_FILE
+    text = journal.read_text()
+    journal.write_text(text + text.splitlines()[0][:40])  # a crash in the middle of a write
+    assert [e["trial_id"] for e in T.read_journal(tmp_path)] == ["t00002", "t00001", "t00000"]
+    journal.write_text("not json\n" + text)
+    with pytest.raises(T.RunError, match=rf"{journal}: line 1 is not JSON"):
+        T.load_results(tmp_path)
+
+
+def test_a_trial_in_the_tables_and_the_journal_counts_once(tmp_path, no_periodic_rewrite):
+    """A driver killed after a rewrite but before it emptied the journal."""
+    rec = RunRecorder(tmp_path, epochs=2)
+    run_trials(rec, 6)
+    journal = (tmp_path / T.JOURNAL_FILE).read_text()
+    rec.write()
+    (tmp_path / T.JOURNAL_FILE).write_text(journal)
+    again = RunRecorder(tmp_path, epochs=2)
+    assert len(again.rows) == 6 and sum(again.counts.values()) == 6
+    assert len(T.load_results(tmp_path)) == 6 and not T.load_history(tmp_path).duplicated(["trial_id", "epoch"]).any()
+
+
+def test_summaries_without_pandas_match_the_dataframe_rule():
+    """Best epoch: the highest finite validation accuracy, the earliest among equals; the last
+    epoch when none is finite."""
+    rows = [{"epoch": e, "val_accuracy": a, "val_loss": 1.0, "train_loss": 1.0, "train_accuracy": 0.5,
+             "time_s": 0.5} for e, a in [(1, 0.7), (2, 0.9), (3, 0.9), (4, NAN)]]
+    cfg = {"hidden_size": 16, "learning_rate": 0.1, "l2": 0.0}
+    row = T.summarise_trial("x", cfg, T.COMPLETED, rows, "n")
+    assert row["best_epoch"] == 2 and row["epochs"] == 4 and row["time_s"] == 2.0
+    none = T.summarise_trial("y", cfg, T.DIVERGED, [dict(r, val_accuracy=NAN) for r in rows], "n")
+    assert none["best_epoch"] == 0 and math.isnan(none["val_accuracy"]) and none["epochs"] == 4
+
+
+def test_paused_trials_and_their_checkpoints_are_counted(tmp_path, no_periodic_rewrite):
+    """What halving's barriers hold: the trials paused at a rung and the bytes of every checkpoint
+    they keep, counted at most once a second; the peak is what the sweep reports at its end."""
+    rec = RunRecorder(tmp_path, epochs=2)
+    trials = [SimpleNamespace(**vars(trial(i)), status="RUNNING") for i in range(3)]
+    for i, t in enumerate(trials):
+        folder = tmp_path / f"ckpt{i}"
+        folder.mkdir()
+        (folder / "state.npz").write_bytes(b"x" * 1000 * (i + 1))
+        rec.on_checkpoint(0, trials, t, SimpleNamespace(path=str(folder)))
+        rec.on_checkpoint(0, trials, t, SimpleNamespace(path=str(folder)))  # every one is kept
+    trials[0].status = trials[2].status = "PAUSED"
+    rec.on_step_end(0, trials)
+    assert (rec.paused, rec.paused_bytes, rec.peak_paused) == (2, 8000, (2, 8000))
+    trials[2].status = "RUNNING"
+    rec.on_step_end(0, trials)  # within the second: not counted again
+    assert rec.paused == 2
+    rec._last_tally -= 1.0
+    rec.on_step_end(0, trials)
+    assert (rec.paused, rec.paused_bytes, rec.peak_paused) == (1, 2000, (2, 8000))
+    progress = Progress(rec, 3, stream=open("/dev/null", "w"))
+    assert "1 paused at a rung (2 kB of checkpoints)" in progress.line()
