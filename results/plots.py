@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from mlp_core.files import atomic_write
 from mlp_core.model import Params
 
 from .table import (DIVERGED, HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
-                    VAL_ACCURACY, pivot)
+                    VAL_ACCURACY, best_trial, pivot)
 
 SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
 SPLIT_LABEL = {"train": "train", "val": "validation", "test": "test"}
@@ -75,52 +77,73 @@ def plot_weights(params: Params, layer: int) -> Figure:
     return fig
 
 
+# A grid up to this many learning rates x L2 values gets its values written in the cells; a
+# larger one is drawn in colour alone, at a size that stays a picture (a 50 x 50 grid with
+# numbers in its cells was an 85-inch-wide PNG that took half a GB to draw).
+CELLS_WITH_VALUES = (30, 15)
+
+
 def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     """Best validation accuracy over learning rate x L2, one panel per hidden size, values written
-    in the cells (in %); cells of trials whose loss blew up say "diverged"."""
+    in the cells (in %) while they fit; cells of trials whose loss blew up say "diverged" (grey
+    in a grid too large for words). The best trial's cell is framed in red."""
     tables = pivot(results)
     sizes = sorted(tables)
     lrs = sorted(results[LEARNING_RATE].unique())
     l2s = sorted(results[L2].unique())
     n = len(sizes)
+    words = len(lrs) <= CELLS_WITH_VALUES[0] and len(l2s) <= CELLS_WITH_VALUES[1]
     # at most three panels a row, so that a cell stays legible on a laptop's screen
     ncols = min(n, 3)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(max(3.6, 0.8 * len(l2s) + 1.4) * ncols + 1.0, (0.42 * len(lrs) + 1.5) * nrows + 0.6),
-                 layout="constrained")
+    width = max(3.6, 0.8 * len(l2s) + 1.4) if words else min(0.8 * len(l2s) + 1.4, 7.0)
+    height = 0.42 * len(lrs) + 1.5 if words else min(0.42 * len(lrs) + 1.5, 7.0)
+    fig = Figure(figsize=(width * ncols + 1.0, height * nrows + 0.6), layout="constrained")
     grid_axes = np.atleast_2d(fig.subplots(nrows, ncols, sharey=True, squeeze=False))
     for ax in grid_axes.ravel()[n:]:
         ax.set_visible(False)
     axes = grid_axes.ravel()[:n]
     finite = results[VAL_ACCURACY][np.isfinite(results[VAL_ACCURACY].astype(float))]
     vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    best = finite.max() if len(finite) else None
+    chosen = best_trial(results) if len(finite) else None
+    diverged = set(map(tuple, results.loc[results[STATUS] == DIVERGED, [HIDDEN_SIZE, LEARNING_RATE, L2]]
+                       .itertuples(index=False)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgray")
     image = None
-    diverged = {(r[HIDDEN_SIZE], r[LEARNING_RATE], r[L2]) for _, r in results.iterrows()
-                if r[STATUS] == DIVERGED}
     for ax, h in zip(axes, sizes):
         grid = tables[h].reindex(index=lrs, columns=l2s).to_numpy(dtype=float)
-        image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
-        for i in range(len(lrs)):
-            for j in range(len(l2s)):
-                v = grid[i, j]
-                if np.isfinite(v):
-                    color = "black" if v > vmin + 0.6 * (vmax - vmin) else "white"
-                    weight = "bold" if best is not None and v == best else "normal"
-                    ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8,
-                            color=color, weight=weight)
-                elif (h, lrs[i], l2s[j]) in diverged:
-                    ax.text(j, i, "diverged", ha="center", va="center", fontsize=7, color="dimgray")
-        ax.set_xticks(range(len(l2s)), [f"{v:g}" for v in l2s], rotation=45)
-        ax.set_yticks(range(len(lrs)), [f"{v:g}" for v in lrs])
+        image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+        if words:
+            _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen)
+        if chosen is not None and chosen[HIDDEN_SIZE] == h:
+            i, j = lrs.index(chosen[LEARNING_RATE]), l2s.index(chosen[L2])
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        step_x, step_y = (1, 1) if words else (-(-len(l2s) // 12), -(-len(lrs) // 20))
+        ax.set_xticks(range(0, len(l2s), step_x), [f"{v:g}" for v in l2s[::step_x]], rotation=45)
+        ax.set_yticks(range(0, len(lrs), step_y), [f"{v:g}" for v in lrs[::step_y]])
         ax.set_title(f"hidden_size = {h}")
         ax.set_xlabel("l2")
     for row in grid_axes:
         row[0].set_ylabel("learning_rate")
     cbar = fig.colorbar(image, ax=list(axes), shrink=0.9)
     cbar.set_label("best validation accuracy")
-    fig.suptitle("Best validation accuracy (%) over learning rate x L2")
+    fig.suptitle("Best validation accuracy (%) over learning rate x L2" if words else
+                 "Best validation accuracy over learning rate x L2 (grey: diverged; red: the best)")
     return fig
+
+
+def _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen) -> None:
+    best = chosen[VAL_ACCURACY] if chosen is not None else None
+    for i in range(len(lrs)):
+        for j in range(len(l2s)):
+            v = grid[i, j]
+            if np.isfinite(v):
+                color = "black" if v > vmin + 0.6 * (vmax - vmin) else "white"
+                weight = "bold" if best is not None and v == best else "normal"
+                ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8,
+                        color=color, weight=weight)
+            elif (h, lrs[i], l2s[j]) in diverged:
+                ax.text(j, i, "diverged", ha="center", va="center", fontsize=7, color="dimgray")
 
 
 def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int | None = None) -> Figure:
