@@ -2,7 +2,7 @@
 machine, on 127.0.0.1), as a throughput ratio.
 
 Leaves out what only real machines show (network, shared storage). Usage:
-    python benchmarks/bench_cluster.py [--data-dir DIR] [--dataset NAME]
+    python -m benchmarks.bench_cluster [--data-dir DIR] [--dataset NAME]
 Default data: full Fashion-MNIST from Debian's dataset-fashion-mnist if installed, else the
 MNIST test set split 8,000 / 2,000. Throughput = trial-epochs per second of the `run` command.
 """
@@ -15,11 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from cluster_util import LocalCluster, cluster_env  # noqa: E402
-from conftest import write_small_mnist  # noqa: E402
+from .common import ROOT, write_small_mnist
+from .localcluster import LocalCluster, cluster_env
 
 GRID = ["--hidden", "128,256", "--lr", "0.001,0.005,0.01,0.05,0.1", "--l2", "0.001,0.01",
         "--epochs", "4", "--scheduler", "none", "--no-retrain"]

@@ -3,7 +3,7 @@ what that allows a whole sweep's efficiency (bench_sweep.py) at best. All in one
 
 Leaves out Ray, Tune and scheduling (bench_sweep.py) and alternatives to the calls
 (bench_ops.py). Usage:
-    python benchmarks/bench_floor.py [--hidden 64,128,256,512,1024] [--rotations 50] [--data-dir DIR]
+    python -m benchmarks.bench_floor [--hidden 64,128,256,512,1024] [--rotations 50] [--data-dir DIR]
 
 One BLAS thread, batch 256. For each H, in rotation, blocks of 20 calls of: the whole step as an
 epoch runs it (gather of the next batch included), and its three parts, each timed alone with
@@ -32,21 +32,18 @@ its median floor and, more generously still, at the 90th percentile of its rotat
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mlp_core.blas import gemm_tn_update
+from mlp_core.train import TrainConfig, Trainer
 
-from bench_mlp import SIZES, training_data  # noqa: E402
-from bench_ops import B  # noqa: E402
-from bench_sweep import FLOPS_PER_IMAGE_PER_H, validation_per_training_flop  # noqa: E402
-from mlp_core.blas import gemm_tn_update  # noqa: E402
-from mlp_core.train import TrainConfig, Trainer  # noqa: E402
+from .bench_mlp import SIZES
+from .common import training_data
+from .bench_ops import B
+from .flops import FLOPS_PER_IMAGE_PER_H, validation_per_training_flop
 
 N_TRAIN, N_VAL = 48000, 12000  # full Fashion-MNIST's split, the sweep's data
 

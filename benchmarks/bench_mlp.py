@@ -2,7 +2,7 @@
 rate and, where PyTorch is installed, the same MLP in PyTorch on one thread; all in one run.
 
 Leaves out Ray and the sweep (bench_sweep.py). Usage:
-    python benchmarks/bench_mlp.py [--rounds 3] [--data-dir /usr/share/datasets/fashion-mnist]
+    python -m benchmarks.bench_mlp [--rounds 3] [--data-dir /usr/share/datasets/fashion-mnist]
 FLOPs per training image = 3196 H (forward 2*794H, dW2 20H, dA1 20H, dW1 1568H). Two references,
 timed in the same process: the rate of each H's dominant product, (256 x 784) @ (784 x H), and
 the machine's single-thread SGEMM rate on (1024 x 1024) @ (1024 x 1024).
@@ -10,30 +10,19 @@ the machine's single-thread SGEMM rate on (1024 x 1024) @ (1024 x 1024).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mlp_core.train import TrainConfig, Trainer
 
-from bench_sweep import FLOPS_PER_IMAGE_PER_H  # noqa: E402
-from gemm import gemm_rate, square_gemm_rate  # noqa: E402
-from mlp_core.train import TrainConfig, Trainer  # noqa: E402
+from .common import training_data
+from .flops import FLOPS_PER_IMAGE_PER_H
+from .gemm import gemm_rate, square_gemm_rate
 
 SIZES = (64, 128, 256, 512, 1024)
-
-
-def training_data(data_dir: str | None, n: int):
-    if data_dir and Path(data_dir).is_dir():
-        from mlp_core.data import load_dataset
-        ds = load_dataset("fashion-mnist", data_dir, download=False)
-        return ds.X_train[:n], ds.y_train[:n], "Fashion-MNIST"
-    rng = np.random.default_rng(0)
-    return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n), "synthetic"
 
 
 def numpy_epoch_seconds(H, X, y, epochs=1):

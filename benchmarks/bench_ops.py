@@ -2,27 +2,23 @@
 alone, on one BLAS thread, and the alternatives the step chose between. All in one run.
 
 Leaves out Ray and whole epochs (bench_mlp.py). Usage:
-    python benchmarks/bench_ops.py [--hidden 256] [--data-dir /usr/share/datasets/fashion-mnist]
+    python -m benchmarks.bench_ops [--hidden 256] [--data-dir /usr/share/datasets/fashion-mnist]
 Times are the best of 5 repeats of a loop of calls, in microseconds per call. The operations
 alone run with warm caches, so their sum undercounts what they cost inside the step.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mlp_core.train as train_mod
+from mlp_core.blas import gemm_tn_update
+from mlp_core.train import TrainConfig, Trainer
 
-from bench_mlp import training_data  # noqa: E402
-import mlp_core.train as train_mod  # noqa: E402
-from mlp_core.blas import gemm_tn_update  # noqa: E402
-from mlp_core.train import TrainConfig, Trainer  # noqa: E402
+from .common import training_data
 
 B = 256
 

@@ -3,9 +3,9 @@ validation split, with all cores, in one run: wall time, trial-epochs, best vali
 accuracy, test accuracy of the retrained best, and each peer's time as a ratio to this tool's.
 
 Leaves out correctness (the tests). Usage:
-    python benchmarks/bench_peers.py --dataset mnist-small            # every peer on the full grid
-    python benchmarks/bench_peers.py --dataset fashion-mnist --subset 2
-    python benchmarks/bench_peers.py --dataset fashion-mnist --subset 2 --peers 1,4 --best-pair 0.1,0.001
+    python -m benchmarks.bench_peers --dataset mnist-small            # every peer on the full grid
+    python -m benchmarks.bench_peers --dataset fashion-mnist --subset 2
+    python -m benchmarks.bench_peers --dataset fashion-mnist --subset 2 --peers 1,4 --best-pair 0.1,0.001
 Peers: (1) this tool, defaults (ASHA); (2) this tool, --scheduler none; (3) the original
 exercise, float64 NumPy, one trial after another (original_exercise.py); (4) scikit-learn
 GridSearchCV over MLPClassifier(solver="sgd", batch_size=256, momentum=0); (5) scikit-learn
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -42,20 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-from original_exercise import Float64MLP, search  # noqa: E402
+from .common import write_small_mnist
+from .original_exercise import Float64MLP, search
 
 
 def data_for(name: str, tmp: Path) -> tuple[str, str]:
     """(dataset, data_dir) for the tool, writing the 8,000 / 2,000 MNIST split if asked."""
     if name == "fashion-mnist":
         return "fashion-mnist", "/usr/share/datasets/fashion-mnist"
-    from conftest import write_small_mnist
     d = write_small_mnist(tmp / "mnist-small")
     return "mnist", str(d)
 

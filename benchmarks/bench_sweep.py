@@ -2,7 +2,7 @@
 trial-epochs and its efficiency against this machine's all-core float32 GEMM rate.
 
 Leaves out correctness (the tests) and peers (bench_peers.py). Usage:
-    python benchmarks/bench_sweep.py [--scheduler asha|none] [--compare RUN_DIR] [--epochs N]
+    python -m benchmarks.bench_sweep [--scheduler asha|none] [--compare RUN_DIR] [--epochs N]
 Efficiency = training FLOPs / (wall time x all-core GEMM rate), where training FLOPs count the
 forward and backward matrix products on the training images only (3196 H per image per epoch:
 forward 2*794H, dW2 20H, dA1 20H, dW1 1568H; a trial stopped inside its first epoch counts the
@@ -11,8 +11,8 @@ the first), data movement and Ray
 overheads count against it. Wall time is the whole `run_sweep` call: data loading, Ray start-up
 and shutdown included. The GEMM rate is measured before and after the sweep and the higher of
 the two is used (the conservative choice: this machine's rate drifts by 20% within minutes).
-The JSON also gives where the time that is not training went: the sweep's phases (data
-loading, Ray's start, Tune's run, Ray's shutdown), the CPU seconds of the driver and of each of
+The JSON also gives where the time that is not training went: the seconds inside Tune's
+Tuner.fit and outside it (data loading, Ray's start and shutdown, the tables), the CPU seconds of the driver and of each of
 Ray's processes during the sweep (Linux), and the timeline read from history.csv; and
 each hidden size's median epoch as a share of one core's GEMM rate, and upper bounds on the
 efficiency (`ceilings`).
@@ -28,11 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10) + 2 * 10 + 2 * 10 + 2 * 784  # 3196
-VAL_FLOPS_PER_IMAGE_PER_H = 2 * (784 + 10)  # the forward pass alone
+from .flops import FLOPS_PER_IMAGE_PER_H, VAL_FLOPS_PER_IMAGE_PER_H, validation_per_training_flop
 
 # Roles of the processes a local sweep runs, recognised by their command line.
 ROLES = (("ray::ImplicitFunc", "trial workers"), ("gcs_server", "GCS"), ("raylet", "raylet"),
@@ -130,13 +126,6 @@ def idle_share(run_dir: str | Path, slots: int) -> dict:
             "idle_share": 1 - float(busy.sum()) / (slots * span)}
 
 
-def validation_per_training_flop(n_train: float, n_val: float) -> float:
-    """The FLOPs of an epoch's validation pass per training FLOP of that epoch (0.124 for
-    48,000 / 12,000; image counts or fractions): work every epoch does that the efficiency
-    does not count."""
-    return n_val * VAL_FLOPS_PER_IMAGE_PER_H / (n_train * FLOPS_PER_IMAGE_PER_H)
-
-
 def ceilings(flops: float, val_flops: float, rate_gflops: float, outside_tune_s: float,
              n_train: int, n_val: int, epoch_share: dict, epoch_h: dict) -> dict:
     """Upper bounds on the efficiency.
@@ -163,8 +152,6 @@ def main():
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--scheduler", default="halving", choices=["halving", "asha", "none"])
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--order", default="shuffled", choices=["shuffled", "natural"],
-                   help="trial order; natural shows why the tool shuffles")
     p.add_argument("--reduction-factor", type=int, default=None, help="ASHA's (default: the tool's)")
     p.add_argument("--rungs", default=None, help="ASHA's rungs, comma-separated epochs or fractions of "
                                                  "the first (default: the tool's)")
@@ -186,8 +173,8 @@ def main():
         print(json.dumps(timeline(args.timeline, len(ds.X_train), len(ds.X_val)), indent=2))
         return
 
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    from gemm import all_core_gemm_rate
+    from .common import tuner_fit_seconds
+    from .gemm import all_core_gemm_rate
     from results import table as T
     from search import space
     from search.runfolder import run_folder
@@ -198,7 +185,7 @@ def main():
     name = args.name or f"{args.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = run_folder(args.out, name)
     spec = SweepSpec(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                     scheduler=args.scheduler, order=args.order, measure_rungs=args.measure_rungs,
+                     scheduler=args.scheduler, measure_rungs=args.measure_rungs,
                      partial_val=args.partial_val,
                      **({"reduction_factor": args.reduction_factor} if args.reduction_factor else {}),
                      **({"rungs": space.parse_rungs("--rungs", args.rungs)} if args.rungs else {}))
@@ -206,7 +193,8 @@ def main():
     if cpu:
         cpu.start()
     t0 = time.perf_counter()
-    outcome = run_sweep(spec, run_dir)
+    with tuner_fit_seconds() as fit_s:
+        outcome = run_sweep(spec, run_dir)
     wall = time.perf_counter() - t0
     cpu_seconds = cpu.stop() if cpu else None
     rate_after = all_core_gemm_rate()
@@ -229,7 +217,7 @@ def main():
     trial_epochs = float(results[T.EPOCHS].astype(float).sum())
     full_epochs = len(results) * args.epochs
     best = T.best_trial(results)
-    out = {"scheduler": args.scheduler, "order": args.order, "reduction_factor": spec.reduction_factor,
+    out = {"scheduler": args.scheduler, "reduction_factor": spec.reduction_factor,
            "rungs": list(spec.rungs), "trials": len(results), "finished": outcome.finished,
            "wall_s": wall, "trial_epochs": trial_epochs,
            "trial_epochs_fraction": trial_epochs / full_epochs,
@@ -241,7 +229,7 @@ def main():
            "efficiency_with_validation": (flops + val_flops) / (wall * rate * 1e9),
            "best": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()},
            "counts": T.counts(results), "run_dir": str(run_dir),
-           "phases_s": {k: round(v, 2) for k, v in outcome.phases.items()},
+           "phases_s": {"tune_fit": round(sum(fit_s), 2), "outside_tune": round(wall - sum(fit_s), 2)},
            "cpu_seconds_by_process": cpu_seconds,
            "timeline": timeline(run_dir, n_train, n_val),
            "idle": idle_share(run_dir, os.cpu_count() or 1)}
@@ -252,7 +240,7 @@ def main():
         h: r["training"] / per_core for h, r in out["timeline"]["gflops_per_trial_by_hidden"].items()}
     epochs_by_h = results.groupby(T.HIDDEN_SIZE)[T.EPOCHS].apply(lambda e: e.astype(float).sum())
     out["efficiency_ceilings"] = ceilings(
-        flops, val_flops, rate, wall - outcome.phases["fit"], n_train, n_val, share,
+        flops, val_flops, rate, wall - sum(fit_s), n_train, n_val, share,
         {h: float(epochs_by_h[h]) * h for h in share})
     if args.compare:
         full = T.load_results(args.compare)

@@ -10,8 +10,8 @@ reduction factor 3, seed 0 over the full grid of BENCHMARKS.md section 2 gives 4
 trial-epochs; the real sweep ran 494.
 
 Leaves out Ray (nothing is trained). Usage:
-    python benchmarks/replay_asha.py FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
-    python benchmarks/replay_asha.py FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] [--workers 2 16 64 256]
+    python -m benchmarks.replay_asha FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
+    python -m benchmarks.replay_asha FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] [--workers 2 16 64 256]
 The second replays the default synchronous successive halving (search.halving decides, as in
 the sweep) at each worker count and says whether the decisions agree.
 Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
@@ -26,18 +26,15 @@ import argparse
 import heapq
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import space
+from search.halving import Halving
 
-from bench_sweep import validation_per_training_flop  # noqa: E402
-from search import space  # noqa: E402
-from search.halving import Halving  # noqa: E402
+from .flops import validation_per_training_flop
 
 
 def load_grid(run_dir: Path, milestones) -> dict:

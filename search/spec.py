@@ -42,9 +42,9 @@ class SweepSpec:
     partial_val: str = "scaled"
     cpus_per_trial: int = 1
     max_concurrent: int = 0  # 0: as many as the CPUs allow
-    order: str = "shuffled"  # "natural" only to measure why the order matters (benchmarks)
-    # Report at the fractional rungs even with --scheduler none, so that a full grid records
-    # what replay_asha.py needs to replay them (benchmarks; costs a validation pass each).
+    # The one setting kept for the benchmarks, and not a flag: report at the rungs inside the
+    # first epoch even with --scheduler none, so that a full grid records what
+    # benchmarks/replay_asha.py replays (a validation pass and a checkpoint each).
     measure_rungs: bool = False
     address: str | None = None
     storage: str | None = None
@@ -96,8 +96,6 @@ class SweepSpec:
             raise SweepError(f"--seed: {self.seed} must be non-negative")
         if not 0 < self.val_fraction < 1:
             raise SweepError(f"--val-fraction: {self.val_fraction} must be between 0 and 1")
-        if self.order not in ("shuffled", "natural"):
-            raise SweepError(f"order: {self.order!r}; choose shuffled or natural")
         if self.partial_val not in PARTIAL_VAL:
             raise SweepError(f"--partial-val: {self.partial_val!r}; choose {', '.join(PARTIAL_VAL)}")
         if self.scheduler not in SCHEDULERS:

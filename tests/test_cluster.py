@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cluster_util import LocalCluster, cluster_env
+from benchmarks.localcluster import LocalCluster, cluster_env
 from conftest import ROOT
 from search.cluster import check_storage, code_fingerprint, filesystem_type, node_code_problems
 from search.errors import SweepError

@@ -11,7 +11,7 @@ import signal
 import pandas as pd
 import pytest
 
-from cluster_util import LocalCluster, cluster_env
+from benchmarks.localcluster import LocalCluster, cluster_env
 from test_cli import cli
 from test_faults import kill_session, start, wait_for
 

@@ -257,7 +257,7 @@ def test_an_address_that_is_closed_or_not_ray_fails_fast_in_one_line(small_data_
     import threading
     import time
 
-    from cluster_util import free_port
+    from benchmarks.localcluster import free_port
 
     web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=web.serve_forever, daemon=True).start()

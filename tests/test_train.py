@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlp_core.model import Params, evaluate, init_params, loss_and_grads
+from mlp_core.model import Params, evaluate, loss_and_grads
 from mlp_core.train import TrainConfig, Trainer, train
 
 

@@ -1,7 +1,7 @@
-"""A real multi-node Ray cluster on this machine for tests and benchmarks: `ray start` processes
-on 127.0.0.1 and free ports, each node with its own CPUs, stopped by killing exactly the
-processes that carry this cluster's temporary folder (never `ray stop`, which would stop every
-Ray on the machine)."""
+"""A real multi-node Ray cluster on this machine, for benchmarks and tests (which import it from
+here): `ray start` processes on 127.0.0.1 and free ports, each node with its own CPUs, stopped by
+killing exactly the processes that carry this cluster's temporary folder (never `ray stop`,
+which would stop every Ray on the machine)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from procs import processes, with_descendants
+from .procs import processes, with_descendants
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

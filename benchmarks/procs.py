@@ -1,4 +1,5 @@
-"""The machine's processes from /proc, for tests that find, check and kill their own."""
+"""The machine's processes from /proc, for tests and benchmarks that find, check and kill their
+own."""
 from __future__ import annotations
 
 from dataclasses import dataclass
