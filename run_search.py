@@ -147,7 +147,7 @@ def cmd_run(args) -> int:
         os.environ["RAY_ADDRESS"] = args.address
     from results.table import SWEEP_FILE
     from search import api
-    from search.callbacks import mb
+    from search.progress import mb
     from search.sweep import SweepError, run_sweep
 
     values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}

@@ -113,10 +113,12 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = write_small_mnist(Path(tmp) / "data")
-        for n in map(int, args.sizes.split(",")):
+        for i, n in enumerate(map(int, args.sizes.split(","))):
             grid(n)
+            out = Path(tmp) / str(i)  # a size may come twice (its noise, back to back)
+            out.mkdir()
             proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--one", str(n),
-                                   "--data", str(data), "--out", tmp, "--scheduler", args.scheduler],
+                                   "--data", str(data), "--out", str(out), "--scheduler", args.scheduler],
                                   cwd=ROOT, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:
@@ -126,7 +128,7 @@ def main():
     base = next((r for r in rows if r["trials"] == 1000), rows[0])
     print(f"\nscheduler {args.scheduler}, {os.cpu_count()} CPUs")
     print("| trials | wall (s) | time in Tune (s) | per trial (ms) | vs 1,000 | driver CPU per trial (ms) "
-          "| driver peak RSS (GB) | Tune snapshots (s, count) | trials/s first fifth → last fifth |")
+          "| driver peak RSS (GiB) | Tune snapshots (s, count) | trials/s first fifth → last fifth |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         per = 1000 * r["fit_s"] / r["trials"]

@@ -21,16 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST_T10K = ROOT / "tests" / "data" / "mnist"
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
-    """A uint8 array as a gzipped IDX file, the canonical layout."""
+def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:
+    """A uint8 array as an IDX file (gzipped when `compress`), the canonical layout."""
     header = struct.pack(">I", magic) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, np.uint8).tobytes(), mtime=0))
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
     return path
 
 
 def write_small_mnist(d: Path) -> Path:
     """The MNIST test set split 8,000 / 2,000 into `d` in the four-file layout (the 8,000 as the
-    training files): the small real dataset the tests use too."""
+    training files): the small real dataset of the benchmarks and of the tests' command lines."""
     X, y = read_idx_pair(MNIST_T10K / "t10k-images-idx3-ubyte.gz", MNIST_T10K / "t10k-labels-idx1-ubyte.gz")
     d.mkdir(parents=True, exist_ok=True)
     write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)

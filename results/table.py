@@ -1,12 +1,12 @@
-"""The run's tables: column names, building results.csv from per-epoch history, atomic CSV I/O,
-ranking, pivots and the grid-edge advice.
+"""The run's tables: column names, building results.csv from per-epoch history, reading the
+tables back (with the journal of trials ended since their last rewrite), ranking, pivots and the
+grid-edge advice.
 
-Leaves out plotting and export. Needs only pandas and the run folder's files: no Ray.
+Leaves out writing the tables while a sweep runs (writer.py), plotting and export. Needs only
+pandas and the run folder's files: no Ray.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -113,67 +113,6 @@ def _finite(x) -> bool:
         return False
 
 
-def csv_field(value) -> str:
-    """One value as pandas' to_csv writes it: NaN and None empty, floats in their shortest
-    round-trip form, integers and text as they are (an integer is not turned into 1.0 because a
-    neighbour in its column is missing)."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)):
-        return "" if math.isnan(value) else repr(float(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return str(value)
-
-
-def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathLike,
-                      cache: dict | None = None) -> None:
-    """Write rows (dicts, missing keys empty) as a CSV with these columns, atomically, without
-    building a DataFrame (through pandas a rewrite cost the driver ~15 ms per trial). The bytes
-    are those pandas' DataFrame.to_csv writes for the same rows (tests/test_table.py compares
-    the two).
-    `cache` (a dict kept by the caller for one table) keeps each row's CSV line, for rows that are
-    never changed once stored: a rewrite then formats only the new rows."""
-    if cache is None:
-        cache = {}
-    buffer = io.StringIO()
-    out = csv.writer(buffer, lineterminator="\n")
-    lines = []
-    for r in rows:
-        hit = cache.get(id(r))
-        if hit is None:  # the entry holds the row itself, so no other row can take its id
-            out.writerow([csv_field(_as_written(c, r.get(c))) for c in columns])
-            hit = cache[id(r)] = (r, buffer.getvalue())
-            buffer.seek(0)
-            buffer.truncate()
-        lines.append(hit[1])
-    with atomic_write(path, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerow(columns)
-        f.writelines(lines)
-
-
-def open_journal(run_dir: str | os.PathLike):
-    """The run folder's journal, opened for appending (created with the umask's permissions; a
-    link planted there is refused, not followed)."""
-    fd = os.open(Path(run_dir) / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    return os.fdopen(fd, "a", encoding="utf-8")
-
-
-def append_journal(journal, entry: dict) -> None:
-    """One entry as one line, handed to the kernel in one write: a reader or a resumed driver
-    sees the whole line or, after a crash mid-write, a last line cut short that it ignores."""
-    journal.write(json.dumps(entry, default=_plain, separators=(",", ":")) + "\n")
-    journal.flush()
-
-
-def _plain(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"{type(x).__name__} in a table row")
-
-
 def read_journal(run_dir: str | os.PathLike) -> list[dict]:
     """The journal's entries, oldest first; a last line cut short by a crash is left out."""
     path = Path(run_dir) / JOURNAL_FILE
@@ -189,28 +128,6 @@ def read_journal(run_dir: str | os.PathLike) -> list[dict]:
                     raise RunError(f"{path}: line {len(entries) + 1} is not JSON") from None
                 break  # the last line, cut short by a crash
     return entries
-
-
-def _as_written(column: str, value):
-    """results.csv's `epochs` and `best_epoch` as epoch_value writes them (10, not 10.0)."""
-    if column in (EPOCHS, BEST_EPOCH, STOPPED_AT_RUNG) and value is not None and not _is_nan(value):
-        return epoch_value(value)
-    return value
-
-
-def write_results(rows: list[dict], path: str | os.PathLike, cache: dict | None = None) -> None:
-    """results.csv from results rows, ordered by trial id."""
-    write_rows_atomic(sorted(rows, key=lambda r: str(r[TRIAL_ID])), RESULTS_COLUMNS, path, cache)
-
-
-def write_history(rows: list[dict], path: str | os.PathLike, cache: dict | None = None) -> None:
-    """history.csv or partial_epochs.csv from history rows, ordered by trial id and epoch."""
-    write_rows_atomic(sorted(rows, key=lambda r: (str(r[TRIAL_ID]), float(r[EPOCH]))),
-                      HISTORY_COLUMNS, path, cache)
-
-
-def _is_nan(x) -> bool:
-    return isinstance(x, (float, np.floating)) and math.isnan(x)
 
 
 # ---------------------------------------------------------------------------------------------

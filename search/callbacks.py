@@ -1,6 +1,6 @@
-"""Driver-side Tune callbacks: the run's CSV tables kept current, and a compact progress line.
+"""The driver's Tune callback that keeps the run's CSV tables current.
 
-Leaves out the trials themselves. The driver's work per trial does not grow with the number of
+Leaves out the trials themselves and the progress line (progress.py). The driver's work per trial does not grow with the number of
 trials: a trial that ends is appended to the run's journal (one line, one write), and the tables
 are rewritten whole, atomically, at most every few seconds and at the end; the journal then
 starts empty again. A killed driver loses only the trials in flight: the next one reads the
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +24,7 @@ from ray.tune.experiment import Trial  # noqa: E402
 
 from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
+from results import writer as W  # noqa: E402
 
 from .trainable import STATE_FILE, unpacked  # noqa: E402
 
@@ -74,7 +74,7 @@ class RunRecorder(Callback):
         # new report stores a new dict), so a rewrite formats only the rows new since the last.
         self._formatted: dict[str, dict] = {T.HISTORY_FILE: {}, T.PARTIAL_FILE: {}, T.RESULTS_FILE: {}}
         self._load_existing()
-        self._journal = T.open_journal(self.run_dir)
+        self._journal = W.open_journal(self.run_dir)
         self.write()  # the tables exist from the start, and hold the journal of a driver before
         _LIVE[("recorder", str(self.run_dir))] = self
 
@@ -180,7 +180,7 @@ class RunRecorder(Callback):
                                 self.threads.get(tid), partial)
         self.rows[tid] = row
         self.counts[status] += 1
-        T.append_journal(self._journal, {T.TRIAL_ID: tid, "result": row, "history": history,
+        W.append_journal(self._journal, {T.TRIAL_ID: tid, "result": row, "history": history,
                                          "partial": partial})
         self._write_if_due()
         self.checkpoint_bytes.pop(tid, None)
@@ -194,11 +194,11 @@ class RunRecorder(Callback):
         """Rewrite the three tables from memory (each atomically), then empty the journal."""
         t0 = time.monotonic()
         rows = [r for epochs in self.history.values() for r in epochs.values()]
-        T.write_history(rows, self.run_dir / T.HISTORY_FILE, self._formatted[T.HISTORY_FILE])
+        W.write_history(rows, self.run_dir / T.HISTORY_FILE, self._formatted[T.HISTORY_FILE])
         partial = [r for fractions in self.partial.values() for r in fractions.values()]
         if partial or (self.run_dir / T.PARTIAL_FILE).exists():
-            T.write_history(partial, self.run_dir / T.PARTIAL_FILE, self._formatted[T.PARTIAL_FILE])
-        T.write_results(list(self.rows.values()), self.run_dir / T.RESULTS_FILE,
+            W.write_history(partial, self.run_dir / T.PARTIAL_FILE, self._formatted[T.PARTIAL_FILE])
+        W.write_results(list(self.rows.values()), self.run_dir / T.RESULTS_FILE,
                         self._formatted[T.RESULTS_FILE])
         if self._journal is not None:  # everything in it is in the tables now
             self._journal.truncate(0)
@@ -231,97 +231,3 @@ def folder_bytes(path) -> int:
         return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
     except (OSError, TypeError):
         return 0
-
-
-class Progress(Callback):
-    """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
-
-    def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0,
-                 display=None):
-        """`display`: an object with update(text), such as IPython's display handle; without
-        one, a Jupyter kernel gets one of its own (the line is updated in place in the cell,
-        with no carriage returns), a terminal gets the line rewritten in place, and anything
-        else a new line every 30 s."""
-        self.recorder = recorder
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.display = display if display is not None else (notebook_display() if stream is None else None)
-        self.tty = self.display is None and getattr(self.stream, "isatty", lambda: False)()
-        self.t0 = time.monotonic()
-        self.done_at_start = len(recorder.rows)
-        self._last = 0.0
-        _LIVE[("progress", str(recorder.run_dir))] = self
-
-    def __reduce__(self):
-        return _live, ("progress", str(self.recorder.run_dir))
-
-    def line(self) -> str:
-        rec = self.recorder
-        done = len(rec.rows)
-        elapsed = time.monotonic() - self.t0
-        new = done - self.done_at_start
-        eta = f"{_hms(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
-        running = max(0, len(rec.running) - rec.paused)  # a paused trial has started, not ended
-        parts = [f"trials {done}/{self.total} done", f"{running} running",
-                 f"{rec.counts[T.STOPPED_EARLY]} stopped early", f"{rec.counts[T.DIVERGED]} diverged"]
-        if rec.counts[T.ERROR]:
-            parts.append(f"{rec.counts[T.ERROR]} errors")
-        if rec.paused:
-            parts.append(f"{rec.paused} paused at a rung" + (f" ({mb(rec.paused_bytes)} of checkpoints)"
-                                                              if rec.paused_bytes else ""))
-        text = ", ".join(parts)
-        if rec.best is not None:
-            text += f" | best val_accuracy {rec.best:.4f}"
-        return f"{text} | elapsed {_hms(elapsed)}, ETA {eta}"
-
-    def _emit(self, force=False):
-        now = time.monotonic()
-        in_place = self.tty or self.display is not None
-        if not force and now - self._last < (self.every_s if in_place else 30.0):
-            return
-        self._last = now
-        if self.display is not None:
-            self.display.update(self.line())
-            return
-        if self.tty:
-            self.stream.write("\r\033[K" + self.line())
-        else:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
-
-    def on_step_begin(self, iteration, trials, **info):
-        self._emit()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._emit(force=self.tty)
-
-    def on_experiment_end(self, trials, **info):
-        self._emit(force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def notebook_display():
-    """An IPython display handle when this runs in a Jupyter kernel, else None."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None or not hasattr(shell, "kernel"):
-        return None
-    from IPython.display import display
-    return display("", display_id=True)
-
-
-def mb(n: int) -> str:
-    """Bytes for a person: 2 kB, 404.6 MB, 1.21 GB."""
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

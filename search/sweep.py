@@ -26,10 +26,11 @@ from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
 
 from . import space  # noqa: E402
-from .callbacks import Progress, RunRecorder  # noqa: E402
+from .callbacks import RunRecorder  # noqa: E402
 from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,  # noqa: E402
                       start_ray)
 from .errors import SweepError  # noqa: E402
+from .progress import Progress  # noqa: E402
 from .runfolder import (LOCK_FILE, absolute_storage, check_run_folder, create_run_folder,  # noqa: E402
                         take_folders, tune_location)
 from .scheduler import RUNG_LOG, HalvingScheduler, QueuedASHA, QueuedFIFO  # noqa: E402

@@ -87,7 +87,7 @@ def test_a_folder_that_is_no_run_is_named(tmp_path):
 
 
 def test_progress_in_a_notebook_updates_one_display_in_place():
-    from search.callbacks import Progress
+    from search.progress import Progress
 
     class Handle:
         def __init__(self):

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from results import table as T
-from search.callbacks import Progress, RunRecorder
+from results import writer as W
+from search.callbacks import RunRecorder
+from search.progress import Progress
 
 NAN = float("nan")
 
@@ -53,8 +55,8 @@ def no_periodic_rewrite(monkeypatch):
 def test_trial_ends_append_to_the_journal_instead_of_rewriting_the_tables(tmp_path, monkeypatch,
                                                                          no_periodic_rewrite):
     rewrites = []
-    write = T.write_rows_atomic
-    monkeypatch.setattr(T, "write_rows_atomic", lambda rows, columns, path, cache=None: (
+    write = W.write_rows_atomic
+    monkeypatch.setattr(W, "write_rows_atomic", lambda rows, columns, path, cache=None: (
         rewrites.append(path), write(rows, columns, path, cache)))
     rec = RunRecorder(tmp_path, epochs=2)
     assert sorted(p.name for p in rewrites) == ["history.csv", "results.csv"]  # empty, at once

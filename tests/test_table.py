@@ -11,6 +11,7 @@ import pytest
 from mlp_core.model import init_params
 from results import plots
 from results import table as T
+from results import writer as W
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:
@@ -231,12 +232,12 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
          "val_loss": nan, "val_accuracy": nan, "time_s": 0.1, "ended_at": 1e9},
     ]
     T.write_csv_atomic(history_frame(hist), tmp_path / "old.csv")
-    T.write_history(hist, tmp_path / "new.csv")
+    W.write_history(hist, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
 
     partial = [dict(hist[1], epoch=0.25), dict(hist[2], epoch=0.5), dict(hist[2], epoch=0.125)]
     T.write_csv_atomic(history_frame(partial), tmp_path / "old.csv")
-    T.write_history(partial, tmp_path / "new.csv")
+    W.write_history(partial, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
 
     cfg = {"hidden_size": 64, "learning_rate": 1e-05, "l2": 0.0}
@@ -251,7 +252,7 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
              "val_loss": nan, "train_loss": nan, "train_accuracy": nan, "time_s": 3.0,
              "node_id": "n", "best_epoch": 3, "blas_threads": 1}]
     T.write_csv_atomic(results_frame(rows), tmp_path / "old.csv")
-    T.write_results(rows, tmp_path / "new.csv")
+    W.write_results(rows, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
     text = (tmp_path / "new.csv").read_text().splitlines()
     assert text[0] == ",".join(T.RESULTS_COLUMNS) and [t.split(",")[0] for t in text[1:]] == ["t1", "t2", "t3"]
@@ -260,7 +261,7 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
     # Where they differ, on purpose: an integer column with a missing value (an errored trial
     # never reported its BLAS threads) stays integers, where pandas made every value 1.0.
     errored = dict(rows[2], trial_id="t4", status="error", blas_threads=None)
-    T.write_results([rows[0], errored], tmp_path / "new.csv")
+    W.write_results([rows[0], errored], tmp_path / "new.csv")
     import csv
     with open(tmp_path / "new.csv", newline="") as f:
         assert [row["blas_threads"] for row in csv.DictReader(f)] == ["1", ""]

@@ -1,0 +1,113 @@
+"""The sweep's progress line: trials done, running, stopped early, diverged and paused at a rung,
+the best so far, elapsed time and ETA; rewritten in place in a terminal and in a Jupyter cell.
+
+Leaves out the tables (callbacks.py), whose recorder it reads.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from . import rayenv
+
+rayenv.configure()  # before Ray is imported: it reads some of this once
+
+from ray.tune import Callback  # noqa: E402
+
+from results import table as T  # noqa: E402
+
+from .callbacks import _LIVE, RunRecorder, _live  # noqa: E402
+
+
+class Progress(Callback):
+    """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
+
+    def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0,
+                 display=None):
+        """`display`: an object with update(text), such as IPython's display handle; without
+        one, a Jupyter kernel gets one of its own (the line is updated in place in the cell,
+        with no carriage returns), a terminal gets the line rewritten in place, and anything
+        else a new line every 30 s."""
+        self.recorder = recorder
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
+        self.display = display if display is not None else (notebook_display() if stream is None else None)
+        self.tty = self.display is None and getattr(self.stream, "isatty", lambda: False)()
+        self.t0 = time.monotonic()
+        self.done_at_start = len(recorder.rows)
+        self._last = 0.0
+        _LIVE[("progress", str(recorder.run_dir))] = self
+
+    def __reduce__(self):
+        return _live, ("progress", str(self.recorder.run_dir))
+
+    def line(self) -> str:
+        rec = self.recorder
+        done = len(rec.rows)
+        elapsed = time.monotonic() - self.t0
+        new = done - self.done_at_start
+        eta = f"{_hms(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
+        running = max(0, len(rec.running) - rec.paused)  # a paused trial has started, not ended
+        parts = [f"trials {done}/{self.total} done", f"{running} running",
+                 f"{rec.counts[T.STOPPED_EARLY]} stopped early", f"{rec.counts[T.DIVERGED]} diverged"]
+        if rec.counts[T.ERROR]:
+            parts.append(f"{rec.counts[T.ERROR]} errors")
+        if rec.paused:
+            parts.append(f"{rec.paused} paused at a rung" + (f" ({mb(rec.paused_bytes)} of checkpoints)"
+                                                              if rec.paused_bytes else ""))
+        text = ", ".join(parts)
+        if rec.best is not None:
+            text += f" | best val_accuracy {rec.best:.4f}"
+        return f"{text} | elapsed {_hms(elapsed)}, ETA {eta}"
+
+    def _emit(self, force=False):
+        now = time.monotonic()
+        in_place = self.tty or self.display is not None
+        if not force and now - self._last < (self.every_s if in_place else 30.0):
+            return
+        self._last = now
+        if self.display is not None:
+            self.display.update(self.line())
+            return
+        if self.tty:
+            self.stream.write("\r\033[K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def on_step_begin(self, iteration, trials, **info):
+        self._emit()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._emit(force=self.tty)
+
+    def on_experiment_end(self, trials, **info):
+        self._emit(force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def notebook_display():
+    """An IPython display handle when this runs in a Jupyter kernel, else None."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return None
+    from IPython.display import display
+    return display("", display_id=True)
+
+
+def mb(n: int) -> str:
+    """Bytes for a person: 2 kB, 404.6 MB, 1.21 GB."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
