@@ -1,7 +1,7 @@
 """How a sweep writes its tables while it runs: rows formatted as pandas' to_csv would write
 them, each table rewritten atomically, and the journal of trials ended since the last rewrite.
 
-Leaves out reading them back (table.py, which reads the journal too). No pandas on this path.
+Leaves out reading them back (table.py, which reads the journal too). No DataFrame on this path.
 """
 from __future__ import annotations
 
