@@ -190,8 +190,8 @@ def _with_journal(df: pd.DataFrame, run_dir, part: str, order: list[str]) -> pd.
         return df
     rows = [r for e in entries.values() for r in ([e] if isinstance(e, dict) else e)]
     kept = df[~df[TRIAL_ID].isin(list(entries))]
-    added = pd.DataFrame(rows, columns=list(df.columns) if len(df.columns) else None)
-    merged = pd.concat([kept, added.astype({TRIAL_ID: str})], ignore_index=True) if len(kept) else added
+    added = pd.DataFrame(rows, columns=df.columns)
+    merged = pd.concat([kept, added], ignore_index=True) if len(kept) else added
     return merged.sort_values(order, kind="stable").reset_index(drop=True)
 
 

@@ -3,9 +3,9 @@
 Leaves out the trials themselves and the progress line (progress.py). The driver's work per
 trial does not grow with the number of trials: a trial that ends is appended to the run's
 journal (one line, one write), and the tables are rewritten whole, atomically, at most every few
-seconds and at the end; the journal then starts empty again. A killed driver loses only the trials in flight: the next one reads the
-tables, then the journal. History is keyed by (trial, epoch), so a trial replayed from an older
-checkpoint after a resume never records an epoch twice.
+seconds and at the end; the journal then starts empty again. A killed driver loses only the
+trials in flight: the next one reads the tables, then the journal. History is keyed by (trial,
+epoch), so a trial replayed from an older checkpoint after a resume never records an epoch twice.
 """
 from __future__ import annotations
 

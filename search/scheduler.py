@@ -90,8 +90,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         self._load_log()
 
     def _forget_trials(self):
-        """The trials Tune has added, and the queues choose_trial_to_run serves from, so that a
-        call costs the same with 175 trials or 10,000 (Tune's own FIFOScheduler walks them all)."""
+        """The trials Tune has added, and the queues choose_trial_to_run serves from."""
         self.trials: dict[str, Trial] = {}
         self._pending: deque[Trial] = deque()  # added as PENDING, in Tune's order (PendingQueue)
         self._ready: list[tuple] = []  # heap of paused trials a decision let go on: largest first
