@@ -90,10 +90,10 @@ def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
     run_dir = tmp_path / "s"
     proc = start(args)
     try:
-        # two trials in the tables, and (SIGKILL) one more that ended since their last rewrite
-        wait_for(lambda: rows(run_dir / "results.csv") >= 2 and (
-            how != "sigkill" or journal_lines(run_dir) >= 1), what="finished trials")
-        before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+        # Two trials ended since the tables' last rewrite (the journal holds them). Not a wait
+        # for the tables' next rewrite, every 5 s: on a fast machine this sweep ends before it.
+        wait_for(lambda: journal_lines(run_dir) >= 2, what="two finished trials in the journal")
+        before = T.load_results(run_dir)
         assert len(before) < 12, "the sweep finished before it could be interrupted"
         if how == "sigkill":
             proc.send_signal(signal.SIGKILL)
@@ -135,14 +135,18 @@ def test_driver_killed_during_early_stopping_then_resumed(small_data_dir, tmp_pa
     run_dir = tmp_path / "a"
     proc = start(args)
     try:
-        wait_for(lambda: rows(run_dir / "results.csv") >= 2, what="two finished trials")
+        # Trials that ended reach the journal at once and the tables at their next rewrite (every
+        # 5 s): the rest of this small sweep can end within those 5 s, so count what a reader
+        # sees, the tables and the journal, and kill as soon as two trials have ended.
+        wait_for(lambda: rows(run_dir / "results.csv") + journal_lines(run_dir) >= 2,
+                 what="two finished trials")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         kill_session(proc.pid)
-    before = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
-    assert len(before) < 16, "the sweep finished before it could be interrupted"
-    partial_before = pd.read_csv(run_dir / "partial_epochs.csv", dtype={"trial_id": str})
+    before = T.load_results(run_dir)
+    assert 2 <= len(before) < 16, "the sweep finished before it could be interrupted"
+    partial_before = T.load_partial(run_dir)
     r = cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
