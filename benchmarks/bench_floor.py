@@ -8,8 +8,8 @@ Leaves out Ray, Tune and scheduling (bench_sweep.py) and alternatives to the cal
 One BLAS thread, batch 256. For each H, in rotation, blocks of 20 calls of: the whole step as an
 epoch runs it (gather of the next batch included), and its three parts, each timed alone with
 warm caches; their sum, with nothing for running them one after another, is the floor:
-  - the two products with K = 784, the forward X @ W1 and the W1 update (one SGEMM, beta = 1,
-    its cheapest form: OpenBLAS then skips scaling W1 first);
+  - the two products with K = 784, the forward X @ W1 and the W1 gradient X.T @ dZ with its
+    subtraction from W1 (the decay's pass over W1 left out: its cheapest form);
   - the gather of a batch of 256 rows;
   - everything else: the step's own code run on a batch of 8 input columns instead of 784
     (same H, same calls), less its two products at K = 8.
@@ -37,7 +37,6 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mlp_core.blas import gemm_tn_update
 from mlp_core.train import TrainConfig, Trainer
 
 from .bench_mlp import SIZES
@@ -49,10 +48,7 @@ N_TRAIN, N_VAL = 48000, 12000  # full Fashion-MNIST's split, the sweep's data
 
 
 def update_call(A, dZ, W):
-    """The W1 update in its cheapest form (beta = 1); the plain-NumPy step's form where the
-    BLAS call is not available."""
-    if gemm_tn_update is not None:
-        return lambda: gemm_tn_update(A, dZ, W, -1e-9, 1.0)
+    """The W1 update in its cheapest form: the gradient and its subtraction, no decay."""
     G = np.empty_like(W)
     return lambda: (np.matmul(A.T, dZ, out=G), np.subtract(W, G, out=W))
 
@@ -127,8 +123,7 @@ def main():
     args = p.parse_args()
     sizes = [int(h) for h in args.hidden.split(",")]
     X, y, source = training_data(args.data_dir, N_TRAIN)
-    print(f"data: {source}; batch {B}, one BLAS thread; BLAS update "
-          f"{'on' if gemm_tn_update else 'off (plain NumPy)'}; {args.rotations} rotations; times in µs "
+    print(f"data: {source}; batch {B}, one BLAS thread; {args.rotations} rotations; times in µs "
           "per step (medians); rates as a share of the forward product's rate in the same rotation, "
           "median (lowest-highest)")
     print("| H | forward product | W1 update | gather | rest of the step | floor (sum) | whole step "

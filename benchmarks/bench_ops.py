@@ -14,8 +14,6 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import mlp_core.train as train_mod
-from mlp_core.blas import gemm_tn_update
 from mlp_core.train import TrainConfig, Trainer
 
 from .common import training_data
@@ -69,23 +67,12 @@ def main():
 
     with threadpool_limits(1):
         cfg = TrainConfig(hidden_size=H, learning_rate=0.01, l2=0.001)
-        trainer, plain = Trainer(cfg), Trainer(cfg)
+        trainer = Trainer(cfg)
         n = len(batches) * B
-        best = {"blas": float("inf"), "plain": float("inf")}
-        for _ in range(3):  # interleaved: the machine's speed drifts
-            best["blas"] = min(best["blas"], _timed(lambda: trainer.run_epoch(X[:n], y[:n])))
-            train_mod.gemm_tn_update = None  # the step's plain-NumPy path
-            try:
-                best["plain"] = min(best["plain"], _timed(lambda: plain.run_epoch(X[:n], y[:n])))
-            finally:
-                train_mod.gemm_tn_update = gemm_tn_update
-        step_us = best["blas"] / len(batches) * 1e6
-        plain_us = best["plain"] / len(batches) * 1e6
+        step_us = min(_timed(lambda: trainer.run_epoch(X[:n], y[:n])) for _ in range(3)) / len(batches) * 1e6
         ops = {
             "forward product X @ W1": lambda: np.matmul(Xb, W1, out=Z),
-            "W1 update, one SGEMM with beta" if gemm_tn_update else "W1 gradient X.T @ dZ":
-                (lambda: gemm_tn_update(Xb, dZ, W1, -1e-9, 1.0)) if gemm_tn_update
-                else (lambda: np.matmul(Xb.T, dZ, out=G)),
+            "W1 gradient X.T @ dZ": lambda: np.matmul(Xb.T, dZ, out=G),
             "gather 256 rows, np.take mode=clip (used)":
                 lambda: np.take(X, next_idx(), axis=0, out=Xb, mode="clip"),
             "gather 256 rows, np.take mode=raise (default)":
@@ -105,11 +92,8 @@ def main():
         }
         timed = {name: per_call_us(fn) for name, fn in ops.items()}
 
-    print(f"data: {source}; H = {H}, batch {B}, one BLAS thread; "
-          f"BLAS update {'on' if gemm_tn_update else 'off (plain NumPy)'}")
-    print(f"whole step inside an epoch (gather included): {step_us:.0f} µs; with the W1 update "
-          f"in plain NumPy (product, decay, subtraction): {plain_us:.0f} µs "
-          f"({plain_us / step_us - 1:+.1%})")
+    print(f"data: {source}; H = {H}, batch {B}, one BLAS thread")
+    print(f"whole step inside an epoch (gather included): {step_us:.0f} µs")
     print("| operation, timed alone | µs per call | share of the step |")
     print("|---|---|---|")
     for name, us in timed.items():

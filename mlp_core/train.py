@@ -12,7 +12,6 @@ from typing import Iterator
 
 import numpy as np
 
-from .blas import gemm_tn_update
 from .model import N_IN, N_OUT, Params, evaluate, init_params
 
 # Metric names, defined once; the search, the tables and the plots use these.
@@ -187,15 +186,10 @@ class Trainer:
         if self.velocity is None:
             decay = np.float32(1.0) - lr * l2
             # W <- W - lr * (dW + l2 * W) = (1 - lr * l2) * W - lr * dW; biases are not decayed.
-            # For W1 that is one SGEMM with beta = 1 - lr * l2 and alpha = -1 where the BLAS
-            # call is available (mlp_core/blas.py): no temporary and no extra pass over W1.
-            if gemm_tn_update is not None:
-                gemm_tn_update(X, dA1, p.W1, -1.0, float(decay))
-            else:
-                np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
-                if l2 != 0:
-                    p.W1 *= decay
-                p.W1 -= self._dW1
+            np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
+            if l2 != 0:
+                p.W1 *= decay
+            p.W1 -= self._dW1
             if l2 != 0:
                 p.W2 *= decay
             p.W2 -= self._dW2

@@ -228,3 +228,14 @@ def test_scaled_partial_validation_uses_that_share_of_the_validation_set(small_d
     np.testing.assert_array_equal(scaled.params.W1, full.params.W1)
     assert partial_val_images(12000, 0.25) == 3000 and partial_val_images(10, 0.3) == 3
     assert partial_val_images(5, 0.01) == 1 and partial_val_images(7, 1.0) == 7
+
+
+def test_step_accepts_a_non_contiguous_batch():
+    rng = np.random.default_rng(4)
+    cfg = TrainConfig(hidden_size=16, learning_rate=0.05, l2=0.01, batch_size=8)
+    a, b = Trainer(cfg), Trainer(cfg)
+    X = rng.random((8, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 8)
+    a.step(X, y)
+    b.step(np.asfortranarray(X), y)
+    np.testing.assert_array_equal(a.params.W1, b.params.W1)
