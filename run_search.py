@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -32,83 +31,31 @@ class Parser(argparse.ArgumentParser):
 
 
 # --- value checks, run before anything starts ----------------------------------------------------
-def _number(kind, ok, requirement):
-    """An argparse type: parse with `kind` (int or float), then require `ok(value)`."""
-    def parse(text):
+def _setting_type(parse):
+    """An argparse type from a setting's parser (its ValueError says why the text is refused)."""
+    def convert(text):
         try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
-        if not (math.isfinite(v) and ok(v)):
-            raise argparse.ArgumentTypeError(f"{text} {requirement}")
-        return v
-    return parse
-
-
-_positive_int = _number(int, lambda v: v >= 1, "must be a positive integer")
-_non_negative_int = _number(int, lambda v: v >= 0, "must be zero or positive")
-_fraction = _number(float, lambda v: 0 < v < 1, "must be between 0 and 1")
-_momentum = _number(float, lambda v: 0 <= v < 1, "must be in [0, 1)")
-
-
-def _list(kind):
-    from search import space
-
-    def parse(text):
-        try:
-            if kind == "hidden":
-                return space.parse_int_list("", text)
-            if kind == "rungs":
-                return space.parse_rungs("", text)
-            return space.parse_float_list("", text, positive=(kind == "lr"))
-        except space.SpaceError as e:
-            raise argparse.ArgumentTypeError(str(e).lstrip(": ")) from None
-    return parse
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
 def build_parser() -> Parser:
+    from search import settings  # no Ray: the declarations and the grid's parsers
+
+    positive_int = _setting_type(settings.whole(1, "must be a positive integer").parse)
     p = Parser(prog="run_search.py", description=__doc__.split("\n")[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
 
     r = sub.add_parser("run", help="run a sweep (the default command), then retrain, plot and export")
-    r.add_argument("--data-dir", help="folder holding the four IDX files (downloaded there if missing); "
-                                      "default: $MLP_SWEEP_CACHE/<dataset> or ~/.cache/mlp-sweep/<dataset>")
-    r.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=None,
-                   help="default: mnist")
     r.add_argument("--out", default="runs", help="folder of run folders (default: runs)")
     r.add_argument("--name", help="run folder name under --out (default: sweep-<date>-<time>)")
-    r.add_argument("--hidden", type=_list("hidden"), help="hidden sizes, comma-separated "
-                                                         "(default: 64,128,256,512,1024)")
-    r.add_argument("--lr", type=_list("lr"), help="learning rates (default: 0.0001,0.0005,0.001,"
-                                                  "0.005,0.01,0.05,0.1)")
-    r.add_argument("--l2", type=_list("l2"), help="L2 strengths (default: 0.001,0.005,0.01,0.05,0.1)")
-    r.add_argument("--epochs", type=_positive_int, help="most epochs a trial runs (default: 10)")
-    r.add_argument("--batch-size", type=_positive_int, help="default: 256")
-    r.add_argument("--seed", type=_non_negative_int, help="seeds the split, the order and every trial (default: 0)")
-    r.add_argument("--val-fraction", type=_fraction, help="share of the training set held out (default: 0.2)")
-    r.add_argument("--momentum", type=_momentum, help="SGD momentum (default: 0, plain SGD)")
-    r.add_argument("--scheduler", choices=["halving", "asha", "none"], default=None,
-                   help="halving: stop weak trials early, the same decisions at any scale "
-                        "(default); asha: Ray's asynchronous halving (timing-dependent); "
-                        "none: every trial runs all epochs")
-    r.add_argument("--reduction-factor", type=_positive_int,
-                   help="early stopping keeps 1 in this many trials at each rung (default: 4)")
-    r.add_argument("--rungs", type=_list("rungs"),
-                   help="epochs at which early stopping compares trials, comma-separated: whole "
-                        "epochs or fractions of the first (default: 0.25,1,2,4)")
-    r.add_argument("--partial-val", choices=["scaled", "full"], default=None,
-                   help="validation at a rung inside the first epoch: scaled, on that fraction of "
-                        "the validation set, a fixed subset (default); full, on all of it")
-    r.add_argument("--cpus-per-trial", type=_positive_int, default=1,
-                   help="CPUs (and BLAS threads) per trial (default: 1)")
-    r.add_argument("--max-concurrent", type=_non_negative_int, default=0,
-                   help="most trials at once (default: 0, as many as the CPUs allow)")
-    r.add_argument("--address", help="an existing Ray cluster (default: $RAY_ADDRESS, else start a local one)")
-    r.add_argument("--storage", help="where Ray Tune keeps the experiment state and checkpoints: a path "
-                                      "every node shares (NFS) or a URI (s3://, gs://); needed on a "
-                                      "multi-machine cluster (default: RUN_DIR/tune)")
+    for setting in settings.SETTINGS:  # every setting of the sweep, as declared there
+        kind = setting.kind
+        r.add_argument(setting.flag, type=_setting_type(kind.parse), choices=kind.choices or None,
+                       default=None, help=setting.help_text())
     r.add_argument("--resume", action="store_true", help="continue the interrupted sweep OUT/NAME")
     r.add_argument("--no-retrain", action="store_true", help="skip retraining, plots of the best and export")
     r.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
@@ -116,13 +63,13 @@ def build_parser() -> Parser:
     t = sub.add_parser("retrain", help="retrain a run's best (or chosen) configuration and export it")
     t.add_argument("run_dir")
     t.add_argument("--trial", help="trial id to retrain (default: best validation accuracy)")
-    t.add_argument("--seeds", type=_positive_int, default=1,
+    t.add_argument("--seeds", type=positive_int, default=1,
                    help="retrain with this many seeds and report mean ± std of test accuracy")
     t.add_argument("--data-dir", help="where the dataset is now, if it moved")
 
     s = sub.add_parser("show", help="the top trials of a run, or a pivot")
     s.add_argument("run_dir")
-    s.add_argument("--top", type=_positive_int, default=10)
+    s.add_argument("--top", type=positive_int, default=10)
     s.add_argument("--sort", default="val_accuracy", help="column to rank by (default: val_accuracy)")
     s.add_argument("--pivot", action="store_true", help="best val_accuracy over learning_rate x l2 per hidden_size")
     s.add_argument("--rungs", action="store_true",
@@ -132,7 +79,7 @@ def build_parser() -> Parser:
     e = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy and confusion matrix of a model")
     e.add_argument("model_dir")
     e.add_argument("--data-dir", help="folder with the dataset's IDX files")
-    e.add_argument("--dataset", choices=["mnist", "fashion-mnist"],
+    e.add_argument("--dataset", choices=settings.BY_NAME["dataset"].kind.choices,
                    help="default: the dataset named in model.json")
 
     d = sub.add_parser("predict", help="the class and its probability for 28x28 images (PNG or .npy)")

@@ -75,8 +75,8 @@ def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
 
 
 def grid_subset(k: int | None, best_pair: tuple[float, float] | None):
-    from search import space
-    pairs = [(lr, l2) for lr in space.DEFAULT_LR for l2 in space.DEFAULT_L2]
+    from search.settings import DEFAULTS
+    pairs = [(lr, l2) for lr in DEFAULTS["lr"] for l2 in DEFAULTS["l2"]]
     if k is None:
         chosen = pairs
     else:
@@ -85,7 +85,7 @@ def grid_subset(k: int | None, best_pair: tuple[float, float] | None):
         if best_pair is not None and best_pair not in chosen:
             chosen.append(best_pair)
     configs = [{"hidden_size": h, "learning_rate": lr, "l2": l2}
-               for h in space.DEFAULT_HIDDEN for lr, l2 in chosen]
+               for h in DEFAULTS["hidden"] for lr, l2 in chosen]
     return configs, len(pairs) / len(chosen)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search import space
+from search import settings, space
 from search.halving import Halving
 
 from .flops import validation_per_training_flop
@@ -66,8 +66,8 @@ def load_grid(run_dir: Path, milestones) -> dict:
     # v = (validation / training images) x (a forward pass / a training step), per image.
     sweep = json.loads((run_dir / "sweep.json").read_text())
     v = validation_per_training_flop(1 - sweep["val_fraction"], sweep["val_fraction"])
-    configs = space.grid(tuple(sorted({k[0] for k in key})), tuple(sorted({k[1] for k in key})),
-                         tuple(sorted({k[2] for k in key})))
+    configs = settings.grid({"hidden": sorted({k[0] for k in key}), "lr": sorted({k[1] for k in key}),
+                             "l2": sorted({k[2] for k in key})})
     full_best = {tid: np.nanmax([acc[(tid, float(e))] for e in range(1, max_t + 1)]) for tid in hidden}
     return {"key": key, "hidden": hidden, "acc": acc, "max_t": max_t, "points": points,
             "seconds": seconds, "v": v, "configs": configs, "full_best": full_best}

@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from mlp_core.files import atomic_write
+from search.settings import AXES, shown_value  # no Ray
 
 from . import effects
 from . import table as T
@@ -73,7 +74,7 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
         parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
     rungs = sweep_rungs(sweep)
     if rungs:
-        parts.append(f"<h2>Early stopping ({esc(sweep.get('scheduler'))})</h2>"
+        parts.append(f"<h2>Early stopping ({esc(sweep['scheduler'])})</h2>"
                      "<p>Per rung (in epochs): the trials that competed there, how many went on, "
                      "how many stopped there, and the lowest validation accuracy that went on.</p>")
         parts.append(rung_summary(results, history, partial, rungs).to_html(
@@ -107,11 +108,10 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
     counts = T.counts(results)
     best = T.best_trial(results)
     parts = ["<h2>Summary</h2><ul>",
-             f"<li>dataset: {esc(sweep.get('dataset'))}; epochs ≤ {esc(sweep.get('epochs'))}, "
-             f"batch {esc(sweep.get('batch_size'))}, scheduler {esc(sweep.get('scheduler'))}, "
-             f"seed {esc(sweep.get('seed'))}</li>",
-             f"<li>grid: hidden_size {esc(sweep.get('hidden'))}, learning_rate {esc(sweep.get('lr'))}, "
-             f"l2 {esc(sweep.get('l2'))}</li>",
+             f"<li>dataset: {esc(sweep['dataset'])}; epochs ≤ {esc(sweep['epochs'])}, "
+             f"batch {esc(sweep['batch_size'])}, scheduler {esc(sweep['scheduler'])}, "
+             f"seed {esc(sweep['seed'])}</li>",
+             "<li>grid: " + ", ".join(f"{s.column} {esc(shown_value(sweep[s.name]))}" for s in AXES) + "</li>",
              f"<li>trials: {len(results)} ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
              f"trial-epochs run: {float(results[T.EPOCHS].astype(float).sum()):g}</li>",
              f"<li>best: trial {esc(best[T.TRIAL_ID])}, hidden_size {esc(best[T.HIDDEN_SIZE])}, "

@@ -17,6 +17,7 @@ from mlp_core.data import DataError, load_dataset
 from mlp_core.model import Params, evaluate
 from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
                             VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
+from search import settings  # the settings' declarations alone: no Ray
 
 from . import effects, plots
 from . import table as T
@@ -63,8 +64,8 @@ def choose_trial(results: pd.DataFrame, trial_id: str | None) -> pd.Series:
 def dataset_for_run(sweep: dict, data_dir: str | None = None):
     """The same data and the same train/validation split the sweep used; data whose files
     differ from the sweep's (by SHA-256) is refused, naming the file."""
-    data = load_dataset(sweep["dataset"], data_dir or sweep.get("data_dir"),
-                        sweep.get("val_fraction", 0.2), sweep.get("seed", 0))
+    data = load_dataset(sweep["dataset"], data_dir or sweep["data_dir"], sweep["val_fraction"],
+                        sweep["seed"])
     recorded = sweep.get("dataset_files") or {}
     changed = [f["path"] for role, f in data.files.items()
                if role in recorded and (recorded[role] or {}).get("sha256") != f["sha256"]]
@@ -95,17 +96,15 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
     sweep = T.load_sweep(run_dir)
     results = T.load_results(run_dir)
     row = choose_trial(results, trial_id)
-    config = {T.HIDDEN_SIZE: int(row[T.HIDDEN_SIZE]), T.LEARNING_RATE: float(row[T.LEARNING_RATE]),
-              T.L2: float(row[T.L2])}
+    config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
     data = dataset_for_run(sweep, data_dir)
-    base_seed = int(sweep.get("seed", 0))
+    base_seed = int(sweep["seed"])
     model_dir = run_dir / BEST_DIR
     model_dir.mkdir(parents=True, exist_ok=True)
     per_seed = []
     exported = None
     for k in range(seeds):
-        cfg = TrainConfig(**config, epochs=int(sweep["epochs"]), batch_size=int(sweep["batch_size"]),
-                          momentum=float(sweep.get("momentum", 0.0)), seed=base_seed + k)
+        cfg = TrainConfig(**{**settings.train_values(sweep), **config, "seed": base_seed + k})
         log(f"retraining {row[T.TRIAL_ID]} with seed {cfg.seed} for {cfg.epochs} epochs ...")
         history, best, best_epoch = _train_keep_best(cfg, data)
         if best is None:
@@ -120,11 +119,10 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
             T.write_csv_atomic(hist, model_dir / "history.csv")
             export_model(model_dir, best, {
                 "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
-                "seed": cfg.seed, "epochs": cfg.epochs, "best_epoch": best_epoch,
-                "batch_size": cfg.batch_size, "momentum": cfg.momentum,
+                **{k: getattr(cfg, k) for k in settings.train_values(sweep)}, "best_epoch": best_epoch,
                 "test_accuracy": test_acc, "test_loss": test_loss,
                 "val_accuracy": val_acc, "val_loss": val_loss,
-                "dataset": {"name": sweep["dataset"], "val_fraction": sweep.get("val_fraction", 0.2),
+                "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
                             "split_seed": base_seed,
                             "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
                                       for r, f in data.files.items()}},
@@ -155,7 +153,7 @@ def draw_search_plots(run_dir: str | Path) -> None:
     plots.save_figure(plots.plot_search_heatmap(results), out / "search_heatmap.png")
     # the reports from inside the first epoch start the curves
     curves = pd.concat([partial, history], ignore_index=True) if len(partial) else history
-    plots.save_figure(plots.plot_search_curves(curves, results, sweep.get("epochs")),
+    plots.save_figure(plots.plot_search_curves(curves, results, sweep["epochs"]),
                       out / "search_curves.png")
     point = effects.common_point(results)
     values = effects.accuracy_at(results, history, partial, point)

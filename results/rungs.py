@@ -8,21 +8,20 @@ from __future__ import annotations
 import pandas as pd
 
 from mlp_core.train import EPOCH, VAL_ACCURACY
+from search.space import geometric_rungs  # no Ray
 
 from .table import EPOCHS, STATUS, STOPPED_EARLY, TRIAL_ID, epoch_value
 
 
 def sweep_rungs(sweep: dict) -> tuple:
     """The rungs at which the sweep's early stopping judged trials (none without it): its
-    --rungs before the last epoch, or with Ray's ASHA, Ray's geometric rungs from the first."""
-    rungs, epochs = tuple(sweep.get("rungs") or ()), int(sweep.get("epochs", 0))
-    if sweep.get("scheduler") == "none" or not rungs:
+    --rungs before the last epoch, or with Ray's ASHA, Ray's geometric rungs from the first.
+    `sweep`: sweep.json as T.load_sweep reads it, every setting there."""
+    rungs, epochs = tuple(sweep["rungs"]), int(sweep["epochs"])
+    if sweep["scheduler"] == "none" or not rungs:
         return ()
-    if sweep.get("scheduler") == "asha":
-        rf, r, rungs = int(sweep.get("reduction_factor", 4)), rungs[0], []
-        while r < epochs:
-            rungs.append(r)
-            r *= rf
+    if sweep["scheduler"] == "asha":
+        rungs = geometric_rungs(rungs[0], int(sweep["reduction_factor"]), epochs)
     return tuple(epoch_value(r) for r in rungs if r < epochs)
 
 

@@ -1,7 +1,8 @@
 """The declared shape of sweep.json and model.json: a file with a field of the wrong type or shape
 (a hand edit, a file from another tool) is refused on reading, naming the file and the field.
 
-Leaves out the files' meaning (sweep.py, export.py). Fields not declared here are left alone.
+Leaves out the files' meaning (settings.py, sweep.py, export.py). Fields not declared here are
+left alone.
 """
 from __future__ import annotations
 
@@ -9,24 +10,26 @@ import json
 import numbers
 from pathlib import Path
 
-NUMBER, WHOLE, TEXT, NUMBERS, OBJECT, FLAG = "a number", "a whole number", "text", \
-    "a list of numbers", "an object", "true or false"
+from search import settings  # the settings' declarations alone: no Ray
+from search.settings import NUMBER, NUMBERS, TEXT, WHOLE
 
-# field: (kind, required). Optional fields may also be null.
+OBJECT, FLAG = "an object", "true or false"
+
+# field: (kind, required). Optional fields may also be null. Every setting of a sweep, as
+# declared, and what the sweep records beside them.
 SWEEP_FIELDS = {
-    "dataset": (TEXT, True), "hidden": (NUMBERS, True), "lr": (NUMBERS, True), "l2": (NUMBERS, True),
-    "epochs": (WHOLE, True), "batch_size": (WHOLE, False), "seed": (WHOLE, False),
-    "val_fraction": (NUMBER, False), "momentum": (NUMBER, False), "scheduler": (TEXT, False),
-    "reduction_factor": (WHOLE, False), "rungs": (NUMBERS, False), "partial_val": (TEXT, False),
-    "cpus_per_trial": (WHOLE, False), "max_concurrent": (WHOLE, False), "data_dir": (TEXT, False),
-    "storage": (TEXT, False), "address": (TEXT, False), "dataset_files": (OBJECT, False),
-    "measure_rungs": (FLAG, False), "order": (TEXT, False), "created": (TEXT, False),
+    **{s.name: (s.kind.schema, s.name in settings.SWEEP_REQUIRED) for s in settings.SETTINGS},
+    "dataset_files": (OBJECT, False), "measure_rungs": (FLAG, False), "created": (TEXT, False),
 }
 MODEL_FIELDS = {
     "dataset": (OBJECT, False), "dataset.name": (TEXT, False), "hyperparameters": (OBJECT, False),
     "test_accuracy": (NUMBER, False), "test_loss": (NUMBER, False), "val_accuracy": (NUMBER, False),
-    "val_loss": (NUMBER, False), "best_epoch": (NUMBER, False), "epochs": (WHOLE, False),
-    "trial_id": (TEXT, False), "model_npz_sha256": (TEXT, False), "arrays": (OBJECT, False),
+    "val_loss": (NUMBER, False), "best_epoch": (NUMBER, False), "trial_id": (TEXT, False),
+    "model_npz_sha256": (TEXT, False), "arrays": (OBJECT, False),
+    # the training's settings, as declared: the grid point under "hyperparameters", the others
+    # (epochs, batch_size, momentum, seed) beside it
+    **{f"hyperparameters.{s.column}": (WHOLE if s.kind.item is int else NUMBER, False) for s in settings.AXES},
+    **{s.train: (s.kind.schema, False) for s in settings.SETTINGS if s.train},
 }
 
 

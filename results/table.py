@@ -18,12 +18,13 @@ import pandas as pd
 from mlp_core.files import atomic_write
 from mlp_core.train import (BLAS_THREADS, ENDED_AT, EPOCH, NODE_ID, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
+from search import settings  # the settings' declarations alone: no Ray
 
 from .schema import SWEEP_FIELDS, read_json
 
 TRIAL_ID = "trial_id"
-HIDDEN_SIZE, LEARNING_RATE, L2 = "hidden_size", "learning_rate", "l2"
-HYPERPARAMETERS = (HIDDEN_SIZE, LEARNING_RATE, L2)
+HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared
+HIDDEN_SIZE, LEARNING_RATE, L2 = HYPERPARAMETERS
 STATUS = "status"
 EPOCHS = "epochs"
 BEST_EPOCH = "best_epoch"
@@ -204,10 +205,12 @@ def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_sweep(run_dir: str | os.PathLike) -> dict:
+    """sweep.json, checked against its declared shape, with every setting it predates filled in
+    as the sweep ran (settings.completed)."""
     path = Path(run_dir) / SWEEP_FILE
     if not path.is_file():
         raise RunError(f"{path}: not found (is this a run folder?)")
-    return read_json(path, SWEEP_FIELDS, RunError)
+    return settings.completed(read_json(path, SWEEP_FIELDS, RunError))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,24 +250,23 @@ def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
     """Sentences saying where the best configuration sits on the edge of the searched grid and
     which way to extend it. Empty when it is inside on every axis (or the axis had one value)."""
     best = best_trial(results)
-    flags = {HIDDEN_SIZE: "--hidden", LEARNING_RATE: "--lr", L2: "--l2"}
-    sweep_keys = {HIDDEN_SIZE: "hidden", LEARNING_RATE: "lr", L2: "l2"}  # as in sweep.json
     notes = []
-    for hp in HYPERPARAMETERS:
-        values = sorted(set((sweep or {}).get(sweep_keys[hp]) or results[hp].tolist()))
+    for axis in settings.AXES:
+        hp, flag = axis.column, axis.flag
+        values = sorted(set((sweep or {}).get(axis.name) or results[hp].tolist()))
         if len(values) < 2:
             continue
         v = best[hp]
         if v == values[-1]:
             suggestion = values[-1] * 2 if hp == HIDDEN_SIZE else values[-1] * (values[-1] / values[-2])
             notes.append(f"The best {hp} ({_fmt(v)}) is the largest value searched: the optimum may "
-                         f"lie above it; consider extending {flags[hp]} upward (e.g. {_fmt(suggestion)}).")
+                         f"lie above it; consider extending {flag} upward (e.g. {_fmt(suggestion)}).")
         elif v == values[0]:
             if hp == L2 and v == 0:
                 continue
             suggestion = values[0] // 2 if hp == HIDDEN_SIZE else values[0] / (values[1] / values[0])
             notes.append(f"The best {hp} ({_fmt(v)}) is the smallest value searched: the optimum may "
-                         f"lie below it; consider extending {flags[hp]} downward (e.g. {_fmt(suggestion)}).")
+                         f"lie below it; consider extending {flag} downward (e.g. {_fmt(suggestion)}).")
     return notes
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from results.table import SWEEP_FILE, RunError, load_sweep
 
-from . import space
+from . import settings as declared  # (`settings` is this module's function)
 from .errors import SweepError
 from .runfolder import absolute_storage, default_name, run_folder
 from .sweep import SweepSpec, run_sweep
@@ -20,14 +20,11 @@ from .sweep import SweepSpec, run_sweep
 if TYPE_CHECKING:
     from results.run import Run
 
-# The settings a sweep is made of, with their defaults (the grid's are space.DEFAULT_*): the
-# names are the command-line flags' (--batch-size is batch_size).
-DEFAULTS = {"dataset": "mnist", "hidden": space.DEFAULT_HIDDEN, "lr": space.DEFAULT_LR,
-            "l2": space.DEFAULT_L2, "epochs": 10, "batch_size": 256, "seed": 0, "val_fraction": 0.2,
-            "momentum": 0.0, "scheduler": "halving", "reduction_factor": 4,
-            "rungs": space.DEFAULT_RUNGS, "partial_val": "scaled"}
-# Where and how it runs: not part of what a resumed sweep must match.
-PLACEMENT = ("data_dir", "storage", "address", "cpus_per_trial", "max_concurrent")
+# The settings a sweep is made of, with their defaults, and those of where and how it runs (not
+# part of what a resumed sweep must match): declared in settings.py, named as the command-line
+# flags (--batch-size is batch_size).
+DEFAULTS = {k: declared.DEFAULTS[k] for k in declared.SWEEP}
+PLACEMENT = declared.PLACEMENT
 
 
 class SweepInterrupted(Exception):
@@ -74,23 +71,20 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
             raise SweepError(f"--resume: {e}") from None
         for k, v in given.items():
             if getattr(spec, k) != v:
-                raise SweepError(f"--{k.replace('_', '-')}: {_shown(v)} differs from the sweep being "
-                                 f"resumed ({_shown(getattr(spec, k))}); leave it out to resume")
+                raise SweepError(f"{declared.BY_NAME[k].flag}: {declared.shown_value(v)} differs from the "
+                                 f"sweep being resumed ({declared.shown_value(getattr(spec, k))}); "
+                                 f"leave it out to resume")
         storage = absolute_storage(values.get("storage"))
         if storage and storage != spec.storage:
             raise SweepError(f"--storage: {values['storage']} differs from the sweep being resumed "
                              f"({spec.storage}); leave it out to resume")
-        for k in ("data_dir", "address", "cpus_per_trial", "max_concurrent"):
-            if k in values:
+        for k in PLACEMENT:
+            if k in values and k != "storage":
                 setattr(spec, k, values[k])
     else:
         spec = SweepSpec(**{**DEFAULTS, **values})
     spec.validate()
     return spec, run_dir
-
-
-def _shown(x):  # as the flag is written: 1,2,4 rather than (1, 2, 4)
-    return ",".join(map(str, x)) if isinstance(x, (tuple, list)) else x
 
 
 def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,

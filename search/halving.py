@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .space import HYPERPARAMETERS
+from .settings import HYPERPARAMETERS
 
 
 class Halving:

@@ -1,28 +1,15 @@
-"""The search space: the default grid, parsing and validation of user lists, the seeded order,
-and the epochs at which early stopping compares trials (its rungs).
+"""The search space: parsing and validation of user lists, the seeded order, and the epochs at
+which early stopping compares trials (its rungs).
 
-Leaves out how trials run (trainable.py) and how they are scheduled (sweep.py). No Ray here, so
-benchmarks/replay_asha.py uses the same rungs without importing Ray.
+Leaves out the settings' declarations and defaults (settings.py), how trials run (trainable.py)
+and how they are scheduled (sweep.py). No Ray here, so benchmarks/replay_asha.py uses the same
+rungs without importing Ray.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
-
-HIDDEN_SIZE = "hidden_size"
-LEARNING_RATE = "learning_rate"
-L2 = "l2"
-HYPERPARAMETERS = (HIDDEN_SIZE, LEARNING_RATE, L2)
-
-DEFAULT_HIDDEN = (64, 128, 256, 512, 1024)
-DEFAULT_LR = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
-DEFAULT_L2 = (0.001, 0.005, 0.01, 0.05, 0.1)
-# Epochs at which ASHA compares a trial with those that reached the same point before it: a
-# quarter of the first epoch, then epochs 1, 2 and 4. Why: BENCHMARKS.md section 2.
-DEFAULT_RUNGS = (0.25, 1, 2, 4)
-
 
 class SpaceError(ValueError):
     """A hyperparameter list is malformed; the message names the flag and the value."""
@@ -102,12 +89,6 @@ def _unique(flag, values):
     if len(set(values)) != len(values):
         raise SpaceError(f"{flag}: repeated value in {','.join(map(str, values))}")
     return tuple(sorted(values))
-
-
-def grid(hidden=DEFAULT_HIDDEN, lr=DEFAULT_LR, l2=DEFAULT_L2) -> list[dict]:
-    """Every combination, in natural (nested) order."""
-    return [{HIDDEN_SIZE: int(h), LEARNING_RATE: float(a), L2: float(r)}
-            for h, a, r in itertools.product(hidden, lr, l2)]
 
 
 def shuffled(configs: list[dict], seed: int) -> list[dict]:

@@ -25,7 +25,7 @@ from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir  # noqa: E40
 from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
 
-from . import space  # noqa: E402
+from . import settings, space  # noqa: E402
 from .callbacks import RunRecorder  # noqa: E402
 from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,  # noqa: E402
                       start_ray)
@@ -35,7 +35,7 @@ from .runfolder import (LOCK_FILE, absolute_storage, check_run_folder, create_ru
                         take_folders, tune_location)
 from .scheduler import RUNG_LOG, HalvingScheduler, QueuedASHA, QueuedFIFO  # noqa: E402
 from .spec import SweepSpec  # noqa: E402
-from .trainable import CPUS_PER_TRIAL, PARTIAL_EPOCHS, SCALED_PARTIAL_VAL, train_mlp  # noqa: E402
+from .trainable import Shared, train_mlp  # noqa: E402
 
 
 def local_cpus(spec: SweepSpec) -> int | None:
@@ -176,18 +176,16 @@ def claim_run_folder(spec: SweepSpec, run_dir: Path, resume: bool, storage_path:
 def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_path: str,
                 resume: bool, callbacks: list, searcher_max: int, verbose: bool):
     """Tune's Tuner for the sweep, or the interrupted one restored from `tune_path`. The data
-    goes once into Ray's object store (with_parameters); every configuration is a point of a
-    BasicVariantGenerator, in the sweep's order."""
+    and what every trial shares go once into Ray's object store (with_parameters); a trial's
+    config is its grid point alone, one of a BasicVariantGenerator's, in the sweep's order."""
+    shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.partial_epochs(),
+                    spec.partial_val == "scaled")
     trainable = tune.with_parameters(
         tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
         X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
-        finished=callbacks[0].finished)
+        finished=callbacks[0].finished, shared=shared)
     if resume:
         return tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
-    fixed = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": spec.seed,
-             "momentum": spec.momentum, CPUS_PER_TRIAL: spec.cpus_per_trial,
-             PARTIAL_EPOCHS: ",".join(map(str, spec.partial_epochs())),
-             SCALED_PARTIAL_VAL: spec.partial_val == "scaled"}
     storage_path, _, tune_name = tune_path.rpartition("/")
     run_config = tune.RunConfig(
         name=tune_name, storage_path=storage_path,
@@ -197,12 +195,10 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
         callbacks=callbacks, verbose=2 if verbose else 0)
     return tune.Tuner(
         trainable,
-        param_space={space.HIDDEN_SIZE: tune.choice(list(spec.hidden)),
-                     space.LEARNING_RATE: tune.choice(list(spec.lr)),
-                     space.L2: tune.choice(list(spec.l2)), **fixed},
+        param_space={s.column: tune.choice(list(getattr(spec, s.name))) for s in settings.AXES},
         tune_config=tune.TuneConfig(
             metric=VAL_ACCURACY, mode="max", scheduler=make_scheduler(spec, len(configs), run_dir),
-            search_alg=BasicVariantGenerator(points_to_evaluate=[{**c, **fixed} for c in configs],
+            search_alg=BasicVariantGenerator(points_to_evaluate=configs,
                                              max_concurrent=searcher_max),
             num_samples=len(configs), reuse_actors=True),
         run_config=run_config)

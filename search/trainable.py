@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import ray
@@ -20,12 +21,19 @@ from mlp_core.train import (BLAS_THREADS, DIVERGED, ENDED_AT, EPOCH, NODE_ID, VA
                             Trainer, train)
 
 STATE_FILE = "state.npz"
-CPUS_PER_TRIAL = "cpus_per_trial"
-# Fractions of the first epoch at which a trial also reports (the sweep's rungs below one epoch),
-# comma-separated in a string: Tune would walk a list in the parameter space.
-PARTIAL_EPOCHS = "partial_epochs"
-# True: a report inside the first epoch validates on the same fraction of the validation set.
-SCALED_PARTIAL_VAL = "scaled_partial_val"
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every trial of a sweep shares, sent once through tune.with_parameters rather than in
+    each trial's config: Tune copies a trial's config into every result it keeps in memory and
+    in its snapshots (BENCHMARKS.md section 3). A trial's config is its grid point alone."""
+    train: dict  # TrainConfig's fields set by the sweep's settings (settings.train_values)
+    cpus: int = 1  # CPUs, and so BLAS threads, per trial
+    # Fractions of the first epoch at which a trial also reports (the rungs below one epoch).
+    partial_epochs: tuple = ()
+    # True: a report inside the first epoch validates on the same fraction of the validation set.
+    scaled_partial_val: bool = False
 
 
 # A report holds the scheduler's two numbers (EPOCH, VAL_ACCURACY) as they are and everything
@@ -46,11 +54,6 @@ def unpacked(result: dict) -> dict:
     if DETAILS not in result:
         return result
     return {**result, **json.loads(result[DETAILS])}
-
-
-def partial_epochs(config: dict) -> tuple[float, ...]:
-    text = str(config.get(PARTIAL_EPOCHS, "") or "")
-    return tuple(float(f) for f in text.split(",") if f)
 
 
 def blas_threads() -> int:
@@ -83,7 +86,7 @@ def _report(metrics: dict, trainer: Trainer) -> None:
 
 
 def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
-              finished: frozenset = frozenset()) -> None:
+              finished: frozenset = frozenset(), shared: Shared = Shared({})) -> None:
     """Train one configuration, reporting one metrics dict and one checkpoint per epoch and at
     each of the first epoch's partial points.
 
@@ -96,10 +99,10 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
     Ray may restart such a trial from an older experiment snapshot, and it returns at once."""
     if tune.get_context().get_trial_id() in finished:
         return
-    cfg = TrainConfig.from_dict(config)
+    cfg = TrainConfig.from_dict({**config, **shared.train})  # (older sweeps' configs hold both)
     node_id = ray.get_runtime_context().get_node_id()
     # Ray's CPU count is bookkeeping; BLAS would otherwise start a thread per core in every trial.
-    with threadpool_limits(limits=int(config.get(CPUS_PER_TRIAL, 1))):
+    with threadpool_limits(limits=shared.cpus):
         threads = blas_threads()
         trainer, last = _restore(cfg)
         if last is not None:
@@ -108,8 +111,8 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
                 return  # restored from its final checkpoint: its end now reaches the tables
         trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
-                             partial=partial_epochs(config),
-                             scaled_partial_val=bool(config.get(SCALED_PARTIAL_VAL, False))):
+                             partial=shared.partial_epochs,
+                             scaled_partial_val=shared.scaled_partial_val):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()

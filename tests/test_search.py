@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from benchmarks.procs import processes
+from mlp_core.data import load_dataset
+from mlp_core.train import TrainConfig, train
 from search.cluster import start_ray
 from search.runfolder import run_folder
 from search.sweep import SweepError, SweepSpec, run_sweep
@@ -93,7 +95,7 @@ def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     outcome = run_sweep(spec, run_dir)
     assert outcome.finished == outcome.total == 16 and not outcome.interrupted
     assert (run_dir / "journal.jsonl").read_text() == ""  # every trial in the tables at the end
-    results, _, partial = check_tables(run_dir, 16, 4)
+    results, history, partial = check_tables(run_dir, 16, 4)
     # every trial reported at the default rung inside the first epoch, a quarter of it
     assert sorted(partial["trial_id"]) == sorted(results["trial_id"]) and (partial["epoch"] == 0.25).all()
     configs = set(zip(results["hidden_size"], results["learning_rate"], results["l2"]))
@@ -112,6 +114,18 @@ def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     assert (results["blas_threads"] == 1).all()  # checked from inside each trial
     assert results["node_id"].str.len().min() > 10
     assert (results["status"] != "error").all()
+    # A trial's config in Tune is its grid point alone; the settings every trial shares arrive
+    # once (with_parameters), and a trial trains exactly as TrainConfig built from them does.
+    from ray.tune import ExperimentAnalysis
+    configs = ExperimentAnalysis(str(run_dir / "tune")).get_all_configs().values()
+    assert len(configs) == 16 and all(set(c) == {"hidden_size", "learning_rate", "l2"} for c in configs)
+    point = {"hidden_size": 32, "learning_rate": 0.1, "l2": 0.001}
+    data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
+    alone = list(train(TrainConfig(**point, **spec.train_values()), data.X_train, data.y_train,
+                       data.X_val, data.y_val, partial=(0.25,), scaled_partial_val=True))
+    tid = results.set_index(["hidden_size", "learning_rate", "l2"]).loc[(32, 0.1, 0.001), "trial_id"]
+    swept = history[history["trial_id"] == tid].sort_values("epoch")["val_accuracy"].tolist()
+    assert swept == [m["val_accuracy"] for m in alone if not m.get("partial")]
 
 
 def test_rays_asha_still_runs_on_request(ray_local, small_data_dir, tmp_path):

@@ -1,11 +1,12 @@
-"""search.space: the default grid, list parsing with errors that name the flag, seeded order."""
+"""search.space and the grid of search.settings: the default grid, list parsing with errors that
+name the flag, seeded order."""
 import pytest
 
-from search import space
+from search import settings, space
 
 
 def test_default_grid_is_the_175_combinations():
-    g = space.grid()
+    g = settings.grid(settings.DEFAULTS)
     assert len(g) == 175
     assert len({tuple(c.values()) for c in g}) == 175
     assert {c["hidden_size"] for c in g} == {64, 128, 256, 512, 1024}
@@ -14,7 +15,7 @@ def test_default_grid_is_the_175_combinations():
 
 
 def test_shuffled_is_a_seeded_permutation():
-    g = space.grid()
+    g = settings.grid(settings.DEFAULTS)
     a, b, c = space.shuffled(g, 0), space.shuffled(g, 0), space.shuffled(g, 1)
     assert a == b and a != c and a != g
     key = lambda d: tuple(d.values())
@@ -32,7 +33,7 @@ def test_parse_rungs_whole_epochs_and_fractions_of_the_first():
     assert rungs == (0.125, 0.25, 1, 2, 4)
     assert [type(r) for r in rungs] == [float, float, int, int, int]  # 2, not 2.0, in sweep.json
     assert space.partial_rungs(rungs) == (0.125, 0.25)
-    assert space.partial_rungs(space.DEFAULT_RUNGS) == (0.25,)
+    assert space.partial_rungs(settings.DEFAULTS["rungs"]) == (0.25,)
     assert space.rungs_used(rungs, 2) == [1, 0.25, 0.125]
 
 
