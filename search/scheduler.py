@@ -22,6 +22,7 @@ from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 
 from .halving import Halving, grid_key  # noqa: E402
 from .space import rungs_used  # noqa: E402
+from .trainable import unpacked  # noqa: E402
 
 # One line per value recorded at a rung, appended before the decision is returned: what a
 # resumed sweep's scheduler reads back (Tune restores the trials, not a scheduler's state).
@@ -160,7 +161,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
             self._unsure.append(trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        epoch = result.get(EPOCH)
+        epoch = unpacked(result).get(EPOCH)
         j = self.halving.rung_at(epoch) if epoch is not None else None
         if j is None:  # between rungs, or past the last
             return self.CONTINUE
@@ -245,7 +246,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         return self.halving.fate(trial.trial_id, j) if j is not None else "go"
 
     def _paused_at(self, trial: Trial) -> int | None:
-        epoch = (trial.last_result or {}).get(EPOCH)
+        epoch = unpacked(trial.last_result or {}).get(EPOCH)
         return self.halving.rung_at(epoch) if epoch is not None else None
 
     def debug_string(self) -> str:

@@ -14,6 +14,7 @@ import itertools
 import math
 import numbers
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from mlp_core.data import DATASETS
@@ -104,16 +105,10 @@ def number_list(parse_text: Callable[[str], tuple], integers: bool = False, noun
     return Kind(parse, problem, NUMBERS, item=int if integers else float)
 
 
-def _grid(what: str, **kw):
-    parse = {"ints": lambda t: space.parse_int_list("", t),
-             "positive": lambda t: space.parse_float_list("", t, positive=True),
-             "non-negative": lambda t: space.parse_float_list("", t, positive=False),
-             "rungs": lambda t: space.parse_rungs("", t)}[what]
-    return number_list(parse, noun="rung" if what == "rungs" else "value", **kw)
-
-
 @dataclass(frozen=True)
 class Setting:
+    """One setting: `name` is SweepSpec's field, sweep.json's key and the API's keyword; its flag
+    is the name with dashes."""
     name: str
     default: Any
     kind: Kind
@@ -145,11 +140,14 @@ SETTINGS = (
     Setting("dataset", "mnist", choice(*DATASETS), ""),
     Setting("data_dir", None, optional_text(), "folder holding the four IDX files, downloaded there "
             "if missing)", "$MLP_SWEEP_CACHE/<dataset> or ~/.cache/mlp-sweep/<dataset>", placement=True),
-    Setting("hidden", (64, 128, 256, 512, 1024), _grid("ints", integers=True),
+    Setting("hidden", (64, 128, 256, 512, 1024),
+            number_list(partial(space.parse_int_list, ""), integers=True),
             "hidden sizes, comma-separated", column="hidden_size"),
-    Setting("lr", (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1), _grid("positive"),
+    Setting("lr", (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1),
+            number_list(partial(space.parse_float_list, "", positive=True)),
             "learning rates", column="learning_rate"),
-    Setting("l2", (0.001, 0.005, 0.01, 0.05, 0.1), _grid("non-negative"), "L2 strengths", column="l2"),
+    Setting("l2", (0.001, 0.005, 0.01, 0.05, 0.1),
+            number_list(partial(space.parse_float_list, "", positive=False)), "L2 strengths", column="l2"),
     Setting("epochs", 10, whole(1, "must be a positive integer"), "most epochs a trial runs",
             train="epochs"),
     Setting("batch_size", 256, whole(1, "must be a positive integer"), "", train="batch_size"),
@@ -168,8 +166,9 @@ SETTINGS = (
     # whole epochs, or fractions of the first epoch, at which trials then also report. Rungs at
     # or past `epochs` are not used. With "asha", Ray's own geometric rungs from the first of
     # these. Why 0.25, 1, 2, 4: BENCHMARKS.md section 2.
-    Setting("rungs", (0.25, 1, 2, 4), _grid("rungs"), "epochs at which early stopping compares "
-            "trials, comma-separated: whole epochs or fractions of the first"),
+    Setting("rungs", (0.25, 1, 2, 4), number_list(partial(space.parse_rungs, ""), noun="rung"),
+            "epochs at which early stopping compares trials, comma-separated: whole epochs or "
+            "fractions of the first"),
     # Why a fixed subset: BENCHMARKS.md section 2 (the first rung's 175 validation passes were a
     # third of its work).
     Setting("partial_val", "scaled", choice("scaled", "full"),

@@ -6,6 +6,7 @@ checks (cluster.py), argument parsing (run_search.py) and everything after the s
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import logging
 import os
 import sys
@@ -120,7 +121,13 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
         tuner = build_tuner(spec, data, configs, run_dir, f"{storage_path}/{tune_name}", resume,
                             [recorder, progress], searcher_limit(spec, started), verbose)
+        del data  # in Ray's object store now: the driver's own copy is not needed while it runs
         fit_quietly(tuner, verbose)
+        # Tune's trials and their kept results are garbage now, much of it in reference cycles
+        # that Python's collector would reach only later: freed here, the work after the sweep
+        # (tables, plots, report) reuses their memory instead of adding to the driver's peak.
+        del tuner
+        gc.collect()
     finally:
         if started:
             ray.shutdown()
@@ -179,7 +186,9 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
     and what every trial shares go once into Ray's object store (with_parameters); a trial's
     config is its grid point alone, one of a BasicVariantGenerator's, in the sweep's order."""
     shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.partial_epochs(),
-                    spec.partial_val == "scaled")
+                    spec.partial_val == "scaled",
+                    # Ray's ASHA reads the epoch as its time attribute; ours read it unpacked
+                    top=(EPOCH, VAL_ACCURACY) if spec.scheduler == "asha" else (VAL_ACCURACY,))
     trainable = tune.with_parameters(
         tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
         X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,

@@ -34,19 +34,22 @@ class Shared:
     partial_epochs: tuple = ()
     # True: a report inside the first epoch validates on the same fraction of the validation set.
     scaled_partial_val: bool = False
+    top: tuple = (EPOCH, VAL_ACCURACY)  # the report's keys Tune sees as numbers (packed)
 
 
-# A report holds the scheduler's two numbers (EPOCH, VAL_ACCURACY) as they are and everything
-# else as one JSON text under DETAILS, which the driver's recorder unpacks. Tune keeps, for every
-# trial and every numeric key of its reports, a running analysis (min, max, mean, last 5 and 10
-# values) in memory and in each experiment snapshot: nine such keys instead of eighteen halve
-# that, and at 10,000 trials it is most of the driver's memory (BENCHMARKS.md section 3).
+# A report holds what the scheduler reads as it is (VAL_ACCURACY; also EPOCH for Ray's ASHA, its
+# time attribute) and everything else as one JSON text under DETAILS, which the driver unpacks
+# (`unpacked`). Tune keeps, for every trial and every numeric key of its reports, a running
+# analysis (min, max, mean, the last 5 and 10 values) in memory and in each experiment snapshot:
+# at 10,000 trials most of the driver's memory is Tune's per-trial bookkeeping, and each key
+# left out of it (Tune adds six of its own) is ~4 KB a trial (BENCHMARKS.md section 3).
 DETAILS = "details"
 
 
-def packed(metrics: dict) -> dict:
-    return {EPOCH: metrics[EPOCH], VAL_ACCURACY: metrics[VAL_ACCURACY],
-            DETAILS: json.dumps({k: v for k, v in metrics.items() if k not in (EPOCH, VAL_ACCURACY)})}
+def packed(metrics: dict, top: tuple = (EPOCH, VAL_ACCURACY)) -> dict:
+    """A report for Tune: the keys `top` as they are, the rest as JSON text under DETAILS."""
+    return {**{k: metrics[k] for k in top},
+            DETAILS: json.dumps({k: v for k, v in metrics.items() if k not in top})}
 
 
 def unpacked(result: dict) -> dict:
@@ -76,13 +79,13 @@ def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
     return Trainer.from_state(config, state), last
 
 
-def _report(metrics: dict, trainer: Trainer) -> None:
+def _report(metrics: dict, trainer: Trainer, top: tuple) -> None:
     """Report `metrics` with a checkpoint of `trainer` (mid-epoch state included, so a trial
     paused at a rung inside its first epoch continues that epoch exactly)."""
     with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
         np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict(),
                  last_metrics=np.array(json.dumps(metrics)))
-        tune.report(packed(metrics), checkpoint=tune.Checkpoint.from_directory(d))
+        tune.report(packed(metrics, top), checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
@@ -106,7 +109,7 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
         threads = blas_threads()
         trainer, last = _restore(cfg)
         if last is not None:
-            _report(last, trainer)
+            _report(last, trainer, shared.top)
             if trainer.epochs_done >= cfg.epochs or last.get(DIVERGED):
                 return  # restored from its final checkpoint: its end now reaches the tables
         trainer = trainer or Trainer(cfg)
@@ -116,4 +119,4 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()
-            _report(metrics, trainer)
+            _report(metrics, trainer, shared.top)

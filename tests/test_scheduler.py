@@ -10,13 +10,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+# search first: it sets Ray's environment (search/rayenv.py) before Ray is imported, which
+# Ray reads once (run alone, or first, this module would otherwise start Ray without it)
 from search.halving import Halving, grid_key
 from search.scheduler import RUNG_LOG, HalvingScheduler
 from search.space import geometric_rungs
 from search.sweep import SweepError, SweepSpec, make_scheduler
+from search.trainable import DETAILS, packed, unpacked
+
+from ray.tune.experiment import Trial  # noqa: E402 (after search, above)
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
 STOP, GO, PAUSE = TrialScheduler.STOP, TrialScheduler.CONTINUE, TrialScheduler.PAUSE
 NAN = float("nan")
@@ -129,7 +133,10 @@ class Controller:
         trial.status = Trial.TERMINATED
 
     def report(self, trial, epoch, acc):
-        trial.last_result = {"epoch": epoch, "val_accuracy": acc}
+        # as a trial of a halving sweep reports: the epoch inside the JSON details, not a key
+        trial.last_result = packed({"epoch": epoch, "val_accuracy": acc, "train_loss": 1.0},
+                                   top=("val_accuracy",))
+        assert "epoch" not in trial.last_result
         decision = self.scheduler.on_trial_result(self, trial, trial.last_result)
         if decision == PAUSE:
             trial.status = Trial.PAUSED
@@ -333,3 +340,13 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
     again = RunRecorder(tmp_path, epochs=3)
     assert again.partial["a"][0.25]["val_accuracy"] == 0.2 and again.finished == frozenset({"a"})
     assert set(again.history["b"]) == {1}
+
+
+def test_a_report_packs_what_tune_need_not_see_into_one_text_and_unpacks_whole():
+    metrics = {"epoch": 0.25, "val_accuracy": 0.5, "train_loss": 1.25, "node_id": "ab", "partial": True}
+    for top in (("epoch", "val_accuracy"), ("val_accuracy",)):
+        report = packed(metrics, top)
+        assert set(report) == {*top, DETAILS}  # the numbers Tune analyses: these alone
+        whole = unpacked({**report, "training_iteration": 3})  # Tune's own keys kept beside
+        assert {k: v for k, v in whole.items() if k != DETAILS} == {**metrics, "training_iteration": 3}
+    assert unpacked({"epoch": 1, "val_accuracy": 0.5}) == {"epoch": 1, "val_accuracy": 0.5}
