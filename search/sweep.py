@@ -5,11 +5,14 @@ checks (cluster.py), argument parsing (run_search.py) and everything after the s
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +104,11 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
-    started = start_ray(spec.address, verbose, local_cpus(spec))
+    with interrupts_kept() as interrupted:
+        started = start_ray(spec.address, verbose, local_cpus(spec))
     try:
+        if interrupted:  # a Ctrl-C that Python dropped while Ray started: stop before writing
+            raise KeyboardInterrupt
         # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
         check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
         if cluster_address(spec.address):  # the nodes get the code now: check they can run it
@@ -136,6 +142,27 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
                         time.monotonic() - t0, recorder.peak_paused, locks)
+
+
+@contextlib.contextmanager
+def interrupts_kept():
+    """Note every Ctrl-C (SIGINT) inside the block, as well as raising KeyboardInterrupt: Python
+    drops the exception when the signal lands in a callback it runs for a fork (Ray's start forks
+    its processes), and the caller then checks the list it gets."""
+    noted = []
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler or threading.current_thread() is not threading.main_thread():
+        yield noted  # someone else handles SIGINT here (a notebook, a test runner's thread)
+        return
+
+    def handler(signum, frame):
+        noted.append(signum)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def load_checked_data(spec: SweepSpec, resume: bool):

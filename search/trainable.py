@@ -41,8 +41,8 @@ class Shared:
 # time attribute) and everything else as one JSON text under DETAILS, which the driver unpacks
 # (`unpacked`). Tune keeps, for every trial and every numeric key of its reports, a running
 # analysis (min, max, mean, the last 5 and 10 values) in memory and in each experiment snapshot:
-# at 10,000 trials most of the driver's memory is Tune's per-trial bookkeeping, and each key
-# left out of it (Tune adds six of its own) is ~4 KB a trial (BENCHMARKS.md section 3).
+# at 10,000 trials most of the driver's memory is Tune's per-trial bookkeeping, ~2.4 KB a trial
+# for each numeric key (Tune adds six of its own; BENCHMARKS.md section 3).
 DETAILS = "details"
 
 

@@ -350,3 +350,23 @@ def test_a_report_packs_what_tune_need_not_see_into_one_text_and_unpacks_whole()
         whole = unpacked({**report, "training_iteration": 3})  # Tune's own keys kept beside
         assert {k: v for k, v in whole.items() if k != DETAILS} == {**metrics, "training_iteration": 3}
     assert unpacked({"epoch": 1, "val_accuracy": 0.5}) == {"epoch": 1, "val_accuracy": 0.5}
+
+
+def test_a_ctrl_c_that_python_drops_during_start_up_is_still_kept():
+    """Python drops a KeyboardInterrupt raised inside some callbacks (the one it runs after a
+    fork, as Ray's start forks): the sweep still notes the signal and stops before writing."""
+    import os
+    import signal
+    import time
+
+    from search.sweep import interrupts_kept
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupts_kept() as interrupted:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # as Python does with an exception in a fork callback
+    assert interrupted == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
