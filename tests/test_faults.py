@@ -40,9 +40,16 @@ def kill_session(sid: int) -> None:
             pass
 
 
-def start(args) -> subprocess.Popen:
+def start(args, write_every_s: float | None = None) -> subprocess.Popen:
+    """The run command in its own session. write_every_s: how often the driver rewrites its
+    tables instead of RunRecorder's few seconds (set in the driver before it starts)."""
     env = {**os.environ, "MLP_SWEEP_MIRRORS": dead_url(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(ROOT / "run_search.py"), *map(str, args)],
+    command = [sys.executable, str(ROOT / "run_search.py")]
+    if write_every_s is not None:
+        command = [sys.executable, "-c",
+                   "import sys, run_search; from search.callbacks import RunRecorder; "
+                   f"RunRecorder.WRITE_EVERY_S = {write_every_s!r}; sys.exit(run_search.main(sys.argv[1:]))"]
+    return subprocess.Popen([*command, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT, start_new_session=True)
 
@@ -240,7 +247,9 @@ def test_a_reader_polling_the_tables_during_a_sweep_never_sees_a_partial_row(sma
     numeric = {"results.csv": set(T.NUMERIC_RESULTS), "history.csv": {"epoch", "val_accuracy", "time_s"},
                "partial_epochs.csv": {"epoch", "val_accuracy", "time_s"}}
     seen = {name: set() for name in numeric}  # the distinct row counts each table was read with
-    proc = start(args)
+    # The tables rewritten at every report, not every 5 s: on a fast machine this sweep ends
+    # within 5 s of its first write, and the reader would see only the empty and the final tables.
+    proc = start(args, write_every_s=0.0)
     try:
         while proc.poll() is None:
             for name in numeric:
