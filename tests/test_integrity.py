@@ -9,6 +9,7 @@ import os
 import struct
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -234,14 +235,18 @@ def test_retrain_refuses_other_data_than_the_sweeps(run, small_data_dir, tmp_pat
 
 def test_ctrl_c_before_the_run_folder_exists_says_nothing_was_written(small_data_dir, tmp_path):
     import signal
-    import time
 
-    from test_faults import kill_session, start
+    from test_faults import kill_session, start, wait_for
+
+    def ray_starting() -> bool:  # the driver's first child process: Ray's start, not a fixed sleep
+        return bool(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
 
     proc = start(["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "early",
                   "--hidden", "16", "--lr", "0.1", "--l2", "0.001", "--epochs", "1"])
     try:
-        time.sleep(1.5)  # inside its start-up: imports, data, Ray
+        # Inside its start-up: Ray's processes starting (here ~1 s after launch, 2.5-4 s before
+        # the run folder is claimed), whatever the machine's speed.
+        wait_for(ray_starting, timeout=120, what="Ray's start")
         assert not (tmp_path / "early").exists(), "the sweep got under way before the signal"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
