@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -90,10 +89,10 @@ def build_parser() -> Parser:
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    if args.address:  # before Ray is imported: search.sweep keys its settings on it
-        os.environ["RAY_ADDRESS"] = args.address
+    from search import api, rayenv
+
+    rayenv.configure(args.address)  # before Ray is imported: a local run's settings, or a cluster's
     from results.table import SWEEP_FILE
-    from search import api
     from search.progress import mb
     from search.sweep import SweepError, run_sweep
 

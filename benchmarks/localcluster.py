@@ -25,13 +25,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cluster_env() -> dict:
+def cluster_env(token: bool = True) -> dict:
     """For the head and the driver: Ray's single-machine mode, in which the node IP is 127.0.0.1
-    and Ray's servers bind to loopback only; and token authentication. This Python's folder
-    first on PATH, so that `python` in a job's entrypoint is this environment's, as it is for a
-    user whose environment is active."""
+    and Ray's servers bind to loopback only; and token authentication, or none. This Python's
+    folder first on PATH, so that `python` in a job's entrypoint is this environment's, as it is
+    for a user whose environment is active."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "PATH": path}
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "RAY_AUTH_MODE": "token" if token else "disabled", "PATH": path}
 
 
 # `ray start --address=127.0.0.1:P` for a second node. In single-machine mode Ray refuses to
@@ -50,14 +51,16 @@ main()
 
 class LocalCluster:
     def __init__(self, nodes: int = 2, cpus_per_node: int = 1, other_nodes_env: dict | None = None,
-                 job_server: bool = False, as_default: bool = False):
+                 job_server: bool = False, as_default: bool = False, token: bool = True):
         """`other_nodes_env`: extra environment for the nodes after the head (and so for their
         workers), e.g. a PYTHONPATH that breaks an import there, as on a badly set-up machine.
         `job_server`: the head runs Ray's dashboard, whose job server `ray job submit` talks
         to, on 127.0.0.1 at `self.job_address` (needs ray[default]). `as_default`: the head's
         temporary folder is `self.temp/ray`, the layout of Ray's default /tmp/ray, so that a
         process with RAY_TMPDIR=self.temp finds it as Ray finds a cluster `ray start` left
-        running (its `ray_current_cluster` file)."""
+        running (its `ray_current_cluster` file). `token`: token authentication (Ray's default
+        since 2.59), or a cluster without it."""
+        self.token = token
         # short: Ray puts unix sockets under it (path length limit)
         self.temp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self.port = free_port()
@@ -72,9 +75,9 @@ class LocalCluster:
         try:
             head_temp = self.temp / "ray" if as_default else self.temp
             self._start([RAY, "start", "--head", f"--port={self.port}", *dashboard,
-                         f"--temp-dir={head_temp}", *common], cluster_env())
-            worker_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
-                          **(other_nodes_env or {})}
+                         f"--temp-dir={head_temp}", *common], cluster_env(token))
+            worker_env = {**os.environ, "RAY_AUTH_MODE": "token" if token else "disabled",
+                          "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", **(other_nodes_env or {})}
             for k in range(1, nodes):
                 # each node its own temporary folder, as on separate machines: nodes sharing one
                 # also share runtime_env's unpacked files, and one node's cleanup then deletes
@@ -97,8 +100,8 @@ class LocalCluster:
                 "print(sum(1 for x in ray.nodes() if x['Alive']))" % self.address)
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            r = subprocess.run([sys.executable, "-c", code], env=cluster_env(), capture_output=True,
-                               text=True, timeout=60)
+            r = subprocess.run([sys.executable, "-c", code], env=cluster_env(self.token),
+                               capture_output=True, text=True, timeout=60)
             if r.returncode == 0 and r.stdout.strip().splitlines()[-1:] == [str(n)]:
                 return
             time.sleep(1)
@@ -108,7 +111,7 @@ class LocalCluster:
         """The ids of this cluster's alive nodes."""
         code = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
                 "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))" % self.address)
-        r = subprocess.run([sys.executable, "-c", code], env=cluster_env(), capture_output=True,
+        r = subprocess.run([sys.executable, "-c", code], env=cluster_env(self.token), capture_output=True,
                            text=True, timeout=120)
         return set(r.stdout.split())
 

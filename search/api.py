@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from results.table import SWEEP_FILE, RunError, load_sweep
 
+from . import rayenv
 from . import settings as declared  # (`settings` is this module's function)
 from .errors import SweepError
 from .runfolder import absolute_storage, default_name, run_folder
-from .sweep import SweepSpec, run_sweep
+from .spec import SweepSpec
 
 if TYPE_CHECKING:
     from results.run import Run
@@ -99,6 +100,9 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     from results.run import Run, finish
 
     spec, run_dir = settings(out, name, resume, **values)
+    rayenv.configure(spec.address)  # before Ray is imported: a local run's settings, or a cluster's
+    from .sweep import run_sweep
+
     try:
         outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream)
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ Leaves out the sweep itself (sweep.py) and Ray's environment (rayenv.py).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -38,11 +39,25 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
         # project. Under `ray job submit --working-dir`, Ray merges this with the job's own.
         ray.init(address=address, runtime_env={"py_modules": shipped_modules()}, **kwargs)
     else:
+        check_loopback()
         # "local": always a new instance of our own. Without it ray.init() joins whatever
         # cluster the `ray_current_cluster` file in Ray's temporary folder names (one that
         # `ray start` left running), skipping the cluster checks and running there.
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
     return True
+
+
+def check_loopback() -> None:
+    """Refuse to start a local Ray that would listen beyond 127.0.0.1: the address Ray would give
+    the node (its servers bind there) is loopback only if Ray was imported after rayenv set it
+    up for a local run, not when a script imported Ray first or this process set it up for a
+    cluster (--address) before."""
+    ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(ip).is_loopback:
+        raise SweepError(f"a local Ray would listen on {ip}, not on 127.0.0.1 alone: Ray was set up "
+                         "in this process before this tool could keep it local (Ray was imported "
+                         "before search, or a sweep here used --address). Start a new Python process "
+                         "and import search first, or give --address for a cluster")
 
 
 # A gRPC server (Ray's GCS is one) answers an HTTP/2 client preface with a SETTINGS frame.

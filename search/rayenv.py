@@ -1,5 +1,7 @@
-"""Ray's environment for a driver of this tool. Ray reads some of it once, when it is imported,
-so every module here that imports Ray calls configure() first.
+"""Ray's environment for a driver of this tool. Ray reads some of it once, when it is imported:
+the entry points (the run command, search.api.run) call configure(address) before they import
+the modules that import Ray, and each of those modules calls configure() too, in case it is
+imported first; the first call decides.
 
 Leaves out starting Ray (cluster.py).
 """
@@ -8,14 +10,24 @@ from __future__ import annotations
 import os
 
 
-def configure() -> None:
-    """No per-trial CSV/JSON/TensorBoard loggers (our tables replace them); no metric check on
+_configured = False
+
+
+def configure(address: str | None = None) -> None:
+    """For a sweep on the cluster at `address` (or $RAY_ADDRESS), or on a local Ray of its own
+    without one: no per-trial CSV/JSON/TensorBoard loggers (our tables replace them); no metric check on
     the bare "done" result of a finished trial that a resume skips at once; Tune's classic output
     (off anyway: verbose 0). Without a cluster address, the local Ray gets token authentication
     (Ray's own default since 2.59, said explicitly) and loopback only: Ray treats the node as a
     single-machine cluster with IP 127.0.0.1, so every server it starts binds there instead of
     on all interfaces (ray.init(_node_ip_address="127.0.0.1") alone is re-resolved to the
-    external address). For a cluster the user's settings stand. Values already set win."""
+    external address). For a cluster the user's settings stand: forced token authentication
+    would refuse a cluster that runs without it. Values already set win, and so does the first
+    call: Ray keeps what it read when it was imported."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
     # Tune's own settings that cost per trial, measured at 175 to 10,000 trials (BENCHMARKS.md
     # section 3) and left at Tune's defaults, which a user's value overrides:
     # - TUNE_GLOBAL_CHECKPOINT_S "auto": an experiment snapshot at least every 10 s and at most
@@ -28,6 +40,6 @@ def configure() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if not os.environ.get("RAY_ADDRESS"):
+    if not (address or os.environ.get("RAY_ADDRESS")):
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -98,6 +98,26 @@ def test_sweep_on_a_real_two_node_cluster(small_data_dir, tmp_path):
     assert cluster.pids() == []  # exactly what it started is gone
 
 
+@pytest.mark.slow
+def test_the_python_api_joins_a_cluster_that_runs_without_token_authentication(small_data_dir, tmp_path):
+    """api.run(address=...) is --address from Python: search is imported before the address is
+    known, and a local run's forced token authentication must not reach the connection. Before,
+    every trial's actor died at once (with a token in ~/.ray; Ray's AuthenticationError without)."""
+    code = ("import sys\nfrom search import api\n"
+            f"run = api.run(out={str(tmp_path)!r}, name='p', data_dir={str(small_data_dir)!r}, "
+            "hidden=[16, 32], lr=[0.1], l2=[0.001], epochs=1, scheduler='none', retrain=False, "
+            "address=sys.argv[1])\n"
+            "print(len(run.results), run.results['status'].eq('completed').all())")
+    with LocalCluster(nodes=1, cpus_per_node=2, token=False) as cluster:
+        # the driver's environment: the cluster's, with no authentication mode of its own
+        env = {k: v for k, v in cluster_env(token=False).items() if k != "RAY_AUTH_MODE"}
+        r = subprocess.run([sys.executable, "-c", code, cluster.address], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2", "True"]
+    assert f"each running this project's sources {code_fingerprint()}" in r.stderr
+
+
 def project_hidden(folder) -> dict:
     """An environment in which Python cannot import this project: stand-ins for its three
     packages, first on the path, that refuse to be imported (as on a machine that has Ray and

@@ -3,13 +3,17 @@ every trial once, per-epoch history without duplicates, divergence, BLAS threads
 loopback-only servers, refusal to overwrite a run."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from benchmarks.procs import processes
+from conftest import ROOT
 from mlp_core.data import load_dataset
 from mlp_core.train import TrainConfig, train
 from search.cluster import start_ray
@@ -58,6 +62,52 @@ def test_local_ray_listens_on_loopback_only(ray_local):
     loopback = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
     for a in addresses:
         assert a.split(":")[0] in loopback, f"a Ray server listens beyond loopback: {a}"
+
+
+def fresh_python(code: str, **env) -> subprocess.CompletedProcess:
+    """`code` in a new Python, in an environment without the Ray settings this test process's
+    own imports of search made."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    return subprocess.run([sys.executable, "-c", code], env={**base, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+SETTINGS = ("import os; print(os.environ.get('RAY_AUTH_MODE'), "
+            "os.environ.get('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'))")
+
+
+def test_rays_settings_follow_the_address_of_the_sweep_not_the_order_of_imports():
+    """A local run's settings (token authentication, loopback only) are set before Ray is
+    imported, and a cluster's run, named only when api.run is called, is not given them: Ray's
+    forced token authentication would refuse a cluster that runs without it."""
+    # importing the API does not import Ray: its settings are still open when run() is called
+    r = fresh_python("import sys; from search import api; print('ray' in sys.modules)")
+    assert r.stdout.split() == ["False"], r.stderr
+    # what api.run and the run command do first; a module importing Ray then changes nothing
+    r = fresh_python("from search import rayenv; rayenv.configure('10.0.0.5:6379'); "
+                     f"import search.sweep; {SETTINGS}")
+    assert r.stdout.split() == ["None", "None"], r.stderr
+    for first in ("", "from search import rayenv; rayenv.configure(None); "):
+        r = fresh_python(f"{first}import search.sweep; {SETTINGS}")
+        assert r.stdout.split() == ["token", "0"], r.stderr
+    r = fresh_python(f"import search.sweep; {SETTINGS}", RAY_ADDRESS="10.0.0.5:6379")
+    assert r.stdout.split() == ["None", "None"], r.stderr
+
+
+def test_a_local_sweep_refuses_a_ray_imported_before_it_could_be_kept_local(small_data_dir, tmp_path):
+    """A script that imports Ray before search gets Ray's cluster mode, whose servers listen on
+    the machine's address: the sweep refuses to start one, naming why, and writes nothing."""
+    probe = fresh_python("import ray; print(ray.util.get_node_ip_address())")
+    if ipaddress.ip_address(probe.stdout.strip()).is_loopback:
+        pytest.skip("this machine has no address but loopback: nothing to refuse")
+    r = fresh_python("import ray\nfrom search import api\n"
+                     f"api.run(out={str(tmp_path)!r}, name='x', data_dir={str(small_data_dir)!r}, "
+                     "hidden=[16], lr=[0.1], l2=[0.001], epochs=1, retrain=False)")
+    assert r.returncode == 1
+    assert (f"SweepError: a local Ray would listen on {probe.stdout.strip()}, not on 127.0.0.1 alone"
+            in r.stderr), r.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def check_tables(run_dir, n_trials, epochs):
