@@ -14,8 +14,8 @@ import pytest
 
 from conftest import MNIST_DIR, write_idx
 from mlp_core.data import (DATASETS, DataError, download_file, load_dataset, locate_files,
-                           read_idx_images, read_idx_labels, read_idx_pair, split_indices,
-                           to_features)
+                           make_dataset, read_idx_images, read_idx_labels, read_idx_pair,
+                           split_indices, to_features)
 
 rng = np.random.default_rng(0)
 IMAGES = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
@@ -115,6 +115,23 @@ def test_features_and_split():
     tr2, va2 = split_indices(1000, 0.2, seed=3)
     np.testing.assert_array_equal(va, va2)
     assert not np.array_equal(va, split_indices(1000, 0.2, seed=4)[1])
+
+
+def test_the_parts_of_a_dataset_are_the_images_its_split_names():
+    """Split as bytes, scaled after: each part's rows are the images (and labels) the seeded split
+    names, pixel / 255 in float32, and the test set is scaled the same way."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 50).astype(np.uint8)
+    ds = make_dataset("mnist", images, labels, images[:7], labels[:7], val_fraction=0.2, seed=5)
+    tr, va = split_indices(50, 0.2, seed=5)
+    for X, y, idx in ((ds.X_train, ds.y_train, tr), (ds.X_val, ds.y_val, va)):
+        assert X.dtype == np.float32 and X.flags.c_contiguous and y.dtype == np.int64
+        for row, i in enumerate(idx):
+            np.testing.assert_array_equal(X[row], images[i].reshape(-1).astype(np.float32) / 255)
+            assert y[row] == labels[i]
+    assert len(ds.X_train) == 40 and len(ds.X_val) == 10
+    np.testing.assert_array_equal(ds.X_test, to_features(images[:7]))
 
 
 def test_load_dataset_from_directory(small_data_dir):
