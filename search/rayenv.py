@@ -15,15 +15,16 @@ _configured = False
 
 def configure(address: str | None = None) -> None:
     """For a sweep on the cluster at `address` (or $RAY_ADDRESS), or on a local Ray of its own
-    without one: no per-trial CSV/JSON/TensorBoard loggers (our tables replace them); no metric check on
-    the bare "done" result of a finished trial that a resume skips at once; Tune's classic output
-    (off anyway: verbose 0). Without a cluster address, the local Ray gets token authentication
-    (Ray's own default since 2.59, said explicitly) and loopback only: Ray treats the node as a
-    single-machine cluster with IP 127.0.0.1, so every server it starts binds there instead of
-    on all interfaces (ray.init(_node_ip_address="127.0.0.1") alone is re-resolved to the
-    external address). For a cluster the user's settings stand: forced token authentication
-    would refuse a cluster that runs without it. Values already set win, and so does the first
-    call: Ray keeps what it read when it was imported."""
+    without one: no per-trial CSV/JSON/TensorBoard loggers (our tables replace them); no metric
+    check on the bare "done" result of a finished trial that a resume skips at once; Tune's
+    classic output (off anyway: verbose 0). Without a cluster address, the local Ray gets token
+    authentication (Ray's own default since 2.59, said explicitly) and loopback only: Ray treats
+    the node as a single-machine cluster with IP 127.0.0.1, so every server it starts binds
+    there instead of on all interfaces (ray.init(_node_ip_address="127.0.0.1") alone is
+    re-resolved to the external address). For a cluster the user's settings stand: on a cluster
+    that runs without token authentication, a driver forced into it loses its trials (or cannot
+    connect). Values already set win, and so does the first call: Ray keeps what it read when
+    it was imported."""
     global _configured
     if _configured:
         return
