@@ -95,10 +95,11 @@ GRID = ["--hidden", "256,512", "--lr", "0.01,0.05,0.1", "--l2", "0.001,0.01", "-
 def test_driver_stopped_then_resumed(how, small_data_dir, tmp_path):
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "s", *GRID]
     run_dir = tmp_path / "s"
-    proc = start(args)
+    # The tables are not rewritten while it runs, so every trial that ends stays in the journal
+    # until the stop: with the usual 5 s, a rewrite empties it, and when trials end more than
+    # 5 s apart it would never hold the two this waits for.
+    proc = start(args, write_every_s=1e9)
     try:
-        # Two trials ended since the tables' last rewrite (the journal holds them). Not a wait
-        # for the tables' next rewrite, every 5 s: on a fast machine this sweep ends before it.
         wait_for(lambda: journal_lines(run_dir) >= 2, what="two finished trials in the journal")
         before = T.load_results(run_dir)
         assert len(before) < 12, "the sweep finished before it could be interrupted"
