@@ -112,21 +112,30 @@ def test_a_driver_killed_mid_sweep_and_resumed_gives_the_same_table(reference, s
 
 
 def test_a_two_node_cluster_gives_the_same_table(small_data_dir, tmp_path):
-    # Trials long enough (seconds in all) for the second node's worker to start and take some:
-    # with quick ones, Tune hands every trial to the first node's warm worker.
+    """Every sweep on the cluster gives the local table, and one of them ran trials on both nodes.
+    Which node runs a trial is Ray's and Tune's, and depends on timing: Tune hands a trial to an
+    actor that just became free (cancelling the one it was starting elsewhere), so a second node
+    whose actors start slower than a trial's stretch to the next rung may get none in a sweep
+    (seen once on CI). Up to three sweeps, each checked."""
     grid = ["--hidden", "512,1024", "--lr", "0.01,0.05,0.1", "--l2", "0.001,0.01", "--epochs", "8",
             "--rungs", "1,2", "--reduction-factor", "2", "--no-retrain"]
     local = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "local", *grid)
     assert local.returncode == 0, local.stderr
+    nodes_used = []
     with LocalCluster(nodes=2, cpus_per_node=1) as cluster:
-        r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir, "--out", tmp_path,
-                "--name", "c", *grid, env_extra=cluster_env())
-    assert r.returncode == 0, r.stderr
-    assert "cluster: 2 node(s) with CPUs" in r.stderr
-    results = pd.read_csv(tmp_path / "c" / "results.csv")
-    assert results["node_id"].nunique() == 2  # trials ran on both nodes
-    assert sorted(results["stopped_at_rung"].dropna()) == [1.0] * 6 + [2.0] * 3  # 12 -> 6 -> 3
-    assert_same(tmp_path / "local", tmp_path / "c")
+        for attempt in range(3):
+            name = f"c{attempt}"
+            r = cli("run", "--address", cluster.address, "--data-dir", small_data_dir, "--out", tmp_path,
+                    "--name", name, *grid, env_extra=cluster_env())
+            assert r.returncode == 0, r.stderr
+            assert "cluster: 2 node(s) with CPUs" in r.stderr
+            results = pd.read_csv(tmp_path / name / "results.csv")
+            assert sorted(results["stopped_at_rung"].dropna()) == [1.0] * 6 + [2.0] * 3  # 12 -> 6 -> 3
+            assert_same(tmp_path / "local", tmp_path / name)
+            nodes_used.append(results["node_id"].nunique())
+            if nodes_used[-1] == 2:
+                break
+    assert nodes_used[-1] == 2, f"trials ran on one node in each of {len(nodes_used)} sweeps"
 
 
 def test_paused_and_resumed_trials_train_exactly_as_a_full_grid(reference, small_data_dir, tmp_path):
