@@ -79,8 +79,8 @@ SETTINGS = ("import os; print(os.environ.get('RAY_AUTH_MODE'), "
 
 def test_rays_settings_follow_the_address_of_the_sweep_not_the_order_of_imports():
     """A local run's settings (token authentication, loopback only) are set before Ray is
-    imported, and a cluster's run, named only when api.run is called, is not given them: Ray's
-    forced token authentication would refuse a cluster that runs without it."""
+    imported, and a cluster's run, named only when api.run is called, is not given them: forced
+    token authentication breaks a driver's connection to a cluster that runs without it."""
     # importing the API does not import Ray: its settings are still open when run() is called
     r = fresh_python("import sys; from search import api; print('ray' in sys.modules)")
     assert r.stdout.split() == ["False"], r.stderr
