@@ -5,6 +5,7 @@ Leaves out running trials, pausing and resuming them (scheduler.py).
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 from .settings import HYPERPARAMETERS
@@ -30,6 +31,9 @@ class Halving:
         self.keys: dict[str, tuple] = {}  # trial -> tie-break key
         self.promoted: list[list[str]] = []  # rung index -> trials that went on, best first
         self._promoted: list[set[str]] = []  # the same as sets: membership is asked per report
+        # rung index -> the rank keys of the values recorded there, best first: how many beat a
+        # trial is asked at every report, before the rung is complete
+        self._ranked: list[list[tuple]] = [[] for _ in self.rungs]
 
     # -- questions ----------------------------------------------------------------------------
     def rung_at(self, epoch: float) -> int | None:
@@ -63,6 +67,27 @@ class Halving:
         kept = self.promoted[j] if j < len(self.promoted) else []
         return self.values[j][kept[-1]] if kept else None
 
+    def keep(self, j: int) -> int | None:
+        """How many trials go on from rung j: ceil(entrants / reduction_factor)."""
+        n = self.entrants(j)
+        return None if n is None else math.ceil(n / self.reduction_factor)
+
+    def beaten(self, tid: str, j: int) -> bool:
+        """Whether `tid` is already certain not to go on from rung j, before the rung is complete:
+        its value there is not finite, or keep(j) recorded values rank above it. The values still
+        to come can only add to those above it, so the complete rung decides the same."""
+        if tid not in self.values[j]:
+            return False
+        rank = self._rank((tid, self.values[j][tid]))
+        return rank[0] == math.inf or bisect.bisect_left(self._ranked[j], rank) >= self.keep(j)
+
+    def displaced(self, j: int) -> str | None:
+        """The trial that the value recorded last at rung j pushed out of the rung's best keep(j)
+        (or that value's own trial, when it ranked below them); None while fewer are recorded.
+        Each value pushes out at most one, so asking after every record finds each beaten trial."""
+        k, ranked = self.keep(j), self._ranked[j]
+        return ranked[k][-1] if k is not None and len(ranked) > k else None
+
     def accepts(self, tid: str, j: int) -> bool:
         """Whether record(tid, j, ...) would store a value: `tid` competes at rung j and has
         none there yet."""
@@ -88,6 +113,7 @@ class Halving:
         value = float(value)
         self.values[j][tid] = value if math.isfinite(value) else float("nan")
         self.keys.setdefault(tid, tuple(key))
+        bisect.insort(self._ranked[j], self._rank((tid, self.values[j][tid])))
         return self._decide_ready()
 
     def _decide_ready(self) -> list[int]:
@@ -97,8 +123,7 @@ class Halving:
             if len(self.values[j]) < self.entrants(j):
                 break
             ranked = sorted(self.values[j].items(), key=self._rank)
-            keep = math.ceil(len(ranked) / self.reduction_factor)
-            self.promoted.append([t for t, v in ranked[:keep] if math.isfinite(v)])
+            self.promoted.append([t for t, v in ranked[:self.keep(j)] if math.isfinite(v)])
             self._promoted.append(set(self.promoted[-1]))
             decided.append(j)
         return decided

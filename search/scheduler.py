@@ -168,18 +168,25 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         value = result.get(self.metric_name, float("nan"))
         decided = self._record(trial, j, value)
         self._act_on(tune_controller, decided, current=trial)
+        self._stop_displaced(tune_controller, j, current=trial)
         fate = self.halving.fate(trial.trial_id, j)
         if fate == "stop" or not math.isfinite(value):  # a diverged trial never goes on
             return self.STOP
         if fate == "go":
             return self.CONTINUE
-        return self.PAUSE
+        # Enough others beat it here already: stopped now, its checkpoint not kept for a
+        # decision that can only go against it.
+        return self.STOP if self.halving.beaten(trial.trial_id, j) else self.PAUSE
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict):
         self._ended(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial: Trial):
-        self._ended(tune_controller, trial)
+        # Tune calls this both when it retries a trial (its worker or node died; it is then added
+        # again, restarts from its last checkpoint and reports its true value at the rung) and
+        # when the trial has failed for good: only the second counts as NaN at its rung.
+        if not trial.should_recover():
+            self._ended(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller, trial: Trial):
         self._ended(tune_controller, trial)
@@ -206,6 +213,19 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
                     self._queue(trial)
                 elif saving:
                     self._unsure.append(trial)
+
+    def _stop_displaced(self, tune_controller, j: int, current: Trial):
+        """Stop the paused trial (if any) that the value just recorded at undecided rung j pushed
+        out of the rung's best: whatever the rest report, it cannot go on."""
+        tid = self.halving.displaced(j)
+        trial = self.trials.get(tid) if tid is not None else None
+        if trial is not None and trial is not current and self._pausing(trial):
+            tune_controller.stop_trial(trial)
+
+    @staticmethod
+    def _pausing(trial: Trial) -> bool:
+        """Paused, or saving the checkpoint of its pause."""
+        return trial.status == Trial.PAUSED or trial.status == Trial.RUNNING and trial.is_saving
 
     def _queue(self, trial: Trial):
         self._pushed += 1
@@ -242,8 +262,13 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         return None
 
     def _fate(self, trial: Trial) -> str | None:
+        """A paused trial's fate at its rung: "stop" also before the rung is complete, once
+        enough others beat it there."""
         j = self._paused_at(trial)
-        return self.halving.fate(trial.trial_id, j) if j is not None else "go"
+        if j is None:
+            return "go"
+        fate = self.halving.fate(trial.trial_id, j)
+        return "stop" if fate is None and self.halving.beaten(trial.trial_id, j) else fate
 
     def _paused_at(self, trial: Trial) -> int | None:
         epoch = unpacked(trial.last_result or {}).get(EPOCH)

@@ -4,6 +4,7 @@ through Tune's scheduler API (driven by hand, without starting Ray), and its sta
 from its log after a resume."""
 from __future__ import annotations
 
+import bisect
 import math
 import pickle
 from types import SimpleNamespace
@@ -118,7 +119,9 @@ class Controller:
 
     def add(self, tid, hidden, status=Trial.RUNNING):
         trial = SimpleNamespace(trial_id=tid, status=status, is_saving=False, last_result={},
-                                config={"hidden_size": hidden, "learning_rate": 0.1, "l2": 0.0})
+                                config={"hidden_size": hidden, "learning_rate": 0.1, "l2": 0.0},
+                                retries_left=0)
+        trial.should_recover = lambda: trial.retries_left > 0  # as Tune's Trial answers
         self.trials.append(trial)
         self.scheduler.on_trial_add(self, trial)
         return trial
@@ -189,11 +192,17 @@ def test_a_rung_of_ten_thousand_trials_is_decided_and_served_without_walking_the
     fates = []
     fate = s.halving.fate
     s.halving.fate = lambda tid, j: (fates.append(tid), fate(tid, j))[1]
+    most_paused, seen = 0, []  # seen: the values reported so far, sorted
     for i, t in enumerate(trials):
         assert s.choose_trial_to_run(c) is t  # pending trials in Tune's order, each once
         t.status = Trial.RUNNING
-        assert c.report(t, 0.25, (i * 7919 % n) / n) == (PAUSE if i < n - 1 else STOP)
+        value = (i * 7919 % n) / n  # distinct values
+        beaten = len(seen) - bisect.bisect_right(seen, value) >= n // 4  # that many above it
+        assert c.report(t, 0.25, value) == (STOP if beaten or i == n - 1 else PAUSE)
+        bisect.insort(seen, value)
+        most_paused = max(most_paused, i + 1 - len(c.stopped))  # each reported trial: paused or stopped
     assert len(c.stopped) == n - n // 4
+    assert most_paused == n // 4  # never more than the rung lets go on
     served = []
     while (t := s.choose_trial_to_run(c)) is not None:
         served.append(t)
@@ -234,6 +243,71 @@ def test_a_diverged_trial_stops_at_once_and_one_that_ended_before_its_rung_count
     s.on_trial_complete(c, z, {})  # z diverged inside the first epoch and ended
     assert s.halving.promoted == [["y"]]
     assert s.choose_trial_to_run(c) is y
+
+
+def test_a_trial_whose_worker_died_is_judged_on_its_retry_and_counts_nan_only_once_failed_for_good():
+    """Tune calls on_trial_error when it retries a trial (its worker died) and when the trial has
+    failed for good: only the second records NaN at the rung."""
+    s = HalvingScheduler(3, rungs=(1,), epochs=2, reduction_factor=2)
+    c = Controller(s)
+    x, y, z = c.add("x", 16), c.add("y", 32), c.add("z", 64)
+    assert c.report(x, 1, 0.5) == PAUSE
+    z.retries_left = 1
+    s.on_trial_error(c, z)  # z's worker died before its rung: Tune retries it
+    assert s.halving.pending_rung("z") == 0 and "z" not in s.halving.values[0]
+    z.status = Trial.PENDING
+    s.on_trial_add(c, z)  # as Tune adds a retried trial again
+    assert s.choose_trial_to_run(c) is z
+    z.status = Trial.RUNNING
+    assert c.report(z, 1, 0.9) == PAUSE  # the retry's true value counts
+    y.retries_left = 0
+    s.on_trial_error(c, y)  # failed for good: NaN, which decides the rung
+    assert s.halving.values[0]["y"] != s.halving.values[0]["y"]
+    assert s.halving.promoted == [["z", "x"]]  # ceil(3 / 2); retried, z ranks first
+
+
+def test_a_trial_beaten_by_enough_others_stops_before_its_rung_is_complete_with_the_same_decisions():
+    """At a rung keeping k, a trial that k others already beat is stopped at once (its checkpoint
+    freed); the complete rung's decision is the same in every arrival order, and at most k
+    trials ever wait paused."""
+    rng = np.random.default_rng(5)
+    values = {f"t{i:02d}": float(v) for i, v in enumerate(rng.choice(np.arange(40) / 40, 25))}  # ties too
+    values["t03"] = NAN
+    key = {t: (16, float(i), 0.0) for i, t in enumerate(values)}
+    reference = Halving(len(values), (1,), 4)
+    for t, v in values.items():
+        reference.record(t, 0, v, key[t])
+    for order in range(20):
+        s = HalvingScheduler(len(values), rungs=(1,), epochs=2, reduction_factor=4)
+        c = Controller(s)
+        trials = {t: c.add(t, 16) for t in values}
+        for t in trials:
+            trials[t].config["learning_rate"] = key[t][1]
+        early = []
+        for t in rng.permutation(list(values)):
+            before = len(c.stopped)
+            decision = c.report(trials[t], 1, values[t])
+            complete = len(s.halving.promoted) == 1
+            if not complete:
+                early += c.stopped[before:] + ([t] if decision == STOP else [])
+            assert sum(x.status == Trial.PAUSED for x in trials.values()) <= 7  # ceil(25 / 4)
+        assert s.halving.promoted == reference.promoted
+        assert early and not set(early) & set(reference.promoted[0])  # stopped early: never a finalist
+        assert set(c.stopped) == set(values) - set(reference.promoted[0])
+
+
+def test_beaten_and_displaced_worked_by_hand():
+    h = Halving(6, rungs=(1,), reduction_factor=3)  # keeps 2
+    h.record("a", 0, 0.5, (1,))
+    h.record("b", 0, 0.7, (2,))
+    assert not h.beaten("a", 0) and h.displaced(0) is None
+    h.record("c", 0, 0.6, (3,))  # b, c above a
+    assert h.beaten("a", 0) and h.displaced(0) == "a" and not h.beaten("c", 0)
+    h.record("d", 0, 0.6, (0,))  # ties c, earlier in the grid: ranks above it
+    assert h.displaced(0) == "c" and h.beaten("c", 0)
+    h.record("e", 0, NAN, (5,))
+    assert h.beaten("e", 0) and h.displaced(0) == "c"  # a NaN displaces nobody
+    assert not h.beaten("zz", 0)  # no value yet
 
 
 def test_a_resumed_sweeps_scheduler_reads_its_decisions_back_from_the_log(tmp_path):
