@@ -8,12 +8,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 EXIT_USAGE = 2  # a bad flag or value
 EXIT_FAILURE = 1  # a bad file, or a failure while working
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+
+
+class Stops:
+    """SIGTERM (what Slurm, Kubernetes, systemd, docker stop and timeout send first) handled as
+    Ctrl-C: it calls whatever handles SIGINT at that moment (Tune's graceful stop while the
+    sweep runs, KeyboardInterrupt elsewhere), and the exit code then says which signal it was."""
+
+    def __init__(self):
+        self.terminated = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        self.terminated = True
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # SIGINT ignored or default: still a stop
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    @property
+    def code(self) -> int:
+        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
+
+    @property
+    def what(self) -> str:
+        return "terminated (SIGTERM)" if self.terminated else "interrupted"
+
+
+STOPS = Stops()
 
 
 class CliError(Exception):
@@ -92,6 +126,7 @@ def cmd_run(args) -> int:
     from search import api, rayenv
 
     rayenv.configure(args.address)  # before Ray is imported: a local run's settings, or a cluster's
+    from mlp_core.files import DiskFull
     from results.table import SWEEP_FILE
     from search.progress import mb
     from search.sweep import SweepError, run_sweep
@@ -108,24 +143,41 @@ def cmd_run(args) -> int:
         outcome = run_sweep(spec, run_dir, resume=args.resume, verbose=args.verbose)
     except SweepError as e:
         raise CliError(str(e), EXIT_USAGE) from None
+    except DiskFull as e:
+        return disk_full(e, run_dir, resume_cmd)
     except KeyboardInterrupt:
         if not (run_dir / SWEEP_FILE).is_file():  # stopped before the run folder was written
-            print("\ninterrupted before the sweep started: nothing was written", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        print(f"\ninterrupted; results so far are in {run_dir}. Resume with:\n  {resume_cmd}",
+            print(f"\n{STOPS.what} before the sweep started: nothing was written", file=sys.stderr)
+            return STOPS.code
+        print(f"\n{STOPS.what}; results so far are in {run_dir}. Resume with:\n  {resume_cmd}",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return STOPS.code
     if outcome.interrupted:
-        print(f"\nstopped with {outcome.finished} of {outcome.total} trials finished; results so far "
-              f"are in {run_dir}. Resume with:\n  {resume_cmd}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(f"\n{STOPS.what}: stopped with {outcome.finished} of {outcome.total} trials finished; "
+              f"results so far are in {run_dir}. Resume with:\n  {resume_cmd}", file=sys.stderr)
+        return STOPS.code
     print(f"sweep finished in {outcome.seconds:.1f} s: {run_dir / 'results.csv'}", file=sys.stderr)
     paused, held = outcome.peak_paused
     if paused:  # early stopping's barriers: what they cost in checkpoints
         print(f"at most {paused} trials waited paused at a rung at once"
               + (f", holding {mb(held)} of checkpoints" if held else ""), file=sys.stderr)
-    finish_run(run_dir, retrain=not args.no_retrain)
+    try:
+        finish_run(run_dir, retrain=not args.no_retrain)
+    except DiskFull as e:
+        return disk_full(e, run_dir, resume_cmd)
+    except KeyboardInterrupt:
+        print(f"\n{STOPS.what} after the sweep, which is complete in {run_dir}; the plots, model and "
+              f"report are written by:\n  {resume_cmd}", file=sys.stderr)
+        return STOPS.code
     return 0
+
+
+def disk_full(e, run_dir: Path, resume_cmd: str) -> int:
+    """A full disk during `run`: one line naming it, then how to go on once there is room."""
+    print(f"run_search.py: error: {e}", file=sys.stderr)
+    print(f"what was finished is in {run_dir}; free some space, then resume with:\n  {resume_cmd}",
+          file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def finish_run(run_dir: Path, retrain: bool) -> None:
@@ -273,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--debug")
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run"] + argv  # `run_search.py` alone, or with run's flags, runs the sweep
+    STOPS.install()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -282,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_search.py: error: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        again = " ".join(["python run_search.py", *argv])
+        print(f"\n{STOPS.what}; nothing half-written was left. Run again with:\n  {again}", file=sys.stderr)
+        return STOPS.code
     except Exception as e:  # noqa: BLE001 - known error types print one line; others too, unless --debug
         if debug:
             raise

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file beside the target, flushed, then renamed over it.
+"""Atomic file writes: a temporary file beside the target, flushed, then renamed over it; lines
+appended whole or not at all; a full disk named in one line.
 
 Readers see the old file or the complete new one, never a part; a failure leaves no stray file.
 A link planted at the target is replaced by the new file, never followed; the file gets the
@@ -6,7 +7,10 @@ permissions the user's umask gives a new file (0644 with the usual 022), as `ope
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,16 +21,111 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs):
     """Yield a file object whose content replaces `path` only when the block ends cleanly."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    attempted = 0  # the bytes handed to the file, for the message when the disk is full
     try:
         os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide run folders from colleagues
         with os.fdopen(fd, mode, **open_kwargs) as f:
-            yield f
+            try:
+                yield f
+            finally:
+                attempted = _position(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # rename: a symlink at `path` is replaced, its target untouched
-    except BaseException:
+    except BaseException as e:
+        written = max(_size(tmp), attempted)
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise_if_full(e, path, written)
         raise
+
+
+def _position(f) -> int:
+    """How many bytes were handed to `f` (buffered ones included), 0 if it cannot say."""
+    try:
+        return (f.buffer if hasattr(f, "buffer") else f).tell()
+    except (OSError, ValueError):
+        return 0
+
+
+def _size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def append_line(f, line: str) -> None:
+    """Append one line to the open text file `f` whole, or not at all: a write the disk cannot
+    take is cut off again, so a later line never follows half a line."""
+    f.flush()
+    size = os.fstat(f.fileno()).st_size
+    try:
+        f.write(line)
+        f.flush()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.ftruncate(f.fileno(), size)  # shrinking frees space: this succeeds on a full disk
+        raise_if_full(e, f.name, len(line.encode()))
+        raise
+
+
+class DiskFull(OSError):
+    """A write failed because the disk (or the user's quota) is full: the message names the
+    filesystem, its free space, and what was being written."""
+
+    def __init__(self, path: str | os.PathLike, nbytes: int, code: int = errno.ENOSPC,
+                 message: str | None = None):
+        self.path, self.nbytes = str(path), nbytes
+        # worded where the write failed: on a cluster, the machine whose disk is full
+        super().__init__(code, message or disk_full_message(path, nbytes, code))
+
+    def __str__(self):
+        return self.strerror
+
+    def fields(self) -> dict:
+        """What rebuilds it in another process: DiskFull(**fields)."""
+        return {"path": self.path, "nbytes": self.nbytes, "code": self.errno, "message": self.strerror}
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def raise_if_full(e: OSError, path, nbytes: int) -> None:
+    """DiskFull from `e` when it says the disk or quota is full (ENOSPC, EDQUOT)."""
+    if isinstance(e, DiskFull):
+        raise e
+    if e.errno in FULL:
+        raise DiskFull(path, nbytes, e.errno) from e
+
+
+def disk_full_message(path, nbytes: int, code: int = errno.ENOSPC) -> str:
+    mount = mount_point(path)
+    try:
+        usage = shutil.disk_usage(mount)
+        room = f"{size_text(usage.free)} free of {size_text(usage.total)}"
+    except OSError:
+        room = "its size unknown"
+    what = "quota exceeded" if code == errno.EDQUOT else "disk full"
+    return (f"{what}: the filesystem at {mount} ({room}) could not take {size_text(nbytes)} "
+            f"written to {path}")
+
+
+def mount_point(path) -> str:
+    """The mount point of the filesystem holding `path` (or its nearest existing parent)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return str(p)
+
+
+def size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def umask() -> int:

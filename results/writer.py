@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlp_core.files import atomic_write
+from mlp_core.files import append_line, atomic_write
 
 from .table import (BEST_EPOCH, EPOCH, EPOCHS, HISTORY_COLUMNS, JOURNAL_FILE, RESULTS_COLUMNS,
                     STOPPED_AT_RUNG, TRIAL_ID, epoch_value)
@@ -70,9 +70,9 @@ def open_journal(run_dir: str | os.PathLike):
 
 def append_journal(journal, entry: dict) -> None:
     """One entry as one line, handed to the kernel in one write: a reader or a resumed driver
-    sees the whole line or, after a crash mid-write, a last line cut short that it ignores."""
-    journal.write(json.dumps(entry, default=_plain, separators=(",", ":")) + "\n")
-    journal.flush()
+    sees the whole line or, after a crash mid-write, a last line cut short that it ignores; a
+    line a full disk cut short is removed again (DiskFull)."""
+    append_line(journal, json.dumps(entry, default=_plain, separators=(",", ":")) + "\n")
 
 
 def _plain(x):

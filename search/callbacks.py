@@ -22,11 +22,13 @@ rayenv.configure()  # before Ray is imported: it reads some of this once
 from ray.tune import Callback  # noqa: E402
 from ray.tune.experiment import Trial  # noqa: E402
 
+from mlp_core.files import DiskFull  # noqa: E402
 from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
 from results import writer as W  # noqa: E402
 
-from .trainable import STATE_FILE, unpacked  # noqa: E402
+from .errors import SweepHalted, halting_when_full  # noqa: E402
+from .trainable import DISK_FULL, STATE_FILE, unpacked  # noqa: E402
 
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
@@ -109,6 +111,8 @@ class RunRecorder(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         result = unpacked(result)
+        if DISK_FULL in result:  # a trial's checkpoint did not fit: stop the sweep (as a crash would)
+            raise SweepHalted(DiskFull(**result[DISK_FULL]))
         tid = trial.trial_id
         if tid in self.rows or EPOCH not in result:
             return
@@ -132,7 +136,8 @@ class RunRecorder(Callback):
             self._note_best(row[VAL_ACCURACY])
         if result.get(DIVERGED):
             self.diverged.add(tid)
-        self._write_if_due()  # also between trial ends, so long trials' epochs reach the disk
+        with halting_when_full():
+            self._write_if_due()  # also between trial ends, so long trials' epochs reach the disk
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         # Tune calls this only for a trial that ended: its function returned, or the scheduler
@@ -160,7 +165,8 @@ class RunRecorder(Callback):
             self.peak_paused = max(self.peak_paused, (self.paused, self.paused_bytes))
 
     def on_experiment_end(self, trials, **info):
-        self.write()
+        with halting_when_full():
+            self.write()
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _final_status(self, tid: str) -> str:
@@ -179,9 +185,10 @@ class RunRecorder(Callback):
                                 self.threads.get(tid), partial)
         self.rows[tid] = row
         self.counts[status] += 1
-        W.append_journal(self._journal, {T.TRIAL_ID: tid, "result": row, "history": history,
-                                         "partial": partial})
-        self._write_if_due()
+        with halting_when_full():
+            W.append_journal(self._journal, {T.TRIAL_ID: tid, "result": row, "history": history,
+                                             "partial": partial})
+            self._write_if_due()
         self.checkpoint_bytes.pop(tid, None)
         drop_checkpoint_weights(trial)
 

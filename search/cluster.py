@@ -6,8 +6,11 @@ Leaves out the sweep itself (sweep.py) and Ray's environment (rayenv.py).
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
+import threading
 from pathlib import Path
 
 from . import rayenv
@@ -29,7 +32,33 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     dashboard. Returns True when this call started it (so the caller shuts it down)."""
     if ray.is_initialized():
         return False
-    address = cluster_address(address)
+    with caller_sigterm_kept():
+        _init_ray(cluster_address(address), verbose, num_cpus)
+    return True
+
+
+def stop_ray() -> None:
+    """ray.shutdown(), the caller's SIGTERM handler kept (Ray's shutdown resets the signal's
+    action underneath Python's handler)."""
+    with caller_sigterm_kept():
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def caller_sigterm_kept():
+    """Put back the SIGTERM handler the caller had once the block is done: ray.init installs
+    its own (exit at once, and Ray's native handler prints a stack dump) and ray.shutdown resets
+    the signal's action, so a SIGTERM would end the driver before it wrote its tables. The
+    caller decides what a SIGTERM means."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _init_ray(address: str | None, verbose: bool, num_cpus: int | None) -> None:
     kwargs = dict(log_to_driver=verbose, include_dashboard=False,
                   logging_level="INFO" if verbose else "ERROR")
     if address:
@@ -44,7 +73,6 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
         # cluster the `ray_current_cluster` file in Ray's temporary folder names (one that
         # `ray start` left running), skipping the cluster checks and running there.
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
-    return True
 
 
 def check_loopback() -> None:

@@ -18,8 +18,10 @@ rayenv.configure()  # before Ray is imported: it reads some of this once
 from ray.tune.experiment import Trial  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
+from mlp_core.files import append_line  # noqa: E402
 from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 
+from .errors import halting_when_full  # noqa: E402
 from .halving import Halving, grid_key  # noqa: E402
 from .space import rungs_used  # noqa: E402
 from .trainable import unpacked  # noqa: E402
@@ -129,8 +131,8 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         if not self.log_path:
             return
         line = json.dumps({"trial_id": tid, "rung": self.rungs[j], "value": value, "key": list(key)})
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        with halting_when_full(), open(self.log_path, "a", encoding="utf-8") as f:
+            append_line(f, line + "\n")  # whole or not at all: what a resume reads
 
     def _record(self, trial: Trial, j: int, value: float) -> list[int]:
         tid, key = trial.trial_id, grid_key(trial.config)

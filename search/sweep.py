@@ -25,6 +25,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
+from mlp_core.files import FULL, DiskFull  # noqa: E402
 from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir  # noqa: E402
 from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 from results import table as T  # noqa: E402
@@ -32,8 +33,8 @@ from results import table as T  # noqa: E402
 from . import settings, space  # noqa: E402
 from .callbacks import RunRecorder  # noqa: E402
 from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,  # noqa: E402
-                      start_ray)
-from .errors import SweepError  # noqa: E402
+                      start_ray, stop_ray)
+from .errors import SweepError, SweepHalted  # noqa: E402
 from .progress import Progress  # noqa: E402
 from .runfolder import (LOCK_FILE, absolute_storage, check_run_folder, create_run_folder,  # noqa: E402
                         take_folders, tune_location)
@@ -104,6 +105,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
+    disk_full = None
     with interrupts_kept() as interrupted:
         started = start_ray(spec.address, verbose, local_cpus(spec))
     try:
@@ -128,7 +130,16 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         tuner = build_tuner(spec, data, configs, run_dir, f"{storage_path}/{tune_name}", resume,
                             [recorder, progress], searcher_limit(spec, started), verbose)
         del data  # in Ray's object store now: the driver's own copy is not needed while it runs
-        fit_quietly(tuner, verbose)
+        # A full disk stops the sweep as a crash of the driver would: Tune's last experiment
+        # snapshot, the tables and the journal are each whole, so --resume goes on from there.
+        try:
+            fit_quietly(tuner, verbose)
+        except SweepHalted as e:  # our callbacks' or scheduler's writes (DiskFull)
+            disk_full = e.cause
+        except Exception as e:  # Tune's own writes: its experiment snapshot
+            disk_full = disk_full_in(e)
+            if disk_full is None:
+                raise
         # Tune's trials and their kept results are garbage now, much of it in reference cycles
         # that Python's collector would reach only later: freed here, the work after the sweep
         # (tables, plots, report) reuses their memory instead of adding to the driver's peak.
@@ -136,12 +147,30 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         gc.collect()
     finally:
         if started:
-            ray.shutdown()
+            stop_ray()
+    if disk_full is not None:
+        with contextlib.suppress(DiskFull):  # atomic: the tables as they were, or brought up to date
+            recorder.write()
+        recorder.close()
+        raise disk_full
     recorder.write()
     recorder.close()
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
                         time.monotonic() - t0, recorder.peak_paused, locks)
+
+
+def disk_full_in(e: BaseException) -> DiskFull | None:
+    """The DiskFull that `e` is or wraps (its causes and contexts), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, DiskFull):
+            return e
+        if isinstance(e, OSError) and e.errno in FULL:
+            return DiskFull(e.filename or "Ray Tune's experiment state", 0, e.errno)
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 @contextlib.contextmanager
@@ -215,7 +244,8 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
     shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.partial_epochs(),
                     spec.partial_val == "scaled",
                     # Ray's ASHA reads the epoch as its time attribute; ours read it unpacked
-                    top=(EPOCH, VAL_ACCURACY) if spec.scheduler == "asha" else (VAL_ACCURACY,))
+                    top=(EPOCH, VAL_ACCURACY) if spec.scheduler == "asha" else (VAL_ACCURACY,),
+                    storage=tune_path)
     trainable = tune.with_parameters(
         tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
         X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,

@@ -17,6 +17,7 @@ import ray
 from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from mlp_core.files import FULL, DiskFull
 from mlp_core.train import (BLAS_THREADS, DIVERGED, ENDED_AT, EPOCH, NODE_ID, VAL_ACCURACY, TrainConfig,
                             Trainer, train)
 
@@ -35,6 +36,7 @@ class Shared:
     # True: a report inside the first epoch validates on the same fraction of the validation set.
     scaled_partial_val: bool = False
     top: tuple = (EPOCH, VAL_ACCURACY)  # the report's keys Tune sees as numbers (packed)
+    storage: str = ""  # the experiment's folder, where Tune keeps the checkpoints: named when full
 
 
 # A report holds what the scheduler reads as it is (VAL_ACCURACY; also EPOCH for Ray's ASHA, its
@@ -44,6 +46,8 @@ class Shared:
 # at 10,000 trials most of the driver's memory is Tune's per-trial bookkeeping, ~2.4 KB a trial
 # for each numeric key (Tune adds six of its own; BENCHMARKS.md section 3).
 DETAILS = "details"
+# A report holding only this detail: the trial could not write its checkpoint, the disk is full.
+DISK_FULL = "disk_full"
 
 
 def packed(metrics: dict, top: tuple = (EPOCH, VAL_ACCURACY)) -> dict:
@@ -79,13 +83,30 @@ def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
     return Trainer.from_state(config, state), last
 
 
-def _report(metrics: dict, trainer: Trainer, top: tuple) -> None:
+def _report(metrics: dict, trainer: Trainer, top: tuple, storage: str) -> None:
     """Report `metrics` with a checkpoint of `trainer` (mid-epoch state included, so a trial
-    paused at a rung inside its first epoch continues that epoch exactly)."""
-    with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
-        np.savez(os.path.join(d, STATE_FILE), **trainer.state_dict(),
-                 last_metrics=np.array(json.dumps(metrics)))
-        tune.report(packed(metrics, top), checkpoint=tune.Checkpoint.from_directory(d))
+    paused at a rung inside its first epoch continues that epoch exactly). A checkpoint that a
+    full disk cannot take is not a failure of the trial (which would spend its retries and end
+    as an error): the trial says so instead, and waits for the driver to stop the sweep."""
+    nbytes, where = 0, tempfile.gettempdir()
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
+            path = os.path.join(d, STATE_FILE)
+            np.savez(path, **trainer.state_dict(), last_metrics=np.array(json.dumps(metrics)))
+            nbytes, where = os.path.getsize(path), storage  # Tune copies it there
+            tune.report(packed(metrics, top), checkpoint=tune.Checkpoint.from_directory(d))
+    except OSError as e:
+        if e.errno not in FULL:
+            raise
+        _wait_for_the_stop(DiskFull(where, nbytes, e.errno))
+
+
+def _wait_for_the_stop(error: DiskFull, patience_s: float = 300.0) -> None:
+    """Tell the driver (a report of DISK_FULL alone, which no scheduler reads) and wait for it to
+    stop the sweep; raise only if it never does."""
+    tune.report({DETAILS: json.dumps({DISK_FULL: error.fields()})})
+    time.sleep(patience_s)
+    raise error
 
 
 def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
@@ -109,7 +130,7 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
         threads = blas_threads()
         trainer, last = _restore(cfg)
         if last is not None:
-            _report(last, trainer, shared.top)
+            _report(last, trainer, shared.top, shared.storage)
             if trainer.epochs_done >= cfg.epochs or last.get(DIVERGED):
                 return  # restored from its final checkpoint: its end now reaches the tables
         trainer = trainer or Trainer(cfg)
@@ -119,4 +140,4 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()
-            _report(metrics, trainer, shared.top)
+            _report(metrics, trainer, shared.top, shared.storage)
