@@ -17,6 +17,7 @@ from ray.tune import Callback  # noqa: E402
 from results import table as T  # noqa: E402
 
 from .callbacks import _LIVE, RunRecorder, _live  # noqa: E402
+from .trainable import DETAILS, RESTORE_NOTE, unpacked  # noqa: E402
 
 
 class Progress(Callback):
@@ -75,6 +76,21 @@ class Progress(Callback):
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if RESTORE_NOTE in result.get(DETAILS, ""):  # rare: a text search before any JSON
+            note = unpacked(result).get(RESTORE_NOTE)
+            if note:
+                config = ", ".join(f"{k}={trial.config[k]}" for k in T.HYPERPARAMETERS)
+                self.say(f"trial {trial.trial_id} ({config}): {note}")
+
+    def say(self, text: str) -> None:
+        """One line of its own, above the progress line."""
+        if self.display is not None or not self.tty:
+            print(text, file=self.stream, flush=True)
+        else:
+            self.stream.write("\r\033[K" + text + "\n" + self.line())
+            self.stream.flush()
 
     def on_step_begin(self, iteration, trials, **info):
         self._emit()

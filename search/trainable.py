@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,7 @@ from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.files import FULL, DiskFull
+from mlp_core.model import N_IN, N_OUT
 from mlp_core.train import (BLAS_THREADS, DIVERGED, ENDED_AT, EPOCH, NODE_ID, VAL_ACCURACY, TrainConfig,
                             Trainer, train)
 
@@ -46,6 +49,8 @@ class Shared:
 # at 10,000 trials most of the driver's memory is Tune's per-trial bookkeeping, ~2.4 KB a trial
 # for each numeric key (Tune adds six of its own; BENCHMARKS.md section 3).
 DETAILS = "details"
+# A detail of the first report after a resume whose checkpoint could not be read: what happened.
+RESTORE_NOTE = "restore_note"
 # A report holding only this detail: the trial could not write its checkpoint, the disk is full.
 DISK_FULL = "disk_full"
 
@@ -68,19 +73,63 @@ def blas_threads() -> int:
     return max((p["num_threads"] for p in threadpool_info()), default=1)
 
 
-def _restore(config: TrainConfig) -> tuple[Trainer | None, dict | None]:
-    """The trainer saved in Tune's checkpoint for this trial, and the metrics of its last epoch."""
-    checkpoint = tune.get_checkpoint()
+def restore(checkpoint, config: TrainConfig) -> tuple[Trainer | None, dict | None, str | None]:
+    """The trainer saved in a trial's Tune checkpoint (tune.get_checkpoint()), the metrics of
+    its last report, and a note when that checkpoint could not be read (cut short, or another
+    file in its place): the trial then goes on from its newest readable earlier checkpoint, or
+    starts afresh. Training is seeded, so either way it reports what it would have."""
     if checkpoint is None:
-        return None, None
+        return None, None, None
     with checkpoint.as_directory() as d:
         path = os.path.join(d, STATE_FILE)
-        if not os.path.exists(path):  # weights dropped when the trial finished: start afresh
-            return None, None
-        with np.load(path, allow_pickle=False) as npz:
-            state = {k: npz[k] for k in npz.files}
+        if not os.path.lexists(path):  # weights dropped when the trial finished: start afresh
+            return None, None, None
+        try:
+            return (*_load_state(config, path), None)
+        except UNREADABLE as e:
+            note = f"its checkpoint {os.path.basename(checkpoint.path)} could not be read ({_reason(e)})"
+    for earlier in _earlier_checkpoints(checkpoint):
+        try:
+            return (*_load_state(config, os.path.join(earlier, STATE_FILE)), f"{note}; went on "
+                    f"from {os.path.basename(earlier)}")
+        except UNREADABLE:
+            continue
+    return None, None, f"{note}; started again from scratch"
+
+
+# What reading a damaged or foreign state file raises (np.load allows no pickles).
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def save_state(path: str, trainer: Trainer, metrics: dict) -> None:
+    """A checkpoint's state file: the trainer's state and the report it was saved with."""
+    np.savez(path, **trainer.state_dict(), last_metrics=np.array(json.dumps(metrics)))
+
+
+def _load_state(config: TrainConfig, path: str) -> tuple[Trainer, dict | None]:
+    with np.load(path, allow_pickle=False) as npz:
+        state = {k: npz[k] for k in npz.files}
+    h = config.hidden_size
+    for name, shape in (("W1", (N_IN, h)), ("b1", (h,)), ("W2", (h, N_OUT)), ("b2", (N_OUT,))):
+        if state[name].shape != shape:
+            raise ValueError(f"{name} has shape {state[name].shape}, not this trial's {shape}")
     last = json.loads(str(state["last_metrics"])) if "last_metrics" in state else None
     return Trainer.from_state(config, state), last
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _earlier_checkpoints(checkpoint) -> list[str]:
+    """The trial's earlier checkpoint folders, newest first: Tune keeps every one while the trial
+    runs. Local storage only (elsewhere Tune hands over the newest alone)."""
+    if getattr(checkpoint.filesystem, "type_name", "") != "local":
+        return []
+    folder, name = os.path.split(checkpoint.path)
+    siblings = [n for n in os.listdir(folder) if re.fullmatch(r"checkpoint_\d+", n) and n < name]
+    return [os.path.join(folder, n) for n in sorted(siblings, reverse=True)]
 
 
 def _report(metrics: dict, trainer: Trainer, top: tuple, storage: str) -> None:
@@ -92,7 +141,7 @@ def _report(metrics: dict, trainer: Trainer, top: tuple, storage: str) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
             path = os.path.join(d, STATE_FILE)
-            np.savez(path, **trainer.state_dict(), last_metrics=np.array(json.dumps(metrics)))
+            save_state(path, trainer, metrics)
             nbytes, where = os.path.getsize(path), storage  # Tune copies it there
             tune.report(packed(metrics, top), checkpoint=tune.Checkpoint.from_directory(d))
     except OSError as e:
@@ -128,11 +177,12 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
     # Ray's CPU count is bookkeeping; BLAS would otherwise start a thread per core in every trial.
     with threadpool_limits(limits=shared.cpus):
         threads = blas_threads()
-        trainer, last = _restore(cfg)
+        trainer, last, note = restore(tune.get_checkpoint(), cfg)
         if last is not None:
-            _report(last, trainer, shared.top, shared.storage)
+            _report({**last, **({RESTORE_NOTE: note} if note else {})}, trainer, shared.top, shared.storage)
             if trainer.epochs_done >= cfg.epochs or last.get(DIVERGED):
                 return  # restored from its final checkpoint: its end now reaches the tables
+            note = None
         trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
                              partial=shared.partial_epochs,
@@ -140,4 +190,6 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads
             metrics[ENDED_AT] = time.time()
+            if note:  # said once, with the first report
+                metrics[RESTORE_NOTE], note = note, None
             _report(metrics, trainer, shared.top, shared.storage)

@@ -111,6 +111,46 @@ def test_a_driver_killed_mid_sweep_and_resumed_gives_the_same_table(reference, s
     assert_same(reference, tmp_path / "k")
 
 
+def test_unreadable_checkpoints_on_resume_restart_the_trial_and_give_the_same_table(reference, small_data_dir,
+                                                                                 tmp_path):
+    """A sweep stopped by SIGTERM (whose last experiment snapshot names each unfinished trial's
+    newest checkpoint), then the newest checkpoint of every unfinished trial cut short or
+    replaced by another file: the resume says so in one line per trial it restores, each goes
+    on from its newest readable earlier checkpoint or from scratch, and the table is the
+    undisturbed one."""
+    args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "u", *GRID]
+    run_dir = tmp_path / "u"
+    log = run_dir / "rungs.jsonl"
+
+    def lines():
+        try:
+            return len(log.read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+    proc = start(args)
+    try:
+        wait_for(lambda: lines() >= 26, what="two values at the second rung")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 143, err
+    newest = {}  # unfinished trials keep their weights: a state.npz in each checkpoint
+    for state in run_dir.glob("tune/train_mlp_*/checkpoint_*/state.npz"):
+        trial = state.parent.parent
+        newest[trial] = max(newest.get(trial, state), state, key=lambda p: p.parent.name)
+    assert newest, "no unfinished trial with a checkpoint"
+    for i, state in enumerate(sorted(newest.values())):
+        data = state.read_bytes()
+        state.write_bytes(data[: len(data) // 2] if i % 2 else b"not a checkpoint\n" * 100)
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    said = [ln for ln in r.stderr.splitlines() if "could not be read" in ln]
+    assert said, r.stderr
+    assert all(("went on from checkpoint_" in ln or "started again from scratch" in ln) for ln in said), said
+    assert_same(reference, run_dir)
+
+
 def test_a_two_node_cluster_gives_the_same_table(small_data_dir, tmp_path):
     """Every sweep on the cluster gives the local table, and one of them ran trials on both nodes.
     Which node runs a trial is Ray's and Tune's, and depends on timing: Tune hands a trial to an
