@@ -189,6 +189,10 @@ def finish_run(run_dir: Path, retrain: bool) -> None:
     report, outcome = finish(run_dir, retrain=retrain, log=lambda m: print(m, file=sys.stderr))
     results = T.load_results(run_dir)
     print(format_table(T.ranked(results).head(5), "text"))
+    failed = int((results[T.STATUS] == T.ERROR).sum())
+    if failed:
+        from results.report import failed_note
+        print("note: " + failed_note(failed))
     for note in T.edge_advice(results, T.load_sweep(run_dir)):
         print("note: " + note)
     if outcome is not None:

@@ -42,10 +42,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs):
 
 def _position(f) -> int:
     """How many bytes were handed to `f` (buffered ones included), 0 if it cannot say."""
-    try:
-        return (f.buffer if hasattr(f, "buffer") else f).tell()
-    except (OSError, ValueError):
-        return 0
+    for part in (f, getattr(f, "buffer", None)):  # a text file's tell() flushes: it may fail
+        try:
+            return part.tell()
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 0
 
 
 def _size(path) -> int:

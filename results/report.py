@@ -69,6 +69,11 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     results = T.load_results(run_dir)
     history, partial = T.load_history(run_dir), T.load_partial(run_dir)
     parts = [f"<h1>Sweep {esc(run_dir.name)}</h1>", *summary_html(run_dir, sweep, results)]
+    failed = results[results[T.STATUS] == T.ERROR]
+    if len(failed):
+        parts.append(f"<h2>Failed trials</h2><p>{esc(failed_note(len(failed)))}</p>")
+        parts.append(failed[[T.TRIAL_ID, *T.HYPERPARAMETERS, T.EPOCHS]].to_html(
+            index=False, float_format=lambda v: f"{v:g}", border=0, classes="trials", na_rep=""))
     advice = T.edge_advice(results, sweep)
     if advice:
         parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
@@ -101,6 +106,13 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     with atomic_write(out, "w", encoding="utf-8") as f:
         f.write(doc)
     return out
+
+
+def failed_note(n: int) -> str:
+    return (f"{n} trial{'s' if n != 1 else ''} failed on every try (Ray Tune retries a trial whose "
+            f"worker or node dies up to 3 times): status error in {T.RESULTS_FILE}, and NaN at "
+            f"{'their' if n != 1 else 'its'} rung, so the choice was made without "
+            f"{'them' if n != 1 else 'it'}. `run --resume` tries {'them' if n != 1 else 'it'} again.")
 
 
 def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:

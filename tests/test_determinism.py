@@ -5,14 +5,18 @@ times, node ids and Tune's trial ids), and every trial's epochs match a full-gri
 configuration bit for bit, paused or not."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import time
 
 import pandas as pd
 import pytest
 
 from benchmarks.localcluster import LocalCluster, cluster_env
 from benchmarks.procs import processes
+from results import table as T
 from test_cli import cli
 from test_faults import kill_session, start, wait_for
 
@@ -182,6 +186,84 @@ def test_unreadable_checkpoints_on_resume_restart_the_trial_and_give_the_same_ta
     assert said, r.stderr
     assert all(("went on from checkpoint_" in ln or "started again from scratch" in ln) for ln in said), said
     assert_same(reference, run_dir)
+
+
+def test_sigterm_during_retrain_stops_it_leaving_the_export_whole(reference):
+    """The first seed's model is exported before the other seeds train: a SIGTERM then stops the
+    command within seconds (exit 143, how to run it again), the export whole."""
+    from results.export import load_model
+
+    model_json = reference / "best" / "model.json"
+    t0 = time.time()
+    proc = start(["retrain", reference, "--seeds", "20"])
+    try:
+        wait_for(lambda: proc.poll() is not None or model_json.exists() and model_json.stat().st_mtime >= t0,
+                 what="the first seed's export")
+        assert proc.poll() is None, "retrain ended before the signal"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and f"python run_search.py retrain {reference} --seeds 20" in err, err
+    assert "Traceback" not in err
+    load_model(reference / "best")  # model.npz and model.json whole, and from one export
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs at tmp_path/disk (the test is skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_stops_the_sweep_in_one_line_and_the_resume_gives_the_same_table(reference, small_data_dir,
+                                                                                    small_disk):
+    args = ["run", "--data-dir", small_data_dir, "--out", small_disk, "--name", "d", *GRID]
+    r = cli(*args)
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith("trials ")]
+    errors = [ln for ln in lines if ln.startswith("run_search.py: error:")]
+    assert len(errors) == 1 and f"disk full: the filesystem at {small_disk} (" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr and len(lines) <= 4, r.stderr
+    assert f"resume with:\n  python run_search.py run --out {small_disk} --name d --resume" in r.stderr
+    for table in ("results.csv", "history.csv", "partial_epochs.csv"):  # whole rows only
+        if (small_disk / "d" / table).exists():
+            pd.read_csv(small_disk / "d" / table)
+    T.load_results(small_disk / "d")  # the journal too
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    r = cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert_same(reference, small_disk / "d")
+    # after the sweep: retraining and its exports on a full disk, then with room again
+    filler = small_disk / "filler"
+    subprocess.run(["mount", "-o", "remount,size=" + str(disk_used(small_disk) + 512 * 1024), str(small_disk)],
+                   check=True)
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            f.write(bytes(1 << 20))
+    r = cli("retrain", small_disk / "d")
+    assert r.returncode == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("run_search.py: error:")]
+    assert len(errors) == 1 and errors[0].startswith("run_search.py: error: disk full: the filesystem at "), r.stderr
+    assert " could not take 0 bytes" not in errors[0] and "Traceback" not in r.stderr
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    r = cli("retrain", small_disk / "d")
+    assert r.returncode == 0, r.stderr
+
+
+def disk_used(path) -> int:
+    import shutil
+    return shutil.disk_usage(path).used
 
 
 def test_a_two_node_cluster_gives_the_same_table(small_data_dir, tmp_path):

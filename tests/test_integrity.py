@@ -102,6 +102,22 @@ def test_the_report_escapes_what_every_file_holds(run):
         (run / "best" / "model.json").write_text(json.dumps(model))
 
 
+def test_a_trial_that_failed_for_good_is_named_in_the_report(run):
+    results = pd.read_csv(run / "results.csv", dtype={"trial_id": str})
+    results.to_csv(run / "results.csv.bak", index=False)
+    worst = results["val_accuracy"].idxmin()
+    results.loc[worst, "status"] = "error"
+    results.to_csv(run / "results.csv", index=False)
+    try:
+        from results.report import write_report
+        page = write_report(run).read_text()
+        assert "<h2>Failed trials</h2><p>1 trial failed on every try" in page
+        assert results.loc[worst, "trial_id"] in page.split("<h2>Failed trials</h2>")[1].split("<h2>")[0]
+    finally:
+        (run / "results.csv.bak").replace(run / "results.csv")
+    assert "Failed trials" not in write_report(run).read_text()
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda run: (run / "results.csv").write_text((run / "results.csv").read_text().splitlines()[0] + "\n"),
      "no finished trials yet (results.csv has none)"),
