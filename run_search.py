@@ -75,7 +75,7 @@ def _setting_type(parse):
 
 
 def build_parser() -> Parser:
-    from search import settings  # no Ray: the declarations and the grid's parsers
+    from results import settings  # no Ray: the declarations and the grid's parsers
 
     positive_int = _setting_type(settings.whole(1, "must be a positive integer").parse)
     p = Parser(prog="run_search.py", description=__doc__.split("\n")[0])
@@ -123,92 +123,62 @@ def build_parser() -> Parser:
 
 # --- commands ------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from search import api, rayenv
-
-    rayenv.configure(args.address)  # before Ray is imported: a local run's settings, or a cluster's
+    """`run`: search.api.run, as a notebook calls it, with the command line's messages."""
     from mlp_core.files import DiskFull
+    from results.runfolder import default_name
     from results.table import SWEEP_FILE
-    from search.progress import mb
-    from search.sweep import SweepError, run_sweep
+    from search import api
 
+    name = args.name if args.name or args.resume else default_name()  # a resume names its folder
+    run_dir = Path(args.out) / (name or "")
+    resume_cmd = (f"python run_search.py run --out {args.out} --name {name} --resume"
+                  + (f" --address {args.address}" if args.address else ""))
     values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}
     try:
-        spec, run_dir = api.settings(args.out, args.name, args.resume, **values)
-    except SweepError as e:
-        raise CliError(str(e), EXIT_USAGE) from None
-
-    resume_cmd = (f"python run_search.py run --out {args.out} --name {run_dir.name} --resume"
-                  + (f" --address {args.address}" if args.address else ""))
-    try:
-        outcome = run_sweep(spec, run_dir, resume=args.resume, verbose=args.verbose)
-    except SweepError as e:
+        run = api.run(args.out, name, args.resume, retrain=not args.no_retrain, verbose=args.verbose,
+                      log=lambda m: print(m, file=sys.stderr), **values)
+    except api.SweepError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     except DiskFull as e:
-        return disk_full(e, run_dir, resume_cmd)
-    except KeyboardInterrupt:
+        print(f"run_search.py: error: {e}", file=sys.stderr)
+        print(f"what was finished is in {run_dir}; free some space, then resume with:\n  {resume_cmd}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    except (api.SweepInterrupted, KeyboardInterrupt) as e:
         if not (run_dir / SWEEP_FILE).is_file():  # stopped before the run folder was written
             print(f"\n{STOPS.what} before the sweep started: nothing was written", file=sys.stderr)
-            return STOPS.code
-        print(f"\n{STOPS.what}; results so far are in {run_dir}. Resume with:\n  {resume_cmd}",
-              file=sys.stderr)
+        else:
+            said = f": {e}" if isinstance(e, api.SweepInterrupted) else f"; results so far are in {run_dir}"
+            print(f"\n{STOPS.what}{said}. Resume with:\n  {resume_cmd}", file=sys.stderr)
         return STOPS.code
-    if outcome.interrupted:
-        print(f"\n{STOPS.what}: stopped with {outcome.finished} of {outcome.total} trials finished; "
-              f"results so far are in {run_dir}. Resume with:\n  {resume_cmd}", file=sys.stderr)
-        return STOPS.code
-    print(f"sweep finished in {outcome.seconds:.1f} s: {run_dir / 'results.csv'}", file=sys.stderr)
-    paused, held = outcome.peak_paused
-    if paused:  # early stopping's barriers: what they cost in checkpoints
-        print(f"at most {paused} trials waited paused at a rung at once"
-              + (f", holding {mb(held)} of checkpoints" if held else ""), file=sys.stderr)
-    try:
-        finish_run(run_dir, retrain=not args.no_retrain)
-    except DiskFull as e:
-        return disk_full(e, run_dir, resume_cmd)
-    except KeyboardInterrupt:
-        print(f"\n{STOPS.what} after the sweep, which is complete in {run_dir}; the plots, model and "
-              f"report are written by:\n  {resume_cmd}", file=sys.stderr)
-        return STOPS.code
+    print_findings(run)
     return 0
 
 
-def disk_full(e, run_dir: Path, resume_cmd: str) -> int:
-    """A full disk during `run`: one line naming it, then how to go on once there is room."""
-    print(f"run_search.py: error: {e}", file=sys.stderr)
-    print(f"what was finished is in {run_dir}; free some space, then resume with:\n  {resume_cmd}",
-          file=sys.stderr)
-    return EXIT_FAILURE
-
-
-def finish_run(run_dir: Path, retrain: bool) -> None:
-    """results.run.finish (search plots, retraining, report), then what it found: the top
-    trials, grid-edge notes, the retrained model, the report's path."""
+def print_findings(run) -> None:
+    """What a finished run found: the top trials, its notes, the retrained model, the report."""
     from results import table as T
-    from results.run import finish
+    from results.report import failed_note
 
-    report, outcome = finish(run_dir, retrain=retrain, log=lambda m: print(m, file=sys.stderr))
-    results = T.load_results(run_dir)
-    print(format_table(T.ranked(results).head(5), "text"))
+    results = run.results
+    print(format_table(results.head(5), "text"))
     failed = int((results[T.STATUS] == T.ERROR).sum())
     if failed:
-        from results.report import failed_note
         print("note: " + failed_note(failed))
-    for note in T.edge_advice(results, T.load_sweep(run_dir)):
+    for note in T.edge_advice(results, run.settings):
         print("note: " + note)
-    if outcome is not None:
-        print(outcome.summary())
-    print(f"report: {report}")
+    if run.retrained is not None:
+        print(run.retrained.summary())
+    print(f"report: {run.report}")
 
 
 def cmd_retrain(args) -> int:
-    from results.report import write_report
-    from results.retrain import draw_search_plots, retrain
+    from results.run import finish
 
-    outcome = retrain(args.run_dir, args.trial, args.seeds, args.data_dir,
-                      log=lambda m: print(m, file=sys.stderr))
-    draw_search_plots(args.run_dir)
-    write_report(args.run_dir)
+    report, outcome = finish(args.run_dir, trial=args.trial, seeds=args.seeds, data_dir=args.data_dir,
+                             log=lambda m: print(m, file=sys.stderr))
     print(outcome.summary())
+    print(f"report: {report}")
     return 0
 
 
@@ -243,12 +213,12 @@ def cmd_show(args) -> int:
         raise CliError(f"{args.run_dir}: no finished trials yet ({T.RESULTS_FILE} has none); "
                        f"resume the sweep or wait for it")
     if args.rungs:
-        from results.rungs import rung_summary, sweep_rungs
-        rungs = sweep_rungs(sweep)
-        if not rungs:
+        from results.halving import sweep_rungs
+        if not sweep_rungs(sweep):
             raise CliError(f"{args.run_dir}: this sweep ran without early stopping (scheduler "
                            f"{sweep.get('scheduler')}): it has no rungs")
-        summary = rung_summary(results, T.load_history(args.run_dir), T.load_partial(args.run_dir), rungs)
+        summary = T.rungs_frame(args.run_dir, sweep, results, T.load_history(args.run_dir),
+                                T.load_partial(args.run_dir))
         print(format_table(summary, args.format))
         return 0
     if args.pivot:

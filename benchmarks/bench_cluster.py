@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .common import ROOT, write_small_mnist
-from .localcluster import LocalCluster, cluster_env
+from search.localcluster import LocalCluster, cluster_env
 
 GRID = ["--hidden", "128,256", "--lr", "0.001,0.005,0.01,0.05,0.1", "--l2", "0.001,0.01",
         "--epochs", "4", "--scheduler", "none", "--no-retrain"]

@@ -56,7 +56,7 @@ def data_for(name: str, tmp: Path) -> tuple[str, str]:
 def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
     from results import table as T
     from results.retrain import retrain
-    from search.runfolder import run_folder
+    from results.runfolder import run_folder
     from search.sweep import SweepSpec, run_sweep
     run_dir = run_folder(str(out), name)
     spec = SweepSpec(dataset=dataset, data_dir=data_dir, scheduler=scheduler)
@@ -75,7 +75,7 @@ def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
 
 
 def grid_subset(k: int | None, best_pair: tuple[float, float] | None):
-    from search.settings import DEFAULTS
+    from results.settings import DEFAULTS
     pairs = [(lr, l2) for lr in DEFAULTS["lr"] for l2 in DEFAULTS["l2"]]
     if k is None:
         chosen = pairs

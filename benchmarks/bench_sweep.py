@@ -176,8 +176,8 @@ def main():
     from .common import tuner_fit_seconds
     from .gemm import all_core_gemm_rate
     from results import table as T
-    from search import space
-    from search.runfolder import run_folder
+    from results import space
+    from results.runfolder import run_folder
     from search.sweep import SweepSpec, run_sweep
 
     rate_before = all_core_gemm_rate()

@@ -6,39 +6,24 @@ Leaves out the FLOP count (flops.py) and the GEMM rate (gemm.py).
 """
 from __future__ import annotations
 
-import gzip
-import struct
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from mlp_core.data import read_idx_pair
+from mlp_core.data import read_idx_pair, write_split
 
 ROOT = Path(__file__).resolve().parents[1]
 # The real MNIST test set the repository carries (tests/data/README.md says where it is from).
 MNIST_T10K = ROOT / "tests" / "data" / "mnist"
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:
-    """A uint8 array as an IDX file (gzipped when `compress`), the canonical layout."""
-    header = struct.pack(">I", magic) + struct.pack(">" + "I" * array.ndim, *array.shape)
-    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
-    return path
-
-
 def write_small_mnist(d: Path) -> Path:
     """The MNIST test set split 8,000 / 2,000 into `d` in the four-file layout (the 8,000 as the
-    training files): the small real dataset of the benchmarks and of the tests' command lines."""
-    X, y = read_idx_pair(MNIST_T10K / "t10k-images-idx3-ubyte.gz", MNIST_T10K / "t10k-labels-idx1-ubyte.gz")
-    d.mkdir(parents=True, exist_ok=True)
-    write_idx(d / "train-images-idx3-ubyte.gz", X[:8000], 0x803)
-    write_idx(d / "train-labels-idx1-ubyte.gz", y[:8000], 0x801)
-    write_idx(d / "t10k-images-idx3-ubyte.gz", X[8000:], 0x803)
-    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[8000:], 0x801)
-    return d
+    training files): the small real dataset of the benchmarks."""
+    return write_split(d, *read_idx_pair(MNIST_T10K / "t10k-images-idx3-ubyte.gz",
+                                         MNIST_T10K / "t10k-labels-idx1-ubyte.gz"), 8000)
 
 
 def training_data(data_dir: str | None, n: int):

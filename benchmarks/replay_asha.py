@@ -12,7 +12,7 @@ trial-epochs; the real sweep ran 494.
 Leaves out Ray (nothing is trained). Usage:
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] [--workers 2 16 64 256]
-The second replays the default synchronous successive halving (search.halving decides, as in
+The second replays the default synchronous successive halving (results.halving decides, as in
 the sweep) at each worker count and says whether the decisions agree.
 Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
 (1, rf, rf**2, ... epochs), a list such as 1,2,4 or 0.25,1,2,4 is the tool's --rungs. Rungs
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search import settings, space
-from search.halving import Halving
+from results import settings, space
+from results.halving import Halving, geometric_rungs, partial_rungs, rungs_used
 
 from .flops import validation_per_training_flop
 
@@ -55,9 +55,9 @@ def load_grid(run_dir: Path, milestones) -> dict:
     if any((tid, e) not in acc for tid in hidden for e in range(1, max_t + 1)):
         raise SystemExit(f"{run_dir}: not a full grid (some trial lacks an epoch); run it with --scheduler none")
     # The points at which a trial reports: the rungs inside the first epoch, then every epoch.
-    points = [0.0, *space.partial_rungs(sorted(milestones)), *range(1, max_t + 1)]
+    points = [0.0, *partial_rungs(sorted(milestones)), *range(1, max_t + 1)]
     if any((tid, float(p)) not in acc for tid in hidden for p in points[1:]):
-        raise SystemExit(f"{run_dir}: no measurement at rung(s) {space.partial_rungs(sorted(milestones))} "
+        raise SystemExit(f"{run_dir}: no measurement at rung(s) {partial_rungs(sorted(milestones))} "
                          f"for some trial; run the full grid with bench_sweep.py --scheduler none "
                          f"--measure-rungs --rungs including them")
     seconds = (history.merge(results[["trial_id", "hidden_size"]], on="trial_id")
@@ -90,11 +90,11 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
     --measure-rungs): a trial then reports at each of them, then at every epoch."""
     max_t = int(pd.read_csv(run_dir / "history.csv")["epoch"].max())
     if milestones is None:  # as Ray builds them
-        milestones = space.geometric_rungs(grace, rf, max_t)
+        milestones = geometric_rungs(grace, rf, max_t)
     g = load_grid(run_dir, milestones)
     key, hidden, acc, points, seconds, v = g["key"], g["hidden"], g["acc"], g["points"], g["seconds"], g["v"]
     queue = [key[(c["hidden_size"], c["learning_rate"], c["l2"])] for c in space.shuffled(g["configs"], seed)]
-    rungs = [(m, {}) for m in space.rungs_used(milestones, max_t)]  # highest first, as Ray keeps them
+    rungs = [(m, {}) for m in reversed(rungs_used(milestones, max_t))]  # highest first, as Ray keeps them
 
     def after(i, tid):  # the seconds from point i - 1 to point i of trial tid, validation included
         return seconds[hidden[tid]] * (points[i] - points[i - 1] + v) / (1 + v)
@@ -138,7 +138,7 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
 
 
 def replay_halving(run_dir: Path, rf: int, milestones: tuple, workers: int = 2, seed: int = 0) -> dict:
-    """Successive halving as the sweep runs it (search.halving.Halving decides): pending trials
+    """Successive halving as the sweep runs it (results.halving.Halving decides): pending trials
     start in the seeded order, a trial that reaches an undecided rung gives its worker up, and
     the trials a rung lets go on resume largest hidden size first (HalvingScheduler's choice).
     Pausing and resuming cost nothing here. Returns the decisions (`promoted`, per rung) with the
@@ -147,7 +147,7 @@ def replay_halving(run_dir: Path, rf: int, milestones: tuple, workers: int = 2, 
     key, hidden, acc, points, seconds, v = g["key"], g["hidden"], g["acc"], g["points"], g["seconds"], g["v"]
     max_t = g["max_t"]
     keys = {tid: k for k, tid in key.items()}
-    rungs = sorted(space.rungs_used(milestones, max_t))
+    rungs = rungs_used(milestones, max_t)
     halving = Halving(len(hidden), rungs, rf)
     pending = [key[(c["hidden_size"], c["learning_rate"], c["l2"])] for c in space.shuffled(g["configs"], seed)]
     at = dict.fromkeys(hidden, 0.0)  # the point each trial has reached

@@ -198,6 +198,27 @@ def read_idx_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike
 # ---------------------------------------------------------------------------------------------
 # Locating and downloading
 # ---------------------------------------------------------------------------------------------
+def write_idx(path: str | os.PathLike, array: np.ndarray, magic: int, compress: bool = True) -> Path:
+    """A uint8 array as an IDX file (gzipped when `compress`), the canonical layout that
+    read_idx_* read: for data a user makes, and for the tests' and benchmarks' small splits."""
+    header = struct.pack(">I", magic) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    with atomic_write(path) as f:
+        f.write(gzip.compress(data, mtime=0) if compress else data)
+    return Path(path)
+
+
+def write_split(d: str | os.PathLike, images: np.ndarray, labels: np.ndarray, n_train: int) -> Path:
+    """The first `n_train` images as a dataset's training files in `d`, the rest as its test
+    files, in the four-file layout a sweep's --data-dir reads."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    for part, sl in (("train", slice(None, n_train)), ("t10k", slice(n_train, None))):
+        write_idx(d / f"{part}-images-idx3-ubyte.gz", images[sl], IMAGE_MAGIC)
+        write_idx(d / f"{part}-labels-idx1-ubyte.gz", labels[sl], LABEL_MAGIC)
+    return d
+
+
 def default_cache_dir(dataset: str) -> Path:
     """Where downloads go when no --data-dir is given: $MLP_SWEEP_CACHE/<dataset>, else
     $XDG_CACHE_HOME/mlp-sweep/<dataset>, else ~/.cache/mlp-sweep/<dataset>."""
@@ -379,8 +400,8 @@ def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
                  val_fraction: float = 0.2, seed: int = 0,
                  files: dict | None = None) -> Dataset:
     """Split the training images into train and validation by `seed`, then scale each part:
-    split as bytes, no float32 copy of the whole training set is made beside its parts (loading
-    full Fashion-MNIST peaks at 314 instead of 494 MiB, the same arrays to the bit)."""
+    split as bytes, so no float32 copy of the whole training set is made beside its parts (the
+    driver's peak; BENCHMARKS.md section 3)."""
     y = train_labels.astype(np.int64)
     tr, va = split_indices(len(train_images), val_fraction, seed)
     return Dataset(name, to_features(train_images[tr]), y[tr], to_features(train_images[va]), y[va],

@@ -124,10 +124,12 @@ def mount_point(path) -> str:
 
 
 def size_text(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
+    """Bytes for a person: 120 bytes, 2 kB, 404.6 MB, 1.21 GB."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e5:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.0f} kB" if n >= 1e3 else f"{n} bytes"
 
 
 def umask() -> int:

@@ -26,11 +26,6 @@ TIME_S = "time_s"
 VAL_IMAGES = "val_images"  # how many validation images val_loss and val_accuracy were measured on
 DIVERGED = "diverged"
 PARTIAL = "partial"  # a report from inside the first epoch (train(partial=...))
-# What a sweep adds to each report (and the tables keep): the Ray node that trained it, the BLAS
-# threads seen inside the trial, and the wall-clock time (Unix seconds) at which it ended.
-NODE_ID = "node_id"
-BLAS_THREADS = "blas_threads"
-ENDED_AT = "ended_at"
 
 
 @dataclass(frozen=True)
@@ -173,7 +168,7 @@ class Trainer:
         # dlogits = (softmax - onehot) / b, written over logits. Without momentum it is scaled by
         # the learning rate here, on the small (b, 10) array, so every gradient below comes out
         # as its SGD step and no weight-sized array needs an extra pass.
-        lr, l2 = np.float32(cfg.learning_rate), np.float32(cfg.l2)
+        lr = np.float32(cfg.learning_rate)
         scale = np.float32(1.0 / b) * (lr if self.velocity is None else np.float32(1.0))
         logits *= (1.0 / rowsum) * scale
         logits[rows, y] -= scale
@@ -183,32 +178,31 @@ class Trainer:
         np.matmul(logits, p.W2.T, out=dA1)  # (b, H)
         dA1 *= mask
         db1 = dA1.sum(axis=0)
-        if self.velocity is None:
-            decay = np.float32(1.0) - lr * l2
-            # W <- W - lr * (dW + l2 * W) = (1 - lr * l2) * W - lr * dW; biases are not decayed.
-            np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
-            if l2 != 0:
-                p.W1 *= decay
-            p.W1 -= self._dW1
-            if l2 != 0:
-                p.W2 *= decay
-            p.W2 -= self._dW2
-            p.b1 -= db1
-            p.b2 -= db2
-        else:
-            np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
-            grads = ((p.W1, self._dW1), (p.b1, db1), (p.W2, self._dW2), (p.b2, db2))
-            if l2 != 0:
-                self._dW1 += l2 * p.W1
-                self._dW2 += l2 * p.W2
-            mu = np.float32(self.config.momentum)
-            for (w, g), v in zip(grads, (self.velocity.W1, self.velocity.b1,
-                                         self.velocity.W2, self.velocity.b2)):
-                v *= mu
-                g *= lr
-                v -= g
-                w += v
+        np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
+        self._apply((self._dW1, db1, self._dW2, db2))
         return loss_sum, correct
+
+    def _apply(self, grads: tuple) -> None:
+        """Update W1, b1, W2, b2 in place from their gradients (float32, overwritten). Plain SGD:
+        the gradients are already their steps (scaled by the learning rate in `step`), and
+        W <- W - lr * (dW + l2 * W) is computed as (1 - lr * l2) * W - lr * dW. With momentum:
+        v <- mu * v - lr * (dW + l2 * W), W <- W + v. Biases are not decayed."""
+        lr, l2 = np.float32(self.config.learning_rate), np.float32(self.config.l2)
+        decay, mu = np.float32(1.0) - lr * l2, np.float32(self.config.momentum)
+        p, v = self.params, self.velocity
+        velocities = (v.W1, v.b1, v.W2, v.b2) if v is not None else (None,) * 4
+        for w, g, vel, weight in zip((p.W1, p.b1, p.W2, p.b2), grads, velocities, (True, False, True, False)):
+            if vel is None:
+                if weight and l2 != 0:
+                    w *= decay
+                w -= g
+            else:
+                if weight and l2 != 0:
+                    g += l2 * w
+                vel *= mu
+                g *= lr
+                vel -= g
+                w += vel
 
     def run_epoch(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """One pass in a fresh seeded order; returns the running (train loss, accuracy),

@@ -10,11 +10,10 @@ import html
 from pathlib import Path
 
 from mlp_core.files import atomic_write
-from search.settings import AXES, shown_value  # no Ray
 
-from . import effects
+from . import effects, halving
 from . import table as T
-from .rungs import rung_summary, sweep_rungs
+from .settings import AXES, shown_value
 from .export import MODEL_JSON, read_model_json
 from .retrain import BEST_DIR, PLOTS_DIR
 
@@ -77,12 +76,11 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     advice = T.edge_advice(results, sweep)
     if advice:
         parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
-    rungs = sweep_rungs(sweep)
-    if rungs:
+    if halving.sweep_rungs(sweep):
         parts.append(f"<h2>Early stopping ({esc(sweep['scheduler'])})</h2>"
                      "<p>Per rung (in epochs): the trials that competed there, how many went on, "
                      "how many stopped there, and the lowest validation accuracy that went on.</p>")
-        parts.append(rung_summary(results, history, partial, rungs).to_html(
+        parts.append(T.rungs_frame(run_dir, sweep, results, history, partial).to_html(
             index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
     point, shares = effects.importance_at_common_point(results, history, partial)
     if shares is not None:

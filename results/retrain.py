@@ -17,9 +17,8 @@ from mlp_core.data import DataError, load_dataset
 from mlp_core.model import Params, evaluate
 from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
                             VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
-from search import settings  # the settings' declarations alone: no Ray
 
-from . import effects, plots
+from . import effects, plots, settings
 from . import table as T
 from .export import export_model
 

@@ -18,7 +18,6 @@ from . import table as T
 from .export import load_model
 from .report import write_report
 from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots, retrain as retrain_best
-from .rungs import rung_summary, sweep_rungs
 
 
 class Run:
@@ -26,6 +25,9 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # set by search.api.run, which has just made them: report.html and the retraining
+        self.report: Path | None = None
+        self.retrained: RetrainOutcome | None = None
         if not (self.path / T.SWEEP_FILE).is_file():
             raise T.RunError(f"{self.path}: not a run folder ({T.SWEEP_FILE} not found)")
 
@@ -59,7 +61,7 @@ class Run:
 
     def rungs(self) -> pd.DataFrame:
         """Per rung of early stopping: trials entered, went on, stopped there, and the cutoff."""
-        return rung_summary(self.results, self.history, self.partial, sweep_rungs(self.settings))
+        return T.rungs_frame(self.path, self.settings, self.results, self.history, self.partial)
 
     def importance(self) -> pd.DataFrame | None:
         """The share of the variance of validation accuracy, at the furthest point every trial
@@ -71,11 +73,13 @@ class Run:
         return load_model(self.path / BEST_DIR)
 
 
-def finish(run_dir: str | Path, retrain: bool = True, log=None) -> tuple[Path, RetrainOutcome | None]:
-    """After a sweep: draw its search plots, retrain its best configuration and export it
-    (unless `retrain` is False), and write report.html. Returns the report's path and the
-    retraining's outcome."""
+def finish(run_dir: str | Path, retrain: bool = True, log=None, trial: str | None = None,
+           seeds: int = 1, data_dir: str | None = None) -> tuple[Path, RetrainOutcome | None]:
+    """After a sweep, and for `retrain`: draw its search plots, retrain its best configuration
+    (or `trial`, with `seeds` seeds) and export it unless `retrain` is False, and write
+    report.html. Returns the report's path and the retraining's outcome."""
     run_dir = Path(run_dir)
     draw_search_plots(run_dir)
-    outcome = retrain_best(run_dir, log=log or (lambda message: None)) if retrain else None
+    outcome = (retrain_best(run_dir, trial, seeds, data_dir, log=log or (lambda message: None))
+               if retrain else None)
     return write_report(run_dir), outcome

@@ -10,8 +10,8 @@ import json
 import numbers
 from pathlib import Path
 
-from search import settings  # the settings' declarations alone: no Ray
-from search.settings import NUMBER, NUMBERS, TEXT, WHOLE
+from . import settings
+from .settings import NUMBER, NUMBERS, TEXT, WHOLE
 
 OBJECT, FLAG = "an object", "true or false"
 

@@ -16,35 +16,17 @@ import numpy as np
 import pandas as pd
 
 from mlp_core.files import atomic_write
-from mlp_core.train import (BLAS_THREADS, ENDED_AT, EPOCH, NODE_ID, TIME_S, TRAIN_ACCURACY,
+from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
-from search import settings  # the settings' declarations alone: no Ray
-
+from . import halving, settings
+from .columns import (BEST_EPOCH, BLAS_THREADS, COMPLETED, DIVERGED, ENDED_AT, EPOCHS,  # noqa: F401
+                      ERROR, HISTORY_FILE, JOURNAL_FILE, NODE_ID, PARTIAL_FILE, RESULTS_FILE,
+                      STATUS, STATUSES, STOPPED_AT_RUNG, STOPPED_EARLY, SWEEP_FILE, TRIAL_ID)
 from .schema import SWEEP_FIELDS, read_json
 
-TRIAL_ID = "trial_id"
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared
 HIDDEN_SIZE, LEARNING_RATE, L2 = HYPERPARAMETERS
-STATUS = "status"
-EPOCHS = "epochs"
-BEST_EPOCH = "best_epoch"
 
-COMPLETED, STOPPED_EARLY, DIVERGED, ERROR = "completed", "stopped_early", "diverged", "error"
-STATUSES = (COMPLETED, STOPPED_EARLY, DIVERGED, ERROR)
-
-RESULTS_FILE = "results.csv"
-HISTORY_FILE = "history.csv"
-# Reports from inside the first epoch (the fractional rungs), same columns as history.csv, with
-# `epoch` the fraction: history.csv keeps one row per trial per whole epoch.
-PARTIAL_FILE = "partial_epochs.csv"
-SWEEP_FILE = "sweep.json"
-# One JSON line per trial that ended since the tables were last rewritten (its results row, its
-# history and partial rows), appended as it ends: the tables are rewritten every few seconds,
-# and a driver killed in between loses nothing that ended. Empty after each rewrite.
-JOURNAL_FILE = "journal.jsonl"
-
-# The rung (in epochs) at which early stopping stopped the trial; empty for any other status.
-STOPPED_AT_RUNG = "stopped_at_rung"
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
                    VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS,
                    STOPPED_AT_RUNG, VAL_IMAGES]
@@ -79,7 +61,7 @@ def epoch_value(x) -> int | float:
 
 def summarise_trial(trial_id: str, config: dict, status: str, history: list[dict],
                     node_id: str | None, blas_threads: int | None = None,
-                    partial: list[dict] | None = None) -> dict:
+                    partial: list[dict] | None = None, stopped_at: float | None = None) -> dict:
     """One results.csv row from a trial's per-epoch history rows: metrics of its best validation
     epoch (the last epoch when none is finite), `epochs` run and total training seconds. A trial
     that ended inside its first epoch has no history: its `partial` reports stand in (its
@@ -87,13 +69,15 @@ def summarise_trial(trial_id: str, config: dict, status: str, history: list[dict
     report). Plain Python over the rows: it runs in the driver for every trial that ends."""
     if not history and partial:
         history, time_s = partial, float(max(r[TIME_S] for r in partial))  # each counts from the start
-    else:  # summed as pandas' Series.sum did (NumPy's pairwise sum), to the last bit
+    else:  # NumPy's pairwise sum, as a pandas reader of the table sums the column
         time_s = float(np.nansum(np.array([r[TIME_S] for r in history], dtype=float)))
     epochs = epoch_value(max(r[EPOCH] for r in history)) if history else 0
     row = {TRIAL_ID: trial_id, **{k: config[k] for k in HYPERPARAMETERS}, STATUS: status,
            EPOCHS: epochs, TIME_S: time_s, NODE_ID: node_id or "", BLAS_THREADS: blas_threads,
-           # early stopping stops a trial only at a rung, right after its report there
-           STOPPED_AT_RUNG: epochs if status == STOPPED_EARLY else None}
+           # the rung the halving scheduler's record says; others stop a trial right after its
+           # report at a rung
+           STOPPED_AT_RUNG: (stopped_at if stopped_at is not None else epochs) if status == STOPPED_EARLY
+           else None}
     finite = [r for r in history if _finite(r[VAL_ACCURACY])]
     if finite:  # the highest accuracy, the earliest epoch among equals
         best = min(finite, key=lambda r: (-float(r[VAL_ACCURACY]), float(r[EPOCH])))
@@ -272,6 +256,15 @@ def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
 
 def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def rungs_frame(run_dir, sweep: dict, results: pd.DataFrame, history: pd.DataFrame,
+                partial: pd.DataFrame) -> pd.DataFrame:
+    """halving.rung_summary as a frame: per rung, entered, went on, stopped, cutoff."""
+    reports = pd.concat([partial, history])[[TRIAL_ID, EPOCH, VAL_ACCURACY]]
+    rows = halving.rung_summary(run_dir, sweep, results[[TRIAL_ID, STATUS, EPOCHS]].to_dict("records"),
+                                reports.to_dict("records"))
+    return pd.DataFrame(rows, columns=halving.SUMMARY_COLUMNS)
 
 
 def counts(results: pd.DataFrame) -> dict[str, int]:

@@ -7,16 +7,18 @@ Leaves out argument parsing (run_search.py) and what a finished run holds (resul
 from __future__ import annotations
 
 import numbers
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from results.table import SWEEP_FILE, RunError, load_sweep
+from results import settings as declared  # (`settings` is this module's function)
+from results.errors import SweepError
+from results.runfolder import absolute_storage, default_name, run_folder
+from results.spec import SweepSpec
+from mlp_core.files import size_text
+from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
 
 from . import rayenv
-from . import settings as declared  # (`settings` is this module's function)
-from .errors import SweepError
-from .runfolder import absolute_storage, default_name, run_folder
-from .spec import SweepSpec
 
 if TYPE_CHECKING:
     from results.run import Run
@@ -100,7 +102,9 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     from results.run import Run, finish
 
     spec, run_dir = settings(out, name, resume, **values)
-    rayenv.configure(spec.address)  # before Ray is imported: a local run's settings, or a cluster's
+    # Ray reads its environment when it is imported (search/ray_api.py): set for this sweep's
+    # address (a local run's, or a cluster's) before the sweep, and so Ray, is imported.
+    rayenv.configure(spec.address)
     from .sweep import run_sweep
 
     try:
@@ -112,5 +116,12 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     if outcome.interrupted:
         raise SweepInterrupted(f"stopped with {outcome.finished} of {outcome.total} trials "
                                f"finished; results so far are in {run_dir}", Run(run_dir))
-    finish(run_dir, retrain=retrain, log=log)
-    return Run(run_dir)
+    say = stream or sys.stderr
+    print(f"sweep finished in {outcome.seconds:.1f} s: {run_dir / RESULTS_FILE}", file=say)
+    paused, held = outcome.peak_paused
+    if paused:  # early stopping's barriers: what they cost in checkpoints
+        print(f"at most {paused} trials waited paused at a rung at once"
+              + (f", holding {size_text(held)} of checkpoints" if held else ""), file=say, flush=True)
+    done = Run(run_dir)
+    done.report, done.retrained = finish(run_dir, retrain=retrain, log=log)
+    return done

@@ -15,20 +15,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import rayenv
+from .ray_api import Callback, Trial
 
-rayenv.configure()  # before Ray is imported: it reads some of this once
+from mlp_core.files import DiskFull
+from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY
+from results import table as T
+from results import writer as W
 
-from ray.tune import Callback  # noqa: E402
-from ray.tune.experiment import Trial  # noqa: E402
+from results.halving import RUNG_LOG, stopped_at
 
-from mlp_core.files import DiskFull  # noqa: E402
-from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY  # noqa: E402
-from results import table as T  # noqa: E402
-from results import writer as W  # noqa: E402
-
-from .errors import SweepHalted, halting_when_full  # noqa: E402
-from .trainable import DISK_FULL, STATE_FILE, unpacked  # noqa: E402
+from .errors import SweepHalted, halting_when_full
+from .scheduler import LIVE
+from .trainable import DISK_FULL, STATE_FILE, unpacked
 
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
@@ -45,8 +43,8 @@ def _live(kind: str, run_dir: str) -> Callback:
 
 
 class RunRecorder(Callback):
-    # The tables are rewritten at most this often, and less often when a rewrite is slow: at most
-    # 5% of the driver's time (10,000 trials' rows, each formatted once, take ~0.02 s here).
+    # The tables are rewritten at most this often, and less often when a rewrite is slow, so that
+    # rewriting never takes more than 5% of the driver's time (BENCHMARKS.md section 3).
     WRITE_EVERY_S = 5.0
 
     def __reduce__(self):
@@ -181,8 +179,10 @@ class RunRecorder(Callback):
         config = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         history = list(self.history.get(tid, {}).values())
         partial = list(self.partial.get(tid, {}).values())
+        halving = LIVE.get(str(self.run_dir / RUNG_LOG))  # None: no halving, or ASHA
         row = T.summarise_trial(tid, config, status, history, self.nodes.get(tid),
-                                self.threads.get(tid), partial)
+                                self.threads.get(tid), partial,
+                                stopped_at(halving, tid) if halving is not None else None)
         self.rows[tid] = row
         self.counts[status] += 1
         with halting_when_full():

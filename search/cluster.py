@@ -13,13 +13,9 @@ import signal
 import threading
 from pathlib import Path
 
-from . import rayenv
+from .ray_api import ray
 
-rayenv.configure()  # before Ray is imported: it reads some of this once
-
-import ray  # noqa: E402
-
-from .errors import SweepError  # noqa: E402
+from .errors import SweepError
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -35,6 +31,27 @@ def start_ray(address: str | None, verbose: bool, num_cpus: int | None = None) -
     with caller_sigterm_kept():
         _init_ray(cluster_address(address), verbose, num_cpus)
     return True
+
+
+@contextlib.contextmanager
+def interrupts_kept():
+    """Note every Ctrl-C (SIGINT) inside the block, as well as raising KeyboardInterrupt: Python
+    drops the exception when the signal lands in a callback it runs for a fork (Ray's start forks
+    its processes), and the caller then checks the list it gets."""
+    noted = []
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler or threading.current_thread() is not threading.main_thread():
+        yield noted  # someone else handles SIGINT here (a notebook, a test runner's thread)
+        return
+
+    def handler(signum, frame):
+        noted.append(signum)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stop_ray() -> None:

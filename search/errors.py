@@ -1,15 +1,12 @@
-"""The one error a sweep's settings, run folder or cluster raise: its message names the flag or
-the path, for the command line to print as one line (exit 2).
+"""How the Ray side stops a sweep from inside Tune's loop (SweepHalted), and the error it shares
+with the run folder's layer (results.errors.SweepError).
 """
 from __future__ import annotations
 
 import contextlib
 
 from mlp_core.files import DiskFull
-
-
-class SweepError(Exception):
-    """A setting, the run folder or the cluster is unusable; the message names the flag or the path."""
+from results.errors import SweepError  # noqa: F401 (raised by search's modules too)
 
 
 class SweepHalted(BaseException):

@@ -8,16 +8,13 @@ from __future__ import annotations
 import sys
 import time
 
-from . import rayenv
+from .ray_api import Callback
 
-rayenv.configure()  # before Ray is imported: it reads some of this once
+from mlp_core.files import size_text
+from results import table as T
 
-from ray.tune import Callback  # noqa: E402
-
-from results import table as T  # noqa: E402
-
-from .callbacks import _LIVE, RunRecorder, _live  # noqa: E402
-from .trainable import DETAILS, RESTORE_NOTE, unpacked  # noqa: E402
+from .callbacks import _LIVE, RunRecorder, _live
+from .trainable import DETAILS, RESTORE_NOTE, unpacked
 
 
 class Progress(Callback):
@@ -55,7 +52,7 @@ class Progress(Callback):
         if rec.counts[T.ERROR]:
             parts.append(f"{rec.counts[T.ERROR]} errors")
         if rec.paused:
-            parts.append(f"{rec.paused} paused at a rung" + (f" ({mb(rec.paused_bytes)} of checkpoints)"
+            parts.append(f"{rec.paused} paused at a rung" + (f" ({size_text(rec.paused_bytes)} of checkpoints)"
                                                               if rec.paused_bytes else ""))
         text = ", ".join(parts)
         if rec.best is not None:
@@ -113,13 +110,6 @@ def notebook_display():
         return None
     from IPython.display import display
     return display("", display_id=True)
-
-
-def mb(n: int) -> str:
-    """Bytes for a person: 2 kB, 404.6 MB, 1.21 GB."""
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
 def _hms(seconds: float) -> str:

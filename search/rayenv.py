@@ -1,7 +1,7 @@
 """Ray's environment for a driver of this tool. Ray reads some of it once, when it is imported:
-the entry points (the run command, search.api.run) call configure(address) before they import
-the modules that import Ray, and each of those modules calls configure() too, in case it is
-imported first; the first call decides.
+search.api.run (and through it the run command) calls configure(address) before it imports the
+sweep, and search/ray_api.py, the one module that imports Ray, calls configure() before it does,
+for whoever imports it first; the first call decides.
 
 Leaves out starting Ray (cluster.py).
 """
@@ -29,15 +29,11 @@ def configure(address: str | None = None) -> None:
     if _configured:
         return
     _configured = True
-    # Tune's own settings that cost per trial, measured at 175 to 10,000 trials (BENCHMARKS.md
-    # section 3) and left at Tune's defaults, which a user's value overrides:
-    # - TUNE_GLOBAL_CHECKPOINT_S "auto": an experiment snapshot at least every 10 s and at most
-    #   5% of the time (4-5% measured at 10,000 trials); a resume needs no fresher one, since
-    #   trials that ended after it are in the run's tables and return at once.
-    # - TUNE_RESULT_BUFFER_LENGTH 1: the halving scheduler declines buffered results (a report
-    #   at a rung is decided as it arrives), and a trial reports only 2 to 11 times.
-    # - TUNE_MAX_PENDING_TRIALS_PG "auto" (200 for our searcher): 2 instead made no difference
-    #   this machine's noise let through, and the default serves autoscaling clusters.
+    # Tune's own settings that cost per trial stay at Tune's defaults, which a user's value
+    # overrides (BENCHMARKS.md section 3 has why): TUNE_GLOBAL_CHECKPOINT_S "auto" (a resume
+    # needs no fresher snapshot: trials that ended after it are in the run's tables and return
+    # at once), TUNE_RESULT_BUFFER_LENGTH 1 (the halving scheduler decides each report at a rung
+    # as it arrives) and TUNE_MAX_PENDING_TRIALS_PG "auto".
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -1,34 +1,46 @@
-"""Deterministic early stopping: synchronous successive halving over a grid known up front, as a
-Ray Tune scheduler on Tune's public TrialScheduler API (the decisions are halving.py's).
+"""Ray Tune's side of early stopping: the schedulers a sweep runs under, on Tune's public
+TrialScheduler API. The halving scheduler's decisions, rungs and record are results/halving.py's.
+
+Implementation notes (HalvingScheduler)
+- A trial reports at each rung (on_trial_result). Its value is appended to the record, then
+  decided: CONTINUE once the rung let it go on, STOP once the rung stopped it or ceil(n/eta)
+  others already beat it there (or it diverged), PAUSE while that is open.
+- PAUSE: Tune saves a checkpoint and frees the trial's CPU; the trial stays PAUSED until
+  choose_trial_to_run hands it back (queued when its rung lets it go on, largest hidden size
+  first), or stop_trial ends it (its rung stopped it, or others beat it).
+- A trial can be between states when a decision comes: RUNNING while saving its pause
+  (is_saving), or PAUSED as restored by a resume. Such trials wait in `_unsure` and are
+  settled at the next choose_trial_to_run.
+- A worker or node that dies: Tune calls on_trial_error, then adds the trial again as PENDING
+  (it restarts from its last checkpoint and reports its true value). Only a trial that has
+  failed for good (should_recover() false) counts as NaN at its rung, as does one that ended
+  before its rung (on_trial_complete, on_trial_remove).
+- Tune pickles the scheduler into its experiment state; a resumed one reads the record back, and
+  the restored trials replay their checkpoint's report before they train on.
 
 Leaves out the trials themselves (trainable.py) and how the tables record them (callbacks.py).
 """
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import os
 from collections import deque
 
-from . import rayenv
+from .ray_api import ASHAScheduler, FIFOScheduler, Trial, TrialScheduler
 
-rayenv.configure()  # before Ray is imported: it reads some of this once
+from mlp_core.train import EPOCH, VAL_ACCURACY
+from results.halving import Halving, append_record, replay_record, rungs_used
+from results.settings import grid_key
 
-from ray.tune.experiment import Trial  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
+from .errors import halting_when_full
+from .trainable import unpacked
 
-from mlp_core.files import append_line  # noqa: E402
-from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
 
-from .errors import halting_when_full  # noqa: E402
-from .halving import Halving, grid_key  # noqa: E402
-from .space import rungs_used  # noqa: E402
-from .trainable import unpacked  # noqa: E402
-
-# One line per value recorded at a rung, appended before the decision is returned: what a
-# resumed sweep's scheduler reads back (Tune restores the trials, not a scheduler's state).
-RUNG_LOG = "rungs.jsonl"
+# The decisions of the halving scheduler that is live in this driver, by its record's path: the
+# run's recorder reads each stopped trial's rung from there (Tune unpickles its own copy of the
+# scheduler on a resume, which is the live one then).
+LIVE: dict[str, Halving] = {}
 
 
 class PendingQueue:
@@ -85,12 +97,18 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
     def __init__(self, n_trials: int, rungs, epochs: int, reduction_factor: int,
                  log_path: str | os.PathLike | None = None, metric: str = VAL_ACCURACY):
         super().__init__()
-        self.rungs = tuple(rungs_used(sorted(rungs), epochs)[::-1])  # increasing
+        self.rungs = rungs_used(rungs, epochs)
         self.metric_name = metric
         self.log_path = str(log_path) if log_path else None
         self.halving = Halving(n_trials, self.rungs, reduction_factor)
         self._forget_trials()
         self._load_log()
+
+    def _load_log(self):
+        """The decisions recorded so far (a resume's), and this scheduler as the run's live one."""
+        if self.log_path:
+            replay_record(self.log_path, self.halving)
+            LIVE[self.log_path] = self.halving
 
     def _forget_trials(self):
         """The trials Tune has added, and the queues choose_trial_to_run serves from."""
@@ -115,24 +133,10 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         self._load_log()
 
     # -- the log --------------------------------------------------------------------------------
-    def _load_log(self):
-        if not self.log_path or not os.path.exists(self.log_path):
-            return
-        with open(self.log_path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a crash: nothing after it
-                    break
-                self.halving.record(entry["trial_id"], self.halving.rung_at(entry["rung"]),
-                                    entry["value"], tuple(entry["key"]))
-
     def _log(self, tid: str, j: int, value: float, key: tuple):
-        if not self.log_path:
-            return
-        line = json.dumps({"trial_id": tid, "rung": self.rungs[j], "value": value, "key": list(key)})
-        with halting_when_full(), open(self.log_path, "a", encoding="utf-8") as f:
-            append_line(f, line + "\n")  # whole or not at all: what a resume reads
+        if self.log_path:
+            with halting_when_full():
+                append_record(self.log_path, tid, self.rungs[j], value, key)
 
     def _record(self, trial: Trial, j: int, value: float) -> list[int]:
         tid, key = trial.trial_id, grid_key(trial.config)
@@ -205,15 +209,13 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         for j in decided:
             for tid in self.halving.values[j]:
                 trial = self.trials.get(tid)
-                if trial is None or trial is current:
-                    continue
-                saving = trial.status == Trial.RUNNING and trial.is_saving
+                if trial is None or trial is current or not self._waiting_at(trial, j):
+                    continue  # a trial on its way back to rung j (restarted) reports there first
                 if self.halving.fate(tid, j) == "stop":
-                    if trial.status == Trial.PAUSED or saving:
-                        tune_controller.stop_trial(trial)
+                    tune_controller.stop_trial(trial)
                 elif trial.status == Trial.PAUSED:
                     self._queue(trial)
-                elif saving:
+                else:  # still saving its pause
                     self._unsure.append(trial)
 
     def _stop_displaced(self, tune_controller, j: int, current: Trial):
@@ -221,13 +223,15 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         out of the rung's best: whatever the rest report, it cannot go on."""
         tid = self.halving.displaced(j)
         trial = self.trials.get(tid) if tid is not None else None
-        if trial is not None and trial is not current and self._pausing(trial):
+        if trial is not None and trial is not current and self._waiting_at(trial, j):
             tune_controller.stop_trial(trial)
 
-    @staticmethod
-    def _pausing(trial: Trial) -> bool:
-        """Paused, or saving the checkpoint of its pause."""
-        return trial.status == Trial.PAUSED or trial.status == Trial.RUNNING and trial.is_saving
+    def _waiting_at(self, trial: Trial, j: int) -> bool:
+        """Paused at rung j, or saving the checkpoint of that pause. Not a trial that has a value
+        at rung j but is running towards it again (restarted from an earlier checkpoint, or from
+        scratch): stopped now, its table would lack the epochs up to the rung."""
+        pausing = trial.status == Trial.PAUSED or trial.status == Trial.RUNNING and trial.is_saving
+        return pausing and self._paused_at(trial) == j
 
     def _queue(self, trial: Trial):
         self._pushed += 1

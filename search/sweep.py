@@ -1,7 +1,8 @@
 """The sweep: its scheduler, and the Tune experiment run (or resumed) into the run folder.
 
-Leaves out the settings (spec.py), the run folder (runfolder.py), Ray start-up and the cluster
-checks (cluster.py), argument parsing (run_search.py) and everything after the sweep (results/).
+Leaves out the settings and the run folder (results/spec.py, results/runfolder.py), Ray start-up
+and the cluster checks (cluster.py), argument parsing (run_search.py) and everything after the
+sweep (results/).
 """
 from __future__ import annotations
 
@@ -10,37 +11,30 @@ import datetime as _dt
 import gc
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import rayenv
+from .ray_api import BasicVariantGenerator, ray, tune
 
-rayenv.configure()  # before Ray is imported: it reads some of this once
+from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
+from mlp_core.files import FULL, DiskFull
+from mlp_core.train import EPOCH, VAL_ACCURACY
+from results import settings, space
+from results import table as T
+from results.halving import RUNG_LOG
+from results.runfolder import (LOCK_FILE, absolute_storage, check_run_folder,
+                               create_run_folder, take_folders, tune_location)
+from results.spec import SweepSpec
 
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
-
-from mlp_core.files import FULL, DiskFull  # noqa: E402
-from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir  # noqa: E402
-from mlp_core.train import EPOCH, VAL_ACCURACY  # noqa: E402
-from results import table as T  # noqa: E402
-
-from . import settings, space  # noqa: E402
-from .callbacks import RunRecorder  # noqa: E402
-from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,  # noqa: E402
-                      start_ray, stop_ray)
-from .errors import SweepError, SweepHalted  # noqa: E402
-from .progress import Progress  # noqa: E402
-from .runfolder import (LOCK_FILE, absolute_storage, check_run_folder, create_run_folder,  # noqa: E402
-                        take_folders, tune_location)
-from .scheduler import RUNG_LOG, HalvingScheduler, QueuedASHA, QueuedFIFO  # noqa: E402
-from .spec import SweepSpec  # noqa: E402
-from .trainable import Shared, train_mlp  # noqa: E402
+from .callbacks import RunRecorder
+from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,
+                      interrupts_kept, start_ray, stop_ray)
+from .errors import SweepError, SweepHalted
+from .progress import Progress
+from .scheduler import HalvingScheduler, QueuedASHA, QueuedFIFO
+from .trainable import Shared, train_mlp
 
 
 def local_cpus(spec: SweepSpec) -> int | None:
@@ -105,41 +99,23 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
-    disk_full = None
     with interrupts_kept() as interrupted:
         started = start_ray(spec.address, verbose, local_cpus(spec))
     try:
         if interrupted:  # a Ctrl-C that Python dropped while Ray started: stop before writing
             raise KeyboardInterrupt
-        # Needs the cluster's nodes, so after Ray's start, but still before anything is written.
-        check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
-        if cluster_address(spec.address):  # the nodes get the code now: check they can run it
-            nodes, sources = check_cluster_code("--address")
-            print(f"cluster: {nodes} node(s) with CPUs, each running this project's sources "
-                  f"{sources}", file=stream, flush=True)
+        check_where(spec, storage_path, stream)  # before anything is written
         locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name)
         recorder = RunRecorder(run_dir, spec.epochs)
         progress = Progress(recorder, len(configs), stream=stream)
-        slots = int(ray.cluster_resources().get("CPU", 0) // spec.cpus_per_trial)
-        if spec.max_concurrent and not started:
-            slots = min(slots, spec.max_concurrent)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
-              f"{slots} trial{'s' if slots != 1 else ''} at a time"
-              + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
+              f"{at_a_time(spec, started)}" + (f" (resuming: {len(recorder.rows)} done)" if resume else ""),
+              file=stream, flush=True)
         tuner = build_tuner(spec, data, configs, run_dir, f"{storage_path}/{tune_name}", resume,
                             [recorder, progress], searcher_limit(spec, started), verbose)
         del data  # in Ray's object store now: the driver's own copy is not needed while it runs
-        # A full disk stops the sweep as a crash of the driver would: Tune's last experiment
-        # snapshot, the tables and the journal are each whole, so --resume goes on from there.
-        try:
-            fit_quietly(tuner, verbose)
-        except SweepHalted as e:  # our callbacks' or scheduler's writes (DiskFull)
-            disk_full = e.cause
-        except Exception as e:  # Tune's own writes: its experiment snapshot
-            disk_full = disk_full_in(e)
-            if disk_full is None:
-                raise
+        disk_full = fit_until_full(tuner, verbose)
         # Tune's trials and their kept results are garbage now, much of it in reference cycles
         # that Python's collector would reach only later: freed here, the work after the sweep
         # (tables, plots, report) reuses their memory instead of adding to the driver's peak.
@@ -160,6 +136,40 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                         time.monotonic() - t0, recorder.peak_paused, locks)
 
 
+def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
+    """The checks that need the cluster's nodes, so come after Ray's start: storage every node
+    can reach, and (on a cluster, now that the nodes have the code) nodes that can run it."""
+    check_storage(storage_path, cluster_node_ips(), "--storage" if spec.storage else "--out")
+    if cluster_address(spec.address):
+        nodes, sources = check_cluster_code("--address")
+        print(f"cluster: {nodes} node(s) with CPUs, each running this project's sources "
+              f"{sources}", file=stream, flush=True)
+
+
+def at_a_time(spec: SweepSpec, started: bool) -> str:
+    """"N trials at a time": the slots the cluster's CPUs give, within --max-concurrent."""
+    slots = int(ray.cluster_resources().get("CPU", 0) // spec.cpus_per_trial)
+    if spec.max_concurrent and not started:
+        slots = min(slots, spec.max_concurrent)
+    return f"{slots} trial{'s' if slots != 1 else ''} at a time"
+
+
+def fit_until_full(tuner, verbose: bool) -> DiskFull | None:
+    """tuner.fit(); a full disk stops it as a crash of the driver would (Tune's last experiment
+    snapshot, the tables and the journal are each whole, so --resume goes on from there), and
+    is returned."""
+    try:
+        fit_quietly(tuner, verbose)
+    except SweepHalted as e:  # our callbacks' or scheduler's writes
+        return e.cause
+    except Exception as e:  # Tune's own writes: its experiment snapshot
+        full = disk_full_in(e)
+        if full is None:
+            raise
+        return full
+    return None
+
+
 def disk_full_in(e: BaseException) -> DiskFull | None:
     """The DiskFull that `e` is or wraps (its causes and contexts), if any."""
     seen = set()
@@ -171,27 +181,6 @@ def disk_full_in(e: BaseException) -> DiskFull | None:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
-
-
-@contextlib.contextmanager
-def interrupts_kept():
-    """Note every Ctrl-C (SIGINT) inside the block, as well as raising KeyboardInterrupt: Python
-    drops the exception when the signal lands in a callback it runs for a fork (Ray's start forks
-    its processes), and the caller then checks the list it gets."""
-    noted = []
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler or threading.current_thread() is not threading.main_thread():
-        yield noted  # someone else handles SIGINT here (a notebook, a test runner's thread)
-        return
-
-    def handler(signum, frame):
-        noted.append(signum)
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield noted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def load_checked_data(spec: SweepSpec, resume: bool):

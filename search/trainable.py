@@ -2,7 +2,8 @@
 
 Leaves out scheduling and result files (scheduler.py, callbacks.py). Reads no file: the arrays arrive
 through the object store (tune.with_parameters), so a trial can run on any node. Imports only
-NumPy, threadpoolctl, Ray and mlp_core: what a cluster's node needs besides Python.
+NumPy, threadpoolctl, Ray, mlp_core and the run folder's names (results.columns): what a
+cluster's node needs besides Python.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import zipfile
 from dataclasses import dataclass
 
 import numpy as np
-import ray
-from ray import tune
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.files import FULL, DiskFull
 from mlp_core.model import N_IN, N_OUT
-from mlp_core.train import (BLAS_THREADS, DIVERGED, ENDED_AT, EPOCH, NODE_ID, VAL_ACCURACY, TrainConfig,
+from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID
+
+from .ray_api import ray, tune
+from mlp_core.train import (DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig,
                             Trainer, train)
 
 STATE_FILE = "state.npz"
@@ -44,10 +46,9 @@ class Shared:
 
 # A report holds what the scheduler reads as it is (VAL_ACCURACY; also EPOCH for Ray's ASHA, its
 # time attribute) and everything else as one JSON text under DETAILS, which the driver unpacks
-# (`unpacked`). Tune keeps, for every trial and every numeric key of its reports, a running
-# analysis (min, max, mean, the last 5 and 10 values) in memory and in each experiment snapshot:
-# at 10,000 trials most of the driver's memory is Tune's per-trial bookkeeping, ~2.4 KB a trial
-# for each numeric key (Tune adds six of its own; BENCHMARKS.md section 3).
+# (`unpacked`): Tune keeps, for every trial and every numeric key of its reports, a running
+# analysis (min, max, mean, the last 5 and 10 values) in memory and in each experiment snapshot,
+# which at many trials is most of the driver's memory (BENCHMARKS.md section 3).
 DETAILS = "details"
 # A detail of the first report after a resume whose checkpoint could not be read: what happened.
 RESTORE_NOTE = "restore_note"

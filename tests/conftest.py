@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.common import MNIST_T10K as MNIST_DIR
-from benchmarks.common import ROOT, write_idx, write_small_mnist  # noqa: F401 (the tests import them from here)
+from helpers import MNIST_DIR, write_small_mnist
 
 
 @pytest.fixture(scope="session")

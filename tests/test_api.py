@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT, write_small_mnist
+from helpers import ROOT, write_small_mnist
 from results.run import Run
 from results.table import RunError
 from search import api

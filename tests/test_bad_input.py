@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import write_idx
-from test_cli import cli
+from helpers import write_idx
+from helpers import cli
 
 pytestmark = pytest.mark.slow
 

@@ -3,35 +3,17 @@ and report; show / retrain / evaluate / predict on it; the exported model checke
 independent reimplementation; bad input refused in one line."""
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import MNIST_DIR, ROOT
+from helpers import MNIST_DIR, cli, read_idx_raw
 
 pytestmark = pytest.mark.slow
-
-
-def dead_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/"
-
-
-def cli(*args, timeout=600, env_extra=None):
-    env = {**os.environ, "MLP_SWEEP_MIRRORS": dead_url(), "PYTHONUNBUFFERED": "1",
-           **(env_extra or {})}
-    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +49,6 @@ def test_run_writes_every_artefact(run):
     assert "Trial status" not in r.stderr and "╭" not in r.stderr  # not Ray's tables
 
 
-def _read_idx(path, offset):
-    with gzip.open(path, "rb") as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
-
-
 def test_exported_model_recomputed_independently(run, small_data_dir):
     run_dir, _ = run
     meta = json.loads((run_dir / "best/model.json").read_text())
@@ -79,8 +56,8 @@ def test_exported_model_recomputed_independently(run, small_data_dir):
         W1, b1, W2, b2 = z["W1"], z["b1"], z["W2"], z["b2"]
     assert W1.dtype == np.float32 and W1.shape == (784, meta["hyperparameters"]["hidden_size"])
     # the test set as written in the data folder, read here without the project's reader
-    X = _read_idx(small_data_dir / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784)
-    y = _read_idx(small_data_dir / "t10k-labels-idx1-ubyte.gz", 8)
+    X = read_idx_raw(small_data_dir / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 784)
+    y = read_idx_raw(small_data_dir / "t10k-labels-idx1-ubyte.gz", 8)
     x = X.astype(np.float32) / np.float32(255)
     logits = np.maximum(x @ W1 + b1, 0) @ W2 + b2
     assert len(y) == 2000
@@ -176,8 +153,8 @@ def test_evaluate_and_predict(run, small_data_dir, tmp_path):
     assert f"accuracy {meta['test_accuracy']:.4f}" in r.stdout
     assert "per-class accuracy" in r.stdout and "confusion matrix" in r.stdout
     assert (model / "confusion_matrix.png").is_file()
-    X = _read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    y = _read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz", 8)
+    X = read_idx_raw(MNIST_DIR / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    y = read_idx_raw(MNIST_DIR / "t10k-labels-idx1-ubyte.gz", 8)
     png, npy = tmp_path / "digit.png", tmp_path / "digit.npy"
     Image.fromarray(X[0]).save(png)
     np.save(npy, X[1])

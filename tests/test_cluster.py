@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.localcluster import LocalCluster, cluster_env
-from conftest import ROOT
+from search.localcluster import LocalCluster, cluster_env
+from helpers import ROOT
 from search.cluster import check_storage, code_fingerprint, filesystem_type, node_code_problems
 from search.errors import SweepError
-from test_cli import cli
+from helpers import cli
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
 proc /proc proc rw 0 0
@@ -192,17 +192,20 @@ def test_the_readmes_ray_job_submit_recipe_on_two_nodes(small_data_dir, tmp_path
 
 
 
-def test_a_trial_imports_no_more_of_this_project_than_mlp_core():
-    """What a node imports to run a trial: search.trainable and mlp_core, never results/ (the
-    tables, pandas code of ours) or matplotlib. (Ray Tune itself imports pandas, so a node has
-    it with Ray's tune extra anyway.)"""
+def test_a_trial_imports_no_more_of_this_project_than_mlp_core_and_the_column_names():
+    """What a node imports to run a trial: search.trainable (with Ray through search.ray_api),
+    mlp_core and the run folder's names (results.columns, which imports nothing), never the rest
+    of results/ (the tables, pandas
+    code of ours) or matplotlib. (Ray Tune itself imports pandas, so a node has it with Ray's
+    tune extra anyway.)"""
     code = ("import sys, search.trainable\n"
             "ours = sorted(m for m in sys.modules if m.split('.')[0] in ('mlp_core', 'search', 'results'))\n"
             "print(ours, 'matplotlib' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ("['mlp_core', 'mlp_core.files', 'mlp_core.model', 'mlp_core.train', "
-                                "'search', 'search.trainable'] False"), r.stdout
+                                "'results', 'results.columns', 'search', 'search.ray_api', 'search.rayenv', 'search.trainable'] "
+                                "False"), r.stdout
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR, write_idx
+from helpers import MNIST_DIR, write_idx
 from mlp_core.data import (DATASETS, DataError, download_file, load_dataset, locate_files,
                            make_dataset, read_idx_images, read_idx_labels, read_idx_pair,
                            split_indices, to_features)

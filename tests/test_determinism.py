@@ -14,11 +14,11 @@ import time
 import pandas as pd
 import pytest
 
-from benchmarks.localcluster import LocalCluster, cluster_env
-from benchmarks.procs import processes
+from search.localcluster import LocalCluster, cluster_env
+from search.localcluster import processes
 from results import table as T
-from test_cli import cli
-from test_faults import kill_session, start, wait_for
+from helpers import cli
+from helpers import kill_session, start, wait_for
 
 pytestmark = pytest.mark.slow
 

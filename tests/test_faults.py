@@ -6,61 +6,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT
 from results import table as T
-from benchmarks.procs import processes
-from test_cli import cli, dead_url
+from helpers import cli, cmdline, kill_session, session_pids, start, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def session_pids(sid: int) -> list[int]:
-    """Processes of session `sid` (the driver started with start_new_session=True: its Ray
-    processes stay in its session even after the driver dies)."""
-    return [p.pid for p in processes() if p.sid == sid]
-
-
-def cmdline(pid: int) -> str:
-    return next((p.cmdline for p in processes() if p.pid == pid), "")
-
-
-def kill_session(sid: int) -> None:
-    for pid in session_pids(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def start(args, write_every_s: float | None = None) -> subprocess.Popen:
-    """The run command in its own session. write_every_s: how often the driver rewrites its
-    tables instead of RunRecorder's few seconds (set in the driver before it starts)."""
-    env = {**os.environ, "MLP_SWEEP_MIRRORS": dead_url(), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, str(ROOT / "run_search.py")]
-    if write_every_s is not None:
-        command = [sys.executable, "-c",
-                   "import sys, run_search; from search.callbacks import RunRecorder; "
-                   f"RunRecorder.WRITE_EVERY_S = {write_every_s!r}; sys.exit(run_search.main(sys.argv[1:]))"]
-    return subprocess.Popen([*command, *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT, start_new_session=True)
-
-
-def wait_for(predicate, timeout=180, what="condition"):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rows(path: Path) -> int:
@@ -213,7 +168,7 @@ def test_one_driver_per_run_folder_until_it_dies(small_data_dir, tmp_path):
     """While a driver runs, a second `run` of its folder, new or resuming, is refused in one line
     naming the folder and the first driver's PID; once the first is killed
     (SIGKILL), the kernel has dropped its lock and the folder is free."""
-    from search.runfolder import holder
+    from results.runfolder import holder
 
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "one",
             "--hidden", "1024", "--lr", "0.001,0.01,0.05,0.1", "--l2", "0.001,0.01", "--epochs", "30",
@@ -234,7 +189,6 @@ def test_one_driver_per_run_folder_until_it_dies(small_data_dir, tmp_path):
     finally:
         kill_session(proc.pid)
     assert holder(run_dir) is None  # nothing stale: a resume may take it at once
-
 
 
 def test_a_reader_polling_the_tables_during_a_sweep_never_sees_a_partial_row(small_data_dir, tmp_path):

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import MNIST_DIR
+from helpers import MNIST_DIR
 from mlp_core.files import umask
 from mlp_core.model import ModelFileError, init_params, load_params, save_params
 from results.export import load_model
-from test_cli import _read_idx, cli
+from helpers import cli, read_idx_raw
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,7 @@ def png_header_only(path, width, height):
 
 
 def test_predict_names_bad_images_and_fixes_light_backgrounds(run, tmp_path):
-    X = _read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    X = read_idx_raw(MNIST_DIR / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
     model = run / "best"
     plain, scanned, clear = tmp_path / "plain.png", tmp_path / "scanned.png", tmp_path / "clear.png"
     Image.fromarray(X[0]).save(plain)
@@ -239,10 +239,10 @@ def test_too_few_validation_images_are_refused_with_the_counts(tmp_path, small_d
 def test_retrain_refuses_other_data_than_the_sweeps(run, small_data_dir, tmp_path):
     import shutil
 
-    from conftest import write_idx
+    from helpers import write_idx
     other = tmp_path / "other"
     shutil.copytree(small_data_dir, other)
-    X = _read_idx(other / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    X = read_idx_raw(other / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
     write_idx(other / "t10k-images-idx3-ubyte.gz", 255 - X, 0x803)  # same shape, other images
     r = cli("retrain", run, "--data-dir", other)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -252,7 +252,7 @@ def test_retrain_refuses_other_data_than_the_sweeps(run, small_data_dir, tmp_pat
 def test_ctrl_c_before_the_run_folder_exists_says_nothing_was_written(small_data_dir, tmp_path):
     import signal
 
-    from test_faults import kill_session, start, wait_for
+    from helpers import kill_session, start, wait_for
 
     def ray_starting() -> bool:  # the driver's first child process: Ray's start, not a fixed sleep
         return bool(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
@@ -278,7 +278,7 @@ def test_an_address_that_is_closed_or_not_ray_fails_fast_in_one_line(small_data_
     import threading
     import time
 
-    from benchmarks.localcluster import free_port
+    from search.localcluster import free_port
 
     web = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=web.serve_forever, daemon=True).start()

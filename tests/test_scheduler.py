@@ -14,9 +14,11 @@ import pytest
 
 # search first: it sets Ray's environment (search/rayenv.py) before Ray is imported, which
 # Ray reads once (run alone, or first, this module would otherwise start Ray without it)
-from search.halving import Halving, grid_key
-from search.scheduler import RUNG_LOG, HalvingScheduler
-from search.space import geometric_rungs
+from results.halving import Halving
+from results.settings import grid_key
+from results.halving import RUNG_LOG
+from search.scheduler import HalvingScheduler
+from results.halving import geometric_rungs
 from search.sweep import SweepError, SweepSpec, make_scheduler
 from search.trainable import DETAILS, packed, unpacked
 
@@ -44,8 +46,8 @@ def test_each_rung_keeps_the_best_ceil_n_over_eta_worked_by_hand():
     assert h.record("e", 1, 0.95, key["e"]) == [1]
     assert h.promoted[1] == ["e", "b"]  # ceil(3 / 2) = 2
     assert h.fate("c", 1) == "stop" and h.fate("a", 1) == "stop" and h.fate("e", 1) == "go"
-    assert h.summary() == [{"rung": 1, "entered": 5, "went_on": 3, "cutoff": 0.7},
-                           {"rung": 2, "entered": 3, "went_on": 2, "cutoff": 0.91}]
+    assert h.summary() == [{"rung": 1, "entered": 5, "went_on": 3, "stopped": 2, "cutoff": 0.7},
+                           {"rung": 2, "entered": 3, "went_on": 2, "stopped": 1, "cutoff": 0.91}]
 
 
 def test_ties_go_to_the_earlier_grid_position_and_non_finite_values_never_go_on():
@@ -294,6 +296,28 @@ def test_a_trial_beaten_by_enough_others_stops_before_its_rung_is_complete_with_
         assert s.halving.promoted == reference.promoted
         assert early and not set(early) & set(reference.promoted[0])  # stopped early: never a finalist
         assert set(c.stopped) == set(values) - set(reference.promoted[0])
+
+
+def test_a_trial_running_back_to_its_rung_is_stopped_only_once_it_reports_there():
+    """After a resume, a trial whose checkpoint was lost starts again: it has a value at rung 1
+    (from the record) but is still on its way there. A decision at rung 1, or a value that
+    pushes it out, must not stop it early: its table would lack the epochs before the rung."""
+    s = HalvingScheduler(4, rungs=(0.25, 1), epochs=2, reduction_factor=2)
+    c = Controller(s)
+    a, b, d, e = c.add("a", 16), c.add("b", 32), c.add("d", 64), c.add("e", 128)
+    for t, v in zip((a, b, d, e), (0.9, 0.8, 0.1, 0.2)):
+        c.report(t, 0.25, v)  # a and b go on
+    assert set(c.stopped) == {"d", "e"}
+    s.choose_trial_to_run(c).status = Trial.RUNNING
+    s.choose_trial_to_run(c).status = Trial.RUNNING
+    assert c.report(a, 1, 0.5) == PAUSE
+    a.status = Trial.RUNNING  # a restarted from scratch: running, saving, its last report at 0.25
+    assert c.report(a, 0.25, 0.9) == GO
+    a.is_saving = True
+    assert c.report(b, 1, 0.95) == GO  # decides rung 1 against a, which is not at rung 1 yet
+    assert "a" not in c.stopped
+    a.is_saving = False
+    assert c.report(a, 1, 0.5) == STOP  # there, it is stopped
 
 
 def test_beaten_and_displaced_worked_by_hand():

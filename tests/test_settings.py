@@ -10,7 +10,7 @@ from mlp_core.train import TrainConfig
 from results import schema
 from results import table as T
 from search import api, settings
-from search.spec import SweepSpec
+from results.spec import SweepSpec
 
 
 def run_parser_actions():

@@ -2,7 +2,7 @@
 name the flag, seeded order."""
 import pytest
 
-from search import settings, space
+from results import halving, settings, space
 
 
 def test_default_grid_is_the_175_combinations():
@@ -32,9 +32,9 @@ def test_parse_rungs_whole_epochs_and_fractions_of_the_first():
     rungs = space.parse_rungs("--rungs", "0.125, 0.25,1,2.0,4")
     assert rungs == (0.125, 0.25, 1, 2, 4)
     assert [type(r) for r in rungs] == [float, float, int, int, int]  # 2, not 2.0, in sweep.json
-    assert space.partial_rungs(rungs) == (0.125, 0.25)
-    assert space.partial_rungs(settings.DEFAULTS["rungs"]) == (0.25,)
-    assert space.rungs_used(rungs, 2) == [1, 0.25, 0.125]
+    assert halving.partial_rungs(rungs) == (0.125, 0.25)
+    assert halving.partial_rungs(settings.DEFAULTS["rungs"]) == (0.25,)
+    assert halving.rungs_used(rungs, 2) == (0.125, 0.25, 1)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,9 +1,8 @@
-"""The search space: parsing and validation of user lists, the seeded order, and the epochs at
-which early stopping compares trials (its rungs).
+"""The search space as typed: the grid's comma-separated lists and the rungs parsed and checked,
+and the grid's seeded order.
 
-Leaves out the settings' declarations and defaults (settings.py), how trials run (trainable.py)
-and how they are scheduled (sweep.py). No Ray here, so benchmarks/replay_asha.py uses the same
-rungs without importing Ray.
+Leaves out the settings' declarations and defaults (settings.py) and which rungs early stopping
+uses (halving.py).
 """
 from __future__ import annotations
 
@@ -68,11 +67,6 @@ def check_rungs(rungs) -> str | None:
     return None
 
 
-def partial_rungs(rungs) -> tuple:
-    """The rungs inside the first epoch: where trials must also report before it ends."""
-    return tuple(r for r in rungs if r < 1)
-
-
 def parse_float_list(flag: str, text: str, *, positive: bool) -> tuple[float, ...]:
     out = _numbers(flag, text, float, "a number")
     for s, v in zip(_items(flag, text), out):  # messages quote the value as typed
@@ -99,18 +93,3 @@ def shuffled(configs: list[dict], seed: int) -> list[dict]:
     everything is promoted; a random order makes early arrivals a fair sample."""
     order = np.random.default_rng(seed).permutation(len(configs))
     return [configs[i] for i in order]
-
-
-def geometric_rungs(grace: int, rf: int, epochs: int) -> tuple:
-    """Ray's own ASHA rungs: grace, grace*rf, grace*rf**2, ... below `epochs`."""
-    rungs, r = [], grace
-    while r < epochs:
-        rungs.append(r)
-        r *= rf
-    return tuple(rungs) or (grace,)
-
-
-def rungs_used(rungs, epochs: int) -> list[int]:
-    """The rungs that can stop a trial (those before the last epoch), highest first as Ray's
-    ASHA bracket keeps them."""
-    return [r for r in sorted(rungs, reverse=True) if r < epochs]

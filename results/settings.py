@@ -3,10 +3,10 @@ Python API's keyword), its command-line flag, type, default, constraint and help
 a grid axis (and then its column in the tables), and the training config field it sets.
 
 Derived from here: the `run` command's flags (run_search.py), SweepSpec and its checks
-(spec.py), the API's keywords (api.py), sweep.json's shape (results/schema.py) and how it reads
-back (`completed`), the tables' hyperparameter columns (results/table.py), and the TrainConfig of
+(spec.py), the API's keywords (search/api.py), sweep.json's shape (schema.py) and how it reads
+back (`completed`), the tables' hyperparameter columns (table.py), and the TrainConfig of
 a trial and of a retraining (`train_values`). No Ray and no pandas, so the command line's help
-and the results/ package load it cheaply.
+loads it cheaply.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, Callable
 from mlp_core.data import DATASETS
 
 from . import space
+from .halving import geometric_rungs
 
 # sweep.json's kinds of value (results/schema.py checks a file against them)
 NUMBER, WHOLE, TEXT, NUMBERS = "a number", "a whole number", "text", "a list of numbers"
@@ -169,8 +170,8 @@ SETTINGS = (
     Setting("rungs", (0.25, 1, 2, 4), number_list(partial(space.parse_rungs, ""), noun="rung"),
             "epochs at which early stopping compares trials, comma-separated: whole epochs or "
             "fractions of the first"),
-    # Why a fixed subset: BENCHMARKS.md section 2 (the first rung's 175 validation passes were a
-    # third of its work).
+    # Why a fixed subset: BENCHMARKS.md section 2 (the first rung's validation passes were much of
+    # its work).
     Setting("partial_val", "scaled", choice("scaled", "full"),
             "validation at a rung inside the first epoch: scaled, on that fraction of the "
             "validation set, a fixed subset; full, on all of it"),
@@ -207,7 +208,7 @@ def completed(sweep: dict) -> dict:
     d = dict(sweep)
     d.setdefault("partial_val", "full")
     if "rungs" not in d and "grace_period" in d:
-        d["rungs"] = space.geometric_rungs(int(d["grace_period"]), int(d.get("reduction_factor", 4)),
+        d["rungs"] = geometric_rungs(int(d["grace_period"]), int(d.get("reduction_factor", 4)),
                                            int(d.get("epochs", 10)))
     for s in SETTINGS:
         if d.get(s.name) is None:
@@ -221,6 +222,11 @@ def train_values(sweep: dict) -> dict:
     """The training config's fields that every trial of `sweep` (a SweepSpec's or a completed
     sweep.json's settings) shares; a trial's own are its grid point."""
     return {s.train: sweep[s.name] for s in SETTINGS if s.train}
+
+
+def grid_key(config: dict) -> tuple:
+    """A trial's place in the grid, for breaking ties: (hidden size, learning rate, L2)."""
+    return tuple(config[k] for k in HYPERPARAMETERS)
 
 
 def grid(values: dict) -> list[dict]:

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from results.table import SWEEP_FILE
+from .table import SWEEP_FILE
 
 from .errors import SweepError
 

@@ -1,7 +1,11 @@
-"""A real multi-node Ray cluster on this machine, for benchmarks and tests (which import it from
-here): `ray start` processes on 127.0.0.1 and free ports, each node with its own CPUs, stopped by
-killing exactly the processes that carry this cluster's temporary folder (never `ray stop`,
-which would stop every Ray on the machine)."""
+"""A real multi-node Ray cluster on one machine, to try `--address` without one and for the
+tests and benchmarks: `ray start` processes on 127.0.0.1 and free ports, each node with its own
+CPUs, stopped by killing exactly the processes that carry this cluster's temporary folder (never
+`ray stop`, which would stop every Ray on the machine); and the machine's processes read from
+/proc, to find them.
+
+Leaves out the sweep's own Ray (cluster.py). Starts Ray's command-line tool; imports no Ray.
+"""
 from __future__ import annotations
 
 import os
@@ -12,9 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import processes, with_descendants
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -140,3 +144,37 @@ class LocalCluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    sid: int
+    cmdline: str
+
+
+def processes() -> list[Proc]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "(comm)": state ppid pgrp session
+        out.append(Proc(int(d.name), int(fields[1]), int(fields[3]), cmd))
+    return out
+
+
+def with_descendants(roots: set[int], procs: list[Proc] | None = None) -> set[int]:
+    procs = procs if procs is not None else processes()
+    found = set(roots)
+    grown = True
+    while grown:
+        new = {p.pid for p in procs if p.ppid in found and p.pid not in found}
+        found |= new
+        grown = bool(new)
+    return found

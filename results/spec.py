@@ -1,0 +1,74 @@
+"""A sweep's settings (SweepSpec): one field per setting declared in settings.py, every value
+checked up front by its declaration (naming its flag), written to and read from sweep.json.
+
+Leaves out running the sweep (search/sweep.py) and parsing the command line (run_search.py).
+tests/test_settings.py holds the fields to the declarations: same names, order and defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from . import settings
+from .errors import SweepError
+from .halving import partial_rungs
+
+_DEFAULT = settings.DEFAULTS
+
+
+@dataclass
+class SweepSpec:
+    """A sweep's settings, defaults and all (each field is settings.BY_NAME[name])."""
+    dataset: str = _DEFAULT["dataset"]
+    data_dir: str | None = _DEFAULT["data_dir"]
+    hidden: tuple = _DEFAULT["hidden"]
+    lr: tuple = _DEFAULT["lr"]
+    l2: tuple = _DEFAULT["l2"]
+    epochs: int = _DEFAULT["epochs"]
+    batch_size: int = _DEFAULT["batch_size"]
+    seed: int = _DEFAULT["seed"]
+    val_fraction: float = _DEFAULT["val_fraction"]
+    momentum: float = _DEFAULT["momentum"]
+    scheduler: str = _DEFAULT["scheduler"]
+    reduction_factor: int = _DEFAULT["reduction_factor"]
+    rungs: tuple = _DEFAULT["rungs"]
+    partial_val: str = _DEFAULT["partial_val"]
+    cpus_per_trial: int = _DEFAULT["cpus_per_trial"]
+    max_concurrent: int = _DEFAULT["max_concurrent"]
+    address: str | None = _DEFAULT["address"]
+    storage: str | None = _DEFAULT["storage"]
+    # Not a flag: report at the rungs inside the first epoch even with --scheduler none, so that a
+    # full grid records what benchmarks/replay_asha.py replays (a validation pass and a checkpoint
+    # each).
+    measure_rungs: bool = False
+    # Set by the sweep: each data file's path and SHA-256, so that a resume or a retraining can
+    # tell the data changed.
+    dataset_files: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Check every setting, grid values included, as the command line does: SweepError
+        naming the flag. Run before anything starts, whoever built the spec."""
+        wrong = settings.problems({s.name: getattr(self, s.name) for s in settings.SETTINGS})
+        if wrong:
+            raise SweepError(wrong[0])
+
+    def partial_epochs(self) -> tuple:
+        """Fractions of the first epoch at which every trial also reports."""
+        if self.scheduler != "none" or self.measure_rungs:
+            return partial_rungs(self.rungs)
+        return ()
+
+    def configs(self) -> list[dict]:
+        return settings.grid(self.__dict__)
+
+    def train_values(self) -> dict:
+        """The training config's fields every trial shares (settings.train_values)."""
+        return settings.train_values(self.__dict__)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> SweepSpec:
+        """From sweep.json, settings it predates filled in as it ran (settings.completed)."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in settings.completed(d).items() if k in names})
