@@ -179,6 +179,9 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         if fate == "stop" or not math.isfinite(value):  # a diverged trial never goes on
             return self.STOP
         if fate == "go":
+            # Settled again at the next choice: Tune may still pause it, on a PAUSE it had queued
+            # for the trial before a resume, and only a decision would then send it on.
+            self._unsure.append(trial)
             return self.CONTINUE
         # Enough others beat it here already: stopped now, its checkpoint not kept for a
         # decision that can only go against it.
@@ -209,8 +212,12 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         for j in decided:
             for tid in self.halving.values[j]:
                 trial = self.trials.get(tid)
-                if trial is None or trial is current or not self._waiting_at(trial, j):
-                    continue  # a trial on its way back to rung j (restarted) reports there first
+                if trial is None or trial is current:
+                    continue
+                if not self._waiting_at(trial, j):  # on its way back to rung j (restarted)
+                    if trial.status == Trial.PAUSED:  # paused on the way: settled where it is
+                        self._unsure.append(trial)
+                    continue
                 if self.halving.fate(tid, j) == "stop":
                     tune_controller.stop_trial(trial)
                 elif trial.status == Trial.PAUSED:
