@@ -98,7 +98,7 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     and SweepInterrupted when the sweep stopped early (Ctrl-C); resume it with `resume=True`.
     Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
     in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
-    # Imported here, not above: matplotlib and Pillow (30 MB) are not needed while the sweep runs.
+    # Imported here, not above: matplotlib and Pillow are not needed while the sweep runs.
     from results.run import Run, finish
 
     spec, run_dir = settings(out, name, resume, **values)

@@ -15,16 +15,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .ray_api import Callback, Trial
-
 from mlp_core.files import DiskFull
 from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY
 from results import table as T
 from results import writer as W
-
 from results.halving import RUNG_LOG, stopped_at
 
 from .errors import SweepHalted, halting_when_full
+from .ray_api import Callback, Trial
 from .scheduler import LIVE
 from .trainable import DISK_FULL, STATE_FILE, unpacked
 
@@ -118,19 +116,15 @@ class RunRecorder(Callback):
         self.threads[tid] = result.get(T.BLAS_THREADS)
         row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
         row[T.TRIAL_ID] = tid
-        # A trial restored from an older checkpoint replays epochs: later ones recorded before
-        # belong to the abandoned attempt. A report from inside the first epoch means the trial
-        # started from scratch, so every epoch recorded before is abandoned.
-        epochs = self.history.setdefault(tid, {})
+        # A trial restored from an older checkpoint (or from scratch) replays epochs it had
+        # reported: training is seeded, so each replayed row replaces its twin. The rows of the
+        # epochs it has not reached again are kept: Tune can stop a restored trial before it gets
+        # back there (a STOP it had queued for it before a resume), and those rows are still what
+        # the trial computed.
         if result.get(PARTIAL):
-            epoch = float(result[EPOCH])
-            epochs.clear()
-            self.partial.setdefault(tid, {})[epoch] = row
+            self.partial.setdefault(tid, {})[float(result[EPOCH])] = row
         else:
-            epoch = int(result[EPOCH])
-            for later in [e for e in epochs if e > epoch]:
-                del epochs[later]
-            epochs[epoch] = row
+            self.history.setdefault(tid, {})[int(result[EPOCH])] = row
             self._note_best(row[VAL_ACCURACY])
         if result.get(DIVERGED):
             self.diverged.add(tid)

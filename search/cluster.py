@@ -13,9 +13,8 @@ import signal
 import threading
 from pathlib import Path
 
-from .ray_api import ray
-
 from .errors import SweepError
+from .ray_api import ray
 
 
 def cluster_address(address: str | None) -> str | None:

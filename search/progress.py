@@ -8,12 +8,11 @@ from __future__ import annotations
 import sys
 import time
 
-from .ray_api import Callback
-
 from mlp_core.files import size_text
 from results import table as T
 
 from .callbacks import _LIVE, RunRecorder, _live
+from .ray_api import Callback
 from .trainable import DETAILS, RESTORE_NOTE, unpacked
 
 

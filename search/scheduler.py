@@ -27,13 +27,12 @@ import math
 import os
 from collections import deque
 
-from .ray_api import ASHAScheduler, FIFOScheduler, Trial, TrialScheduler
-
 from mlp_core.train import EPOCH, VAL_ACCURACY
 from results.halving import Halving, append_record, replay_record, rungs_used
 from results.settings import grid_key
 
 from .errors import halting_when_full
+from .ray_api import ASHAScheduler, FIFOScheduler, Trial, TrialScheduler
 from .trainable import unpacked
 
 

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ray_api import BasicVariantGenerator, ray, tune
-
 from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
 from mlp_core.files import FULL, DiskFull
 from mlp_core.train import EPOCH, VAL_ACCURACY
@@ -33,6 +31,7 @@ from .cluster import (check_cluster_code, check_storage, cluster_address, cluste
                       interrupts_kept, start_ray, stop_ray)
 from .errors import SweepError, SweepHalted
 from .progress import Progress
+from .ray_api import BasicVariantGenerator, ray, tune
 from .scheduler import HalvingScheduler, QueuedASHA, QueuedFIFO
 from .trainable import Shared, train_mlp
 

@@ -20,11 +20,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.files import FULL, DiskFull
 from mlp_core.model import N_IN, N_OUT
+from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig, Trainer, train
 from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID
 
 from .ray_api import ray, tune
-from mlp_core.train import (DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig,
-                            Trainer, train)
 
 STATE_FILE = "state.npz"
 
