@@ -1,4 +1,4 @@
-"""search.settings: each setting declared once, and everything that names a setting derived from
+"""results.settings: each setting declared once, and everything that names a setting derived from
 that declaration: the command line's flags, the API's keywords, SweepSpec, sweep.json's shape,
 the tables' columns and the training config."""
 from dataclasses import fields
@@ -9,7 +9,8 @@ import run_search
 from mlp_core.train import TrainConfig
 from results import schema
 from results import table as T
-from search import api, settings
+from results import settings
+from search import api
 from results.spec import SweepSpec
 
 

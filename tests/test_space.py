@@ -1,4 +1,4 @@
-"""search.space and the grid of search.settings: the default grid, list parsing with errors that
+"""results.space and the grid of results.settings: the default grid, list parsing with errors that
 name the flag, seeded order."""
 import pytest
 
