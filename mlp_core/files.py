@@ -102,6 +102,7 @@ def raise_if_full(e: OSError, path, nbytes: int) -> None:
 
 
 def disk_full_message(path, nbytes: int, code: int = errno.ENOSPC) -> str:
+    path = os.fspath(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
     mount = mount_point(path)
     try:
         usage = shutil.disk_usage(mount)

@@ -64,8 +64,10 @@ def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathL
 def open_journal(run_dir: str | os.PathLike):
     """The run folder's journal, opened for appending (created with the umask's permissions; a
     link planted there is refused, not followed)."""
-    fd = os.open(Path(run_dir) / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    return os.fdopen(fd, "a", encoding="utf-8")
+    def no_follow(path, flags):
+        return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+    # opened by its path (not an fd) so that the file's name says where a full disk refused it
+    return open(Path(run_dir) / JOURNAL_FILE, "a", encoding="utf-8", opener=no_follow)
 
 
 def append_journal(journal, entry: dict) -> None:

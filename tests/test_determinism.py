@@ -31,6 +31,16 @@ KEY = ["hidden_size", "learning_rate", "l2"]
 VOLATILE = {"trial_id", "time_s", "node_id", "ended_at"}  # timing and placement only
 
 
+def record_lines(log):
+    """A function counting the lines of the record `log` has so far (0 before it exists)."""
+    def lines() -> int:
+        try:
+            return len(log.read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+    return lines
+
+
 def tables(run_dir) -> dict[str, pd.DataFrame]:
     """The run's three tables keyed by configuration, without the columns that depend on timing
     or placement, in a fixed order."""
@@ -95,13 +105,7 @@ def max_overlap(run_dir) -> int:
 
 def test_a_driver_killed_mid_sweep_and_resumed_gives_the_same_table(reference, small_data_dir, tmp_path):
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "k", *GRID]
-    log = tmp_path / "k" / "rungs.jsonl"
-
-    def lines():
-        try:
-            return len(log.read_text().splitlines())
-        except FileNotFoundError:
-            return 0
+    lines = record_lines(tmp_path / "k" / "rungs.jsonl")
     proc = start(args)
     try:
         # past the first rung's decision: some trials paused at rung 1, some stopped, some running
@@ -122,13 +126,7 @@ def test_worker_processes_killed_mid_trial_leave_the_table_unchanged(reference, 
     scheduler judges it on what the retry reports at its rung (not as NaN), and every table is
     the undisturbed one."""
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "w", *GRID]
-    log = tmp_path / "w" / "rungs.jsonl"
-
-    def lines():
-        try:
-            return len(log.read_text().splitlines())
-        except FileNotFoundError:
-            return 0
+    lines = record_lines(tmp_path / "w" / "rungs.jsonl")
 
     def training_workers():
         return [p.pid for p in processes() if p.sid == proc.pid and p.cmdline.startswith("ray::ImplicitFunc.train")]
@@ -157,13 +155,7 @@ def test_unreadable_checkpoints_on_resume_restart_the_trial_and_give_the_same_ta
     undisturbed one."""
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "u", *GRID]
     run_dir = tmp_path / "u"
-    log = run_dir / "rungs.jsonl"
-
-    def lines():
-        try:
-            return len(log.read_text().splitlines())
-        except FileNotFoundError:
-            return 0
+    lines = record_lines(run_dir / "rungs.jsonl")
     proc = start(args)
     try:
         wait_for(lambda: lines() >= 26, what="two values at the second rung")

@@ -147,3 +147,35 @@ def test_paused_trials_and_their_checkpoints_are_counted(tmp_path, no_periodic_r
     assert (rec.paused, rec.paused_bytes, rec.peak_paused) == (1, 2000, (2, 8000))
     progress = Progress(rec, 3, stream=open("/dev/null", "w"))
     assert "1 paused at a rung (2 kB of checkpoints)" in progress.line()
+
+
+def test_a_line_the_disk_cannot_take_is_cut_off_again_and_the_journal_named(tmp_path):
+    """A journal or rung-log line that a full disk cuts short is removed again, so no later line
+    follows half a line, and the error names the file and how much it could not take."""
+    import errno
+
+    from mlp_core.files import DiskFull, append_line
+    from results import writer as W
+
+    journal = W.open_journal(tmp_path)
+    append_line(journal, '{"trial_id": "a"}\n')
+
+    class Full:  # the journal on a disk that takes 5 bytes more, then no more
+        name = journal.name
+
+        def fileno(self):
+            return journal.fileno()
+
+        def flush(self):
+            journal.flush()
+
+        def write(self, text):
+            journal.write(text[:5])
+            journal.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull, match=r"disk full: the filesystem at .* could not take 101 bytes "
+                                       r"written to .*journal\.jsonl"):
+        append_line(Full(), "x" * 100 + "\n")
+    journal.close()
+    assert (tmp_path / "journal.jsonl").read_text() == '{"trial_id": "a"}\n'

@@ -420,16 +420,17 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
     result("b", 0.25, 0.4, partial=True)
     result("b", 1, 0.6)
     result("b", 2, 0.7)
-    # b's worker died inside epoch 1 of a second attempt begun from scratch: its earlier epochs
-    # belong to the abandoned attempt
+    # b begins a second attempt from scratch (its checkpoint lost): each epoch it reports again
+    # replaces its row (here with other values, to tell them apart); the rows of the epochs it
+    # has not reached again stay until it does
     result("b", 0.25, 0.45, partial=True)
     result("b", 1, 0.65)
     rec.write()
     history = pd.read_csv(tmp_path / "history.csv")
     partial = pd.read_csv(tmp_path / "partial_epochs.csv")
     results = pd.read_csv(tmp_path / "results.csv")
-    assert list(zip(history["trial_id"], history["epoch"])) == [("b", 1)]
-    assert history["val_accuracy"].tolist() == [0.65]
+    assert list(zip(history["trial_id"], history["epoch"])) == [("b", 1), ("b", 2)]
+    assert history["val_accuracy"].tolist() == [0.65, 0.7]
     assert sorted(zip(partial["trial_id"], partial["epoch"], partial["val_accuracy"])) == [
         ("a", 0.25, 0.2), ("b", 0.25, 0.45)]
     assert results[["trial_id", "status", "epochs", "val_accuracy", "stopped_at_rung"]].values.tolist() == [
@@ -437,7 +438,7 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
     # a resumed driver reads both files back
     again = RunRecorder(tmp_path, epochs=3)
     assert again.partial["a"][0.25]["val_accuracy"] == 0.2 and again.finished == frozenset({"a"})
-    assert set(again.history["b"]) == {1}
+    assert set(again.history["b"]) == {1, 2}
 
 
 def test_a_report_packs_what_tune_need_not_see_into_one_text_and_unpacks_whole():
