@@ -13,6 +13,12 @@ import sys
 import threading
 from pathlib import Path
 
+# How the user called it: the installed `mlp-sweep`, or `python run_search.py`. Help, errors and
+# the commands it suggests (resume, run again) use that name.
+INSTALLED = "mlp-sweep"
+PROG = INSTALLED if Path(sys.argv[0]).name == INSTALLED else "run_search.py"
+COMMAND = INSTALLED if PROG == INSTALLED else "python run_search.py"
+
 EXIT_USAGE = 2  # a bad flag or value
 EXIT_FAILURE = 1  # a bad file, or a failure while working
 EXIT_INTERRUPTED = 130
@@ -78,7 +84,7 @@ def build_parser() -> Parser:
     from results import settings  # no Ray: the declarations and the grid's parsers
 
     positive_int = _setting_type(settings.whole(1, "must be a positive integer").parse)
-    p = Parser(prog="run_search.py", description=__doc__.split("\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
 
@@ -131,7 +137,7 @@ def cmd_run(args) -> int:
 
     name = args.name if args.name or args.resume else default_name()  # a resume names its folder
     run_dir = Path(args.out) / (name or "")
-    resume_cmd = (f"python run_search.py run --out {args.out} --name {name} --resume"
+    resume_cmd = (f"{COMMAND} run --out {args.out} --name {name} --resume"
                   + (f" --address {args.address}" if args.address else ""))
     values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}
     try:
@@ -140,7 +146,7 @@ def cmd_run(args) -> int:
     except api.SweepError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     except DiskFull as e:
-        print(f"run_search.py: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         print(f"what was finished is in {run_dir}; free some space, then resume with:\n  {resume_cmd}",
               file=sys.stderr)
         return EXIT_FAILURE
@@ -306,10 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         if debug:
             raise
-        print(f"run_search.py: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        again = " ".join(["python run_search.py", *argv])
+        again = " ".join([COMMAND, *argv])
         print(f"\n{STOPS.what}; nothing half-written was left. Run again with:\n  {again}", file=sys.stderr)
         return STOPS.code
     except Exception as e:  # noqa: BLE001 - known error types print one line; others too, unless --debug
@@ -320,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         from results.table import RunError
         known = (DataError, ModelFileError, RunError, OSError, ValueError)
         kind = "" if isinstance(e, known) else f"{type(e).__name__}: "
-        print(f"run_search.py: error: {kind}{e}" + ("" if isinstance(e, known) else
+        print(f"{PROG}: error: {kind}{e}" + ("" if isinstance(e, known) else
                                                      " (run with --debug for the traceback)"),
               file=sys.stderr)
         return EXIT_FAILURE

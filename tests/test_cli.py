@@ -4,7 +4,11 @@ independent reimplementation; bad input refused in one line."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -212,3 +216,24 @@ def test_bad_data_and_output_exit_nonzero_in_one_line(tmp_path, small_data_dir):
     assert r.returncode == 2 and "--out: cannot write to" in r.stderr
     r = cli("run", "--data-dir", small_data_dir, "--out", tmp_path, "--batch-size", "7000", timeout=60)
     assert r.returncode == 2 and "larger than the training set (6400 images)" in r.stderr
+
+
+def test_the_installed_command_names_itself_and_run_search_py_keeps_its_name():
+    """`mlp-sweep` (pip's console script) says mlp-sweep in its help, its errors and the commands
+    it suggests; `python run_search.py` says run_search.py."""
+    installed = Path(sys.executable).with_name("mlp-sweep")
+    if not installed.exists():
+        pytest.skip("mlp-sweep is not installed in this environment (pip install -e .)")
+    env = {**os.environ, "MLP_SWEEP_MIRRORS": "http://127.0.0.1:9/"}
+    usage = subprocess.run([str(installed), "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: mlp-sweep "), usage.stdout
+    bad = subprocess.run([str(installed), "run", "--epochs", "0"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("mlp-sweep: error: argument --epochs: 0 must be a positive integer "
+                                  "(see 'mlp-sweep run --help')")
+    missing = subprocess.run([str(installed), "show", "/nonexistent-run"], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.startswith("mlp-sweep: error: "), missing.stderr
+    again = cli("run", "--epochs", "0")
+    assert again.stderr.startswith("run_search.py: error: argument --epochs: 0"), again.stderr
