@@ -226,18 +226,19 @@ def replay_record(path: str | os.PathLike, halving: Halving) -> Halving:
 SUMMARY_COLUMNS = ["rung", "entered", "went_on", "stopped", "cutoff"]
 
 
-def rung_summary(run_dir: str | os.PathLike, sweep: dict, results: list[dict],
+def rung_summary(run_dir: str | os.PathLike, sweep: dict, n_trials: int, results: list[dict],
                  reports: list[dict]) -> list[dict]:
     """Per rung of early stopping: the trials that `entered` it (every trial at the first; a
     trial that diverged or failed before a rung it entered counts as entered, not as going
     on), how many `went_on`, how many were `stopped` there, and the `cutoff` (the lowest value
     that went on). A halving sweep's from its record (a rung still undecided, in an interrupted
-    sweep, has its entrants so far); Ray's ASHA keeps none, so its are rebuilt from the tables:
-    `results` (trial_id, status, epochs) and `reports` (trial_id, epoch, val_accuracy) rows."""
+    sweep, has its entrants so far: `n_trials` is the grid's size, not the rows finished);
+    Ray's ASHA keeps none, so its are rebuilt from the tables: `results` (trial_id, status,
+    epochs) and `reports` (trial_id, epoch, val_accuracy) rows."""
     rungs = sweep_rungs(sweep)
     if sweep["scheduler"] == "halving":
         halving = replay_record(Path(run_dir) / RUNG_LOG,
-                                Halving(len(results), rungs, int(sweep["reduction_factor"])))
+                                Halving(n_trials, rungs, int(sweep["reduction_factor"])))
         return [{**row, "cutoff": math.nan if row["cutoff"] is None else row["cutoff"]}
                 for row in halving.summary()]
     epochs = {r[TRIAL_ID]: float(r[EPOCHS]) for r in results}

@@ -262,7 +262,8 @@ def rungs_frame(run_dir, sweep: dict, results: pd.DataFrame, history: pd.DataFra
                 partial: pd.DataFrame) -> pd.DataFrame:
     """halving.rung_summary as a frame: per rung, entered, went on, stopped, cutoff."""
     reports = pd.concat([partial, history])[[TRIAL_ID, EPOCH, VAL_ACCURACY]]
-    rows = halving.rung_summary(run_dir, sweep, results[[TRIAL_ID, STATUS, EPOCHS]].to_dict("records"),
+    rows = halving.rung_summary(run_dir, sweep, len(settings.grid(sweep)),
+                                results[[TRIAL_ID, STATUS, EPOCHS]].to_dict("records"),
                                 reports.to_dict("records"))
     return pd.DataFrame(rows, columns=halving.SUMMARY_COLUMNS)
 

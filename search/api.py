@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlp_core.files import size_text
 from results import settings as declared  # (`settings` is this module's function)
 from results.errors import SweepError
 from results.runfolder import absolute_storage, default_name, run_folder
 from results.spec import SweepSpec
-from mlp_core.files import size_text
 from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
 
 from . import rayenv

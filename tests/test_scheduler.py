@@ -469,3 +469,19 @@ def test_a_ctrl_c_that_python_drops_during_start_up_is_still_kept():
             pass  # as Python does with an exception in a fork callback
     assert interrupted == [signal.SIGINT]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_per_rung_view_of_an_interrupted_sweep_leaves_an_incomplete_rung_undecided(tmp_path):
+    """rungs.jsonl of a sweep stopped with 3 of its 4 trials' values at the first rung and 2 rows
+    in results.csv: the rung is open (entrants so far, no decision), not decided on the rows."""
+    from results.halving import RUNG_LOG, append_record, rung_summary
+
+    for tid, v in (("a", 0.9), ("b", 0.5), ("c", 0.7)):
+        append_record(tmp_path / RUNG_LOG, tid, 1, v, (tid,))
+    sweep = {"scheduler": "halving", "rungs": (1,), "epochs": 3, "reduction_factor": 2}
+    rows = [{"trial_id": t, "status": "stopped_early", "epochs": 1} for t in "bc"]
+    (open_rung,) = rung_summary(tmp_path, sweep, 4, rows, [])
+    assert open_rung["entered"] == 3 and open_rung["went_on"] is None and open_rung["stopped"] is None
+    append_record(tmp_path / RUNG_LOG, "d", 1, 0.1, ("d",))
+    (decided,) = rung_summary(tmp_path, sweep, 4, rows, [])
+    assert (decided["entered"], decided["went_on"], decided["stopped"], decided["cutoff"]) == (4, 2, 2, 0.7)
