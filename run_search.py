@@ -168,7 +168,7 @@ def print_findings(run) -> None:
 
     results = run.results
     print(format_table(results.head(5), "text"))
-    failed = int((results[T.STATUS] == T.ERROR).sum())
+    failed = int((results[T.STATUS] == T.Status.ERROR).sum())
     if failed:
         print("note: " + failed_note(failed))
     for note in T.edge_advice(results, run.settings):

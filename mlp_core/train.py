@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
@@ -25,7 +26,33 @@ TEST_ACCURACY = "test_accuracy"
 TIME_S = "time_s"
 VAL_IMAGES = "val_images"  # how many validation images val_loss and val_accuracy were measured on
 DIVERGED = "diverged"
-PARTIAL = "partial"  # a report from inside the first epoch (train(partial=...))
+# The flag of a report from inside the first epoch (train(fractions=...)); its key is "partial"
+# as checkpoints written before the name hold it.
+MID_EPOCH = "partial"
+
+
+# What each training value must be: (whole or real, the test, the requirement). The one place these
+# are checked: TrainConfig on construction, and the sweep's settings (results/settings.py) for the
+# flags that set these fields.
+RULES = {
+    "hidden_size": (int, lambda v: v >= 1, "must be a positive integer"),
+    "learning_rate": (float, lambda v: v > 0, "must be positive"),
+    "l2": (float, lambda v: v >= 0, "must be non-negative"),
+    "epochs": (int, lambda v: v >= 1, "must be a positive integer"),
+    "batch_size": (int, lambda v: v >= 1, "must be a positive integer"),
+    "momentum": (float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "seed": (int, lambda v: v >= 0, "must be non-negative"),
+}
+
+
+def value_problem(name: str, value) -> str | None:
+    """Why `value` cannot be the training value `name` (RULES), or None."""
+    kind, ok, requirement = RULES[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if kind is int else numbers.Real):
+        return requirement if kind is int else "must be a finite number"  # (a whole rule says so)
+    if not math.isfinite(value):
+        return "must be a finite number"
+    return None if ok(value) else requirement
 
 
 @dataclass(frozen=True)
@@ -41,25 +68,10 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        def bad(name, why):
-            raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
-
-        for name in ("hidden_size", "epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                bad(name, "must be a positive integer")
-        for name in ("learning_rate", "l2", "momentum"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
-                bad(name, "must be a finite number")
-        if self.learning_rate <= 0:
-            bad("learning_rate", "must be positive")
-        if self.l2 < 0:
-            bad("l2", "must be non-negative")
-        if not 0 <= self.momentum < 1:
-            bad("momentum", "must be in [0, 1)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            bad("seed", "must be a non-negative integer")
+        for name in RULES:
+            why = value_problem(name, getattr(self, name))
+            if why:
+                raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -260,13 +272,13 @@ class Trainer:
 def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
           X_val: np.ndarray, y_val: np.ndarray, X_test: np.ndarray | None = None,
           y_test: np.ndarray | None = None, trainer: Trainer | None = None,
-          partial: tuple = (), scaled_partial_val: bool = False) -> Iterator[dict]:
+          fractions: tuple = (), scaled_partial_val: bool = False) -> Iterator[dict]:
     """Train for `config.epochs` (continuing `trainer` if given), yielding one metrics dict per
     epoch. Ends after an epoch whose loss or weights are not finite, with `diverged` True.
     The caller can read `trainer.params` between epochs (pass a Trainer to keep a handle).
 
-    `partial`: fractions of an epoch, in (0, 1), at which the *first* epoch also yields its
-    metrics so far, marked `partial` True with `epoch` the fraction: the running train loss and
+    `fractions`: fractions of an epoch, in (0, 1), at which the *first* epoch also yields its
+    metrics so far, marked MID_EPOCH ("partial") True with `epoch` the fraction: the running train loss and
     accuracy of the batches so far and a full validation pass (early stopping can then judge a
     trial before its first epoch ends). Partial dicts never follow a finished epoch. A `trainer`
     saved at such a point (its `mid_epoch` state) continues that epoch where it stopped.
@@ -278,20 +290,20 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
         raise ValueError("the training set is empty")
     if config.batch_size > len(X_train):
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(X_train)})")
-    if any(not 0 < f < 1 for f in partial):
-        raise ValueError(f"partial: fractions of an epoch must lie strictly between 0 and 1, got {partial}")
+    if any(not 0 < f < 1 for f in fractions):
+        raise ValueError(f"fractions of an epoch must lie strictly between 0 and 1, got {fractions}")
     trainer = trainer or Trainer(config)
     while trainer.epochs_done < config.epochs:
         # an epoch continued from a mid-epoch state counts the seconds it had run before
         t0 = time.perf_counter() - (trainer.mid_epoch["seconds"] if trainer.mid_epoch else 0.0)
-        fractions = partial if trainer.epochs_done == 0 else ()
+        first = fractions if trainer.epochs_done == 0 else ()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for fraction, train_loss, train_acc in trainer.epoch_parts(X_train, y_train, fractions):
+            for fraction, train_loss, train_acc in trainer.epoch_parts(X_train, y_train, first):
                 k = partial_val_images(len(X_val), fraction) if scaled_partial_val else len(X_val)
                 metrics = _measure(trainer, train_loss, train_acc, X_val[:k], y_val[:k], X_test, y_test)
                 metrics[VAL_IMAGES] = k
                 if fraction < 1:
-                    metrics.update({EPOCH: fraction, PARTIAL: True})
+                    metrics.update({EPOCH: fraction, MID_EPOCH: True})
                 metrics[TIME_S] = time.perf_counter() - t0
                 if trainer.mid_epoch is not None:
                     trainer.mid_epoch["seconds"] = metrics[TIME_S]

@@ -28,5 +28,13 @@ NODE_ID = "node_id"
 BLAS_THREADS = "blas_threads"
 ENDED_AT = "ended_at"
 
-COMPLETED, STOPPED_EARLY, DIVERGED, ERROR = "completed", "stopped_early", "diverged", "error"
-STATUSES = (COMPLETED, STOPPED_EARLY, DIVERGED, ERROR)
+
+
+class Status:
+    """A trial's `status` in results.csv (a namespace: `diverged` is also mlp_core.train's
+    metric key, the flag a report carries)."""
+    COMPLETED = "completed"
+    STOPPED_EARLY = "stopped_early"
+    DIVERGED = "diverged"
+    ERROR = "error"
+    ALL = (COMPLETED, STOPPED_EARLY, DIVERGED, ERROR)

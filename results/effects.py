@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlp_core.train import EPOCH, VAL_ACCURACY
 
-from .table import DIVERGED, EPOCHS, HYPERPARAMETERS, STATUS, TRIAL_ID, epoch_value
+from .table import EPOCHS, HYPERPARAMETERS, STATUS, TRIAL_ID, Status, epoch_value
 
 # A diverged model predicts no better than guessing: that is its accuracy in the decomposition.
 CHANCE = 0.1
@@ -21,7 +21,7 @@ CHANCE = 0.1
 def common_point(results: pd.DataFrame) -> float:
     """The furthest point (in epochs) every trial that did not diverge reached: where early-
     stopped and completed trials can be compared on the same footing."""
-    ran = results.loc[results[STATUS] != DIVERGED, EPOCHS].astype(float)
+    ran = results.loc[results[STATUS] != Status.DIVERGED, EPOCHS].astype(float)
     return epoch_value(ran.min() if len(ran) else results[EPOCHS].astype(float).max())
 
 
@@ -33,7 +33,7 @@ def accuracy_at(results: pd.DataFrame, history: pd.DataFrame, partial: pd.DataFr
     at = reports[reports[EPOCH].astype(float) == float(point)].set_index(TRIAL_ID)[VAL_ACCURACY]
     out = results[[TRIAL_ID, *HYPERPARAMETERS]].copy()
     out[VAL_ACCURACY] = out[TRIAL_ID].map(at).astype(float)
-    out["diverged"] = (results[STATUS] == DIVERGED).to_numpy()
+    out["diverged"] = (results[STATUS] == Status.DIVERGED).to_numpy()
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from mlp_core.files import append_line
 from mlp_core.train import EPOCH, VAL_ACCURACY
 
-from .columns import EPOCHS, STATUS, STOPPED_EARLY, TRIAL_ID
+from .columns import EPOCHS, STATUS, TRIAL_ID, Status
 
 # One line per value recorded at a rung, appended before the decision is returned: what a resumed
 # sweep's scheduler reads back (Tune restores the trials, not a scheduler's state), and what the
@@ -248,7 +248,7 @@ def rung_summary(run_dir: str | os.PathLike, sweep: dict, n_trials: int, results
         at = [float(x[VAL_ACCURACY]) for x in reports if float(x[EPOCH]) == float(r) and x[TRIAL_ID] in on]
         rows.append({"rung": r, "entered": sum(e > before for e in epochs.values()) if before is not None
                      else len(epochs), "went_on": len(on),
-                     "stopped": sum(x[STATUS] == STOPPED_EARLY and float(x[EPOCHS]) == float(r)
+                     "stopped": sum(x[STATUS] == Status.STOPPED_EARLY and float(x[EPOCHS]) == float(r)
                                     for x in results),
                      "cutoff": min(at) if at else math.nan})
         before = float(r)

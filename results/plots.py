@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from mlp_core.files import atomic_write
 from mlp_core.model import Params
 
-from .table import (DIVERGED, HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, STOPPED_EARLY, TRIAL_ID,
+from .table import (HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, TRIAL_ID, Status,
                     VAL_ACCURACY, best_trial, pivot)
 
 SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
@@ -106,7 +106,7 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     finite = results[VAL_ACCURACY][np.isfinite(results[VAL_ACCURACY].astype(float))]
     vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     chosen = best_trial(results) if len(finite) else None
-    diverged = set(map(tuple, results.loc[results[STATUS] == DIVERGED, [HIDDEN_SIZE, LEARNING_RATE, L2]]
+    diverged = set(map(tuple, results.loc[results[STATUS] == Status.DIVERGED, [HIDDEN_SIZE, LEARNING_RATE, L2]]
                        .itertuples(index=False)))
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgray")
     image = None
@@ -163,12 +163,12 @@ def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int
         part = part.sort_values("epoch")
         c = cmap[hidden[tid]]
         ax.plot(part["epoch"], part[VAL_ACCURACY], color=c, alpha=0.45, lw=1)
-        if status.get(tid) == STOPPED_EARLY and len(part):
+        if status.get(tid) == Status.STOPPED_EARLY and len(part):
             ax.plot(part["epoch"].iloc[-1], part[VAL_ACCURACY].iloc[-1], "x", color=c, ms=5)
     for h in sizes:
         ax.plot([], [], color=cmap[h], label=f"hidden_size {h}")
     ax.plot([], [], "x", color="black", label="stopped early")
-    n_stopped = int((results[STATUS] == STOPPED_EARLY).sum())
+    n_stopped = int((results[STATUS] == Status.STOPPED_EARLY).sum())
     ax.set_title(f"Validation accuracy of all {len(results)} trials ({n_stopped} stopped early)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")

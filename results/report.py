@@ -68,7 +68,7 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     results = T.load_results(run_dir)
     history, partial = T.load_history(run_dir), T.load_partial(run_dir)
     parts = [f"<h1>Sweep {esc(run_dir.name)}</h1>", *summary_html(run_dir, sweep, results)]
-    failed = results[results[T.STATUS] == T.ERROR]
+    failed = results[results[T.STATUS] == T.Status.ERROR]
     if len(failed):
         parts.append(f"<h2>Failed trials</h2><p>{esc(failed_note(len(failed)))}</p>")
         parts.append(failed[[T.TRIAL_ID, *T.HYPERPARAMETERS, T.EPOCHS]].to_html(

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, Callable
 
 from mlp_core.data import DATASETS
+from mlp_core.train import RULES
 
 from . import space
 from .halving import geometric_rungs
@@ -42,11 +43,11 @@ def _real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def whole(minimum: int, requirement: str) -> Kind:
+def whole(ok: Callable[[int], bool], requirement: str) -> Kind:
     def problem(v, shown=None):
         if not _real(v) or not isinstance(v, numbers.Integral):
             return f"{v!r} is not a whole number"
-        return None if v >= minimum else f"{shown or v} {requirement}"
+        return None if ok(v) else f"{shown or v} {requirement}"
     return Kind(_parsed(int, "a whole number", problem), problem, WHOLE)
 
 
@@ -56,6 +57,13 @@ def real(ok: Callable[[float], bool], requirement: str) -> Kind:
             return f"{v!r} is not a number"
         return None if math.isfinite(v) and ok(v) else f"{shown or v} {requirement}"
     return Kind(_parsed(float, "a number", problem), problem, NUMBER)
+
+
+def trained(field: str) -> Kind:
+    """A setting that is a training value: checked by mlp_core.train's rule for it, the one place
+    that rule lives."""
+    kind, ok, requirement = RULES[field]
+    return (whole if kind is int else real)(ok, requirement)
 
 
 def _parsed(convert, what: str, problem):
@@ -149,19 +157,19 @@ SETTINGS = (
             "learning rates", column="learning_rate"),
     Setting("l2", (0.001, 0.005, 0.01, 0.05, 0.1),
             number_list(partial(space.parse_float_list, "", positive=False)), "L2 strengths", column="l2"),
-    Setting("epochs", 10, whole(1, "must be a positive integer"), "most epochs a trial runs",
+    Setting("epochs", 10, trained("epochs"), "most epochs a trial runs",
             train="epochs"),
-    Setting("batch_size", 256, whole(1, "must be a positive integer"), "", train="batch_size"),
-    Setting("seed", 0, whole(0, "must be non-negative"), "seeds the split, the order and every trial",
+    Setting("batch_size", 256, trained("batch_size"), "", train="batch_size"),
+    Setting("seed", 0, trained("seed"), "seeds the split, the order and every trial",
             train="seed"),
     Setting("val_fraction", 0.2, real(lambda v: 0 < v < 1, "must be between 0 and 1"),
             "share of the training set held out"),
-    Setting("momentum", 0.0, real(lambda v: 0 <= v < 1, "must be in [0, 1)"), "SGD momentum",
+    Setting("momentum", 0.0, trained("momentum"), "SGD momentum",
             "0, plain SGD", train="momentum"),
     Setting("scheduler", "halving", choice("halving", "asha", "none"),
             "halving: stop weak trials early, the same decisions at any scale; asha: "
             "Ray's asynchronous halving (timing-dependent); none: every trial runs all epochs"),
-    Setting("reduction_factor", 4, whole(2, "must be at least 2"),
+    Setting("reduction_factor", 4, whole(lambda v: v >= 2, "must be at least 2"),
             "early stopping keeps 1 in this many trials at each rung"),
     # Epochs at which early stopping compares the trials and keeps the best 1/reduction_factor:
     # whole epochs, or fractions of the first epoch, at which trials then also report. Rungs at
@@ -175,9 +183,9 @@ SETTINGS = (
     Setting("partial_val", "scaled", choice("scaled", "full"),
             "validation at a rung inside the first epoch: scaled, on that fraction of the "
             "validation set, a fixed subset; full, on all of it"),
-    Setting("cpus_per_trial", 1, whole(1, "must be a positive integer"),
+    Setting("cpus_per_trial", 1, whole(lambda v: v >= 1, "must be a positive integer"),
             "CPUs (and BLAS threads) per trial", placement=True),
-    Setting("max_concurrent", 0, whole(0, "must be 0 (no limit) or positive"), "most trials at once",
+    Setting("max_concurrent", 0, whole(lambda v: v >= 0, "must be 0 (no limit) or positive"), "most trials at once",
             "0, as many as the CPUs allow", placement=True),
     Setting("address", None, optional_text(), "an existing Ray cluster",
             "$RAY_ADDRESS, else start a local one", placement=True),

@@ -51,7 +51,7 @@ class SweepSpec:
         if wrong:
             raise SweepError(wrong[0])
 
-    def partial_epochs(self) -> tuple:
+    def report_fractions(self) -> tuple:
         """Fractions of the first epoch at which every trial also reports."""
         if self.scheduler != "none" or self.measure_rungs:
             return partial_rungs(self.rungs)

@@ -19,9 +19,9 @@ from mlp_core.files import atomic_write
 from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
 from . import halving, settings
-from .columns import (BEST_EPOCH, BLAS_THREADS, COMPLETED, DIVERGED, ENDED_AT, EPOCHS,  # noqa: F401
-                      ERROR, HISTORY_FILE, JOURNAL_FILE, NODE_ID, PARTIAL_FILE, RESULTS_FILE,
-                      STATUS, STATUSES, STOPPED_AT_RUNG, STOPPED_EARLY, SWEEP_FILE, TRIAL_ID)
+from .columns import (BEST_EPOCH, BLAS_THREADS, ENDED_AT, EPOCHS, HISTORY_FILE,  # noqa: F401
+                      JOURNAL_FILE, NODE_ID, PARTIAL_FILE, RESULTS_FILE, STATUS, STOPPED_AT_RUNG,
+                      SWEEP_FILE, TRIAL_ID, Status)
 from .schema import SWEEP_FIELDS, read_json
 
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared
@@ -76,7 +76,7 @@ def summarise_trial(trial_id: str, config: dict, status: str, history: list[dict
            EPOCHS: epochs, TIME_S: time_s, NODE_ID: node_id or "", BLAS_THREADS: blas_threads,
            # the rung the halving scheduler's record says; others stop a trial right after its
            # report at a rung
-           STOPPED_AT_RUNG: (stopped_at if stopped_at is not None else epochs) if status == STOPPED_EARLY
+           STOPPED_AT_RUNG: (stopped_at if stopped_at is not None else epochs) if status == Status.STOPPED_EARLY
            else None}
     finite = [r for r in history if _finite(r[VAL_ACCURACY])]
     if finite:  # the highest accuracy, the earliest epoch among equals
@@ -153,7 +153,7 @@ def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
     check_numbers(df, NUMERIC_RESULTS, Path(run_dir) / RESULTS_FILE)
     df = _with_journal(df, run_dir, "result", [TRIAL_ID])
     if STOPPED_AT_RUNG not in df:  # written before the column: a stopped trial ended at its rung
-        df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == STOPPED_EARLY)
+        df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == Status.STOPPED_EARLY)
     return df
 
 
@@ -216,7 +216,7 @@ def ranked(results: pd.DataFrame, sort: str = VAL_ACCURACY) -> pd.DataFrame:
 
 
 def best_trial(results: pd.DataFrame) -> pd.Series:
-    ok = results[np.isfinite(results[VAL_ACCURACY].astype(float)) & (results[STATUS] != ERROR)]
+    ok = results[np.isfinite(results[VAL_ACCURACY].astype(float)) & (results[STATUS] != Status.ERROR)]
     if ok.empty:
         raise RunError("no trial has a finite validation accuracy: nothing to pick")
     return ranked(ok).iloc[0]
@@ -269,4 +269,4 @@ def rungs_frame(run_dir, sweep: dict, results: pd.DataFrame, history: pd.DataFra
 
 
 def counts(results: pd.DataFrame) -> dict[str, int]:
-    return {s: int((results[STATUS] == s).sum()) for s in STATUSES}
+    return {s: int((results[STATUS] == s).sum()) for s in Status.ALL}

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlp_core.files import size_text
-from results import settings as declared  # (`settings` is this module's function)
 from results.errors import SweepError
+from results.settings import BY_NAME, PLACEMENT, SWEEP, shown_value
+from results.settings import DEFAULTS as DECLARED_DEFAULTS
 from results.runfolder import absolute_storage, default_name, run_folder
 from results.spec import SweepSpec
 from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 # The settings a sweep is made of, with their defaults, and those of where and how it runs (not
 # part of what a resumed sweep must match): declared in settings.py, named as the command-line
 # flags (--batch-size is batch_size).
-DEFAULTS = {k: declared.DEFAULTS[k] for k in declared.SWEEP}
-PLACEMENT = declared.PLACEMENT
+DEFAULTS = {k: DECLARED_DEFAULTS[k] for k in SWEEP}
+# (PLACEMENT, imported above, is part of this module's API too)
 
 
 class SweepInterrupted(Exception):
@@ -74,8 +75,8 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
             raise SweepError(f"--resume: {e}") from None
         for k, v in given.items():
             if getattr(spec, k) != v:
-                raise SweepError(f"{declared.BY_NAME[k].flag}: {declared.shown_value(v)} differs from the "
-                                 f"sweep being resumed ({declared.shown_value(getattr(spec, k))}); "
+                raise SweepError(f"{BY_NAME[k].flag}: {shown_value(v)} differs from the "
+                                 f"sweep being resumed ({shown_value(getattr(spec, k))}); "
                                  f"leave it out to resume")
         storage = absolute_storage(values.get("storage"))
         if storage and storage != spec.storage:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from mlp_core.files import DiskFull
-from mlp_core.train import DIVERGED, EPOCH, PARTIAL, VAL_ACCURACY
+from mlp_core.train import DIVERGED, EPOCH, MID_EPOCH, VAL_ACCURACY
 from results import table as T
 from results import writer as W
 from results.halving import RUNG_LOG, stopped_at
@@ -89,7 +89,7 @@ class RunRecorder(Callback):
                 self._keep(str(r[T.TRIAL_ID]), r)
 
     def _keep(self, tid: str, row: dict):
-        if row[T.STATUS] != T.ERROR:  # a resume retries errored trials
+        if row[T.STATUS] != T.Status.ERROR:  # a resume retries errored trials
             self.rows[tid] = row
             self.counts[row[T.STATUS]] += 1
 
@@ -121,7 +121,7 @@ class RunRecorder(Callback):
         # epochs it has not reached again are kept: Tune can stop a restored trial before it gets
         # back there (a STOP it had queued for it before a resume), and those rows are still what
         # the trial computed.
-        if result.get(PARTIAL):
+        if result.get(MID_EPOCH):
             self.partial.setdefault(tid, {})[float(result[EPOCH])] = row
         else:
             self.history.setdefault(tid, {})[int(result[EPOCH])] = row
@@ -141,7 +141,7 @@ class RunRecorder(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
         if trial.trial_id not in self.rows:
-            self._finish(trial, T.ERROR)
+            self._finish(trial, T.Status.ERROR)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         # a running trial keeps every checkpoint it saved (drop_checkpoint_weights says why)
@@ -163,10 +163,10 @@ class RunRecorder(Callback):
     # -- bookkeeping ------------------------------------------------------------------------------
     def _final_status(self, tid: str) -> str:
         if tid in self.diverged:
-            return T.DIVERGED
+            return T.Status.DIVERGED
         if max(self.history.get(tid, {}), default=0) >= self.epochs:
-            return T.COMPLETED
-        return T.STOPPED_EARLY  # ended before its last epoch: the scheduler stopped it
+            return T.Status.COMPLETED
+        return T.Status.STOPPED_EARLY  # ended before its last epoch: the scheduler stopped it
 
     def _finish(self, trial, status: str):
         tid = trial.trial_id

@@ -47,9 +47,9 @@ class Progress(Callback):
         eta = f"{_hms(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
         running = max(0, len(rec.running) - rec.paused)  # a paused trial has started, not ended
         parts = [f"trials {done}/{self.total} done", f"{running} running",
-                 f"{rec.counts[T.STOPPED_EARLY]} stopped early", f"{rec.counts[T.DIVERGED]} diverged"]
-        if rec.counts[T.ERROR]:
-            parts.append(f"{rec.counts[T.ERROR]} errors")
+                 f"{rec.counts[T.Status.STOPPED_EARLY]} stopped early", f"{rec.counts[T.Status.DIVERGED]} diverged"]
+        if rec.counts[T.Status.ERROR]:
+            parts.append(f"{rec.counts[T.Status.ERROR]} errors")
         if rec.paused:
             parts.append(f"{rec.paused} paused at a rung" + (f" ({size_text(rec.paused_bytes)} of checkpoints)"
                                                               if rec.paused_bytes else ""))

@@ -229,7 +229,7 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
     """Tune's Tuner for the sweep, or the interrupted one restored from `tune_path`. The data
     and what every trial shares go once into Ray's object store (with_parameters); a trial's
     config is its grid point alone, one of a BasicVariantGenerator's, in the sweep's order."""
-    shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.partial_epochs(),
+    shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.report_fractions(),
                     spec.partial_val == "scaled",
                     # Ray's ASHA reads the epoch as its time attribute; ours read it unpacked
                     top=(EPOCH, VAL_ACCURACY) if spec.scheduler == "asha" else (VAL_ACCURACY,),

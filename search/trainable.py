@@ -36,7 +36,7 @@ class Shared:
     train: dict  # TrainConfig's fields set by the sweep's settings (settings.train_values)
     cpus: int = 1  # CPUs, and so BLAS threads, per trial
     # Fractions of the first epoch at which a trial also reports (the rungs below one epoch).
-    partial_epochs: tuple = ()
+    report_fractions: tuple = ()
     # True: a report inside the first epoch validates on the same fraction of the validation set.
     scaled_partial_val: bool = False
     top: tuple = (EPOCH, VAL_ACCURACY)  # the report's keys Tune sees as numbers (packed)
@@ -185,7 +185,7 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
             note = None
         trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
-                             partial=shared.partial_epochs,
+                             fractions=shared.report_fractions,
                              scaled_partial_val=shared.scaled_partial_val):
             metrics[NODE_ID] = node_id
             metrics[BLAS_THREADS] = threads

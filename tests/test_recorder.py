@@ -63,7 +63,7 @@ def test_trial_ends_append_to_the_journal_instead_of_rewriting_the_tables(tmp_pa
     run_trials(rec, 1000)
     assert len(rewrites) == 2  # none of the 1,000 trial ends rewrote a table
     assert len((tmp_path / T.JOURNAL_FILE).read_text().splitlines()) == 1000
-    assert len(rec.rows) == 1000 and rec.counts[T.STOPPED_EARLY] == 334 and rec.counts[T.DIVERGED] == 1
+    assert len(rec.rows) == 1000 and rec.counts[T.Status.STOPPED_EARLY] == 334 and rec.counts[T.Status.DIVERGED] == 1
     assert rec.best == pytest.approx(0.6 + 998 / 3000)
     progress = Progress(rec, 1000, stream=open("/dev/null", "w"))
     assert progress.line().startswith("trials 1000/1000 done, 0 running, 334 stopped early, 1 diverged")
@@ -119,9 +119,9 @@ def test_summaries_without_pandas_match_the_dataframe_rule():
     rows = [{"epoch": e, "val_accuracy": a, "val_loss": 1.0, "train_loss": 1.0, "train_accuracy": 0.5,
              "time_s": 0.5} for e, a in [(1, 0.7), (2, 0.9), (3, 0.9), (4, NAN)]]
     cfg = {"hidden_size": 16, "learning_rate": 0.1, "l2": 0.0}
-    row = T.summarise_trial("x", cfg, T.COMPLETED, rows, "n")
+    row = T.summarise_trial("x", cfg, T.Status.COMPLETED, rows, "n")
     assert row["best_epoch"] == 2 and row["epochs"] == 4 and row["time_s"] == 2.0
-    none = T.summarise_trial("y", cfg, T.DIVERGED, [dict(r, val_accuracy=NAN) for r in rows], "n")
+    none = T.summarise_trial("y", cfg, T.Status.DIVERGED, [dict(r, val_accuracy=NAN) for r in rows], "n")
     assert none["best_epoch"] == 0 and math.isnan(none["val_accuracy"]) and none["epochs"] == 4
 
 

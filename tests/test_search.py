@@ -172,7 +172,7 @@ def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     point = {"hidden_size": 32, "learning_rate": 0.1, "l2": 0.001}
     data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
     alone = list(train(TrainConfig(**point, **spec.train_values()), data.X_train, data.y_train,
-                       data.X_val, data.y_val, partial=(0.25,), scaled_partial_val=True))
+                       data.X_val, data.y_val, fractions=(0.25,), scaled_partial_val=True))
     tid = results.set_index(["hidden_size", "learning_rate", "l2"]).loc[(32, 0.1, 0.001), "trial_id"]
     swept = history[history["trial_id"] == tid].sort_values("epoch")["val_accuracy"].tolist()
     assert swept == [m["val_accuracy"] for m in alone if not m.get("partial")]

@@ -41,7 +41,7 @@ def make_results():
            (128, 0.1, 0.001): 0.97, (64, 0.01, 0.01): 0.85, (64, 0.1, 0.01): 0.93,
            (128, 0.01, 0.01): 0.86, (128, 0.1, 0.01): float("nan")}
     for i, ((h, lr, l2), a) in enumerate(acc.items()):
-        status = T.DIVERGED if math.isnan(a) else (T.COMPLETED if a > 0.9 else T.STOPPED_EARLY)
+        status = T.Status.DIVERGED if math.isnan(a) else (T.Status.COMPLETED if a > 0.9 else T.Status.STOPPED_EARLY)
         rows.append({"trial_id": f"t{i}", "hidden_size": h, "learning_rate": lr, "l2": l2,
                      "status": status, "epochs": 3 if a > 0.9 else 1, "val_accuracy": a,
                      "val_loss": 1 - a if a == a else float("nan"), "train_loss": 0.1,
@@ -53,7 +53,7 @@ def make_results():
 def test_summarise_trial_takes_the_best_validation_epoch():
     h = hist("a", [0.5, 0.8, 0.7])
     row = T.summarise_trial("a", {"hidden_size": 64, "learning_rate": 0.1, "l2": 0.0},
-                            T.COMPLETED, h.to_dict("records"), "node")
+                            T.Status.COMPLETED, h.to_dict("records"), "node")
     assert row["val_accuracy"] == 0.8 and row["best_epoch"] == 2 and row["epochs"] == 3
     assert row["time_s"] == pytest.approx(1.5) and row["val_loss"] == pytest.approx(0.5)
     assert list(results_frame([row]).columns) == T.RESULTS_COLUMNS
@@ -61,10 +61,10 @@ def test_summarise_trial_takes_the_best_validation_epoch():
 
 def test_summarise_diverged_trial():
     h = hist("d", [0.3, float("nan")])
-    row = T.summarise_trial("d", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h.to_dict("records"), "")
+    row = T.summarise_trial("d", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.Status.DIVERGED, h.to_dict("records"), "")
     assert row["val_accuracy"] == 0.3 and row["epochs"] == 2
     h2 = hist("e", [float("nan")])
-    row2 = T.summarise_trial("e", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.DIVERGED, h2.to_dict("records"), "")
+    row2 = T.summarise_trial("e", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.Status.DIVERGED, h2.to_dict("records"), "")
     assert math.isnan(row2["val_accuracy"]) and row2["best_epoch"] == 0
 
 
@@ -73,12 +73,12 @@ def test_summarise_trial_stopped_inside_its_first_epoch():
                             "train_accuracy": [0.2, 0.4], "val_loss": [1.9, 1.4],
                             "val_accuracy": [0.3, 0.5], "time_s": [0.2, 0.45]})
     row = T.summarise_trial("p", {"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0},
-                            T.STOPPED_EARLY, [], "n", 1, partial.to_dict("records"))
+                            T.Status.STOPPED_EARLY, [], "n", 1, partial.to_dict("records"))
     assert row["epochs"] == 0.25 and row["best_epoch"] == 0.25 and row["val_accuracy"] == 0.5
     assert row["time_s"] == 0.45  # partial times count from the trial's start: not summed
     # a trial that reached an epoch is summarised from its epochs alone
     row2 = T.summarise_trial("p", {"hidden_size": 8, "learning_rate": 0.1, "l2": 0.0},
-                             T.COMPLETED, hist("p", [0.4, 0.45]).to_dict("records"), "n", 1,
+                             T.Status.COMPLETED, hist("p", [0.4, 0.45]).to_dict("records"), "n", 1,
                              partial.to_dict("records"))
     assert row2["epochs"] == 2 and row2["val_accuracy"] == 0.45 and row2["time_s"] == 1.0
     text = results_frame([row, row2]).to_csv(index=False).splitlines()
@@ -205,7 +205,7 @@ def test_search_curves_mark_early_stops():
 
 def test_search_curves_show_trials_stopped_inside_the_first_epoch():
     r = make_results()
-    stopped = r["status"] == T.STOPPED_EARLY
+    stopped = r["status"] == T.Status.STOPPED_EARLY
     r.loc[stopped, "epochs"] = 0.25
     quarter = pd.DataFrame({"trial_id": r["trial_id"], "epoch": 0.25, "val_accuracy": 0.4})
     h = pd.concat([quarter] + [hist(t, [0.5, 0.9, 0.95][:e]) for t, e

@@ -130,7 +130,7 @@ def test_partial_reports_inside_the_first_epoch_change_nothing(small_dataset):
     plain, parted = Trainer(cfg), Trainer(cfg)
     ma = _run(cfg, ds, plain)
     mb, seen_at = [], []
-    for m in train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=parted, partial=(0.5, 0.25)):
+    for m in train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=parted, fractions=(0.5, 0.25)):
         mb.append(m)
         seen_at.append(parted.epochs_done)
         if m.get("partial"):  # validation is of the weights at that point
@@ -156,7 +156,7 @@ def test_partial_reports_inside_the_first_epoch_change_nothing(small_dataset):
 def test_partial_points_beyond_the_last_batch_are_skipped(small_dataset):
     ds = small_dataset
     cfg = TrainConfig(hidden_size=8, epochs=1, batch_size=3200)  # two batches
-    ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=(0.1, 0.9)))
+    ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, fractions=(0.1, 0.9)))
     assert [m["epoch"] for m in ms] == [0.1, 1]  # 0.1 rounds up to one batch, 0.9 to both
 
 
@@ -164,13 +164,13 @@ def test_partial_points_beyond_the_last_batch_are_skipped(small_dataset):
 def test_partial_fractions_must_lie_inside_an_epoch(small_dataset, bad):
     ds = small_dataset
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        next(train(TrainConfig(hidden_size=8), ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=bad))
+        next(train(TrainConfig(hidden_size=8), ds.X_train, ds.y_train, ds.X_val, ds.y_val, fractions=bad))
 
 
 def test_divergence_inside_the_first_epoch_ends_the_run(small_dataset):
     ds = small_dataset
     cfg = TrainConfig(hidden_size=16, learning_rate=1e6, epochs=5)
-    ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, partial=(0.5,)))
+    ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, fractions=(0.5,)))
     assert len(ms) == 1 and ms[0]["partial"] and ms[0]["diverged"] and ms[0]["epoch"] == 0.5
 
 
@@ -185,11 +185,11 @@ def test_a_trainer_saved_inside_its_first_epoch_continues_it_bit_identically(sma
     ds = small_dataset
     whole = Trainer(cfg)
     expected = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=whole,
-                          partial=(0.25, 0.5)))
+                          fractions=(0.25, 0.5)))
     assert [m["epoch"] for m in expected] == [0.25, 0.5, 1, 2]
 
     first = Trainer(cfg)
-    run = train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=first, partial=(0.25, 0.5))
+    run = train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=first, fractions=(0.25, 0.5))
     stopped_at = next(run)  # the report at 0.25; the run is abandoned there, as a pause does
     state = {k: np.array(v) for k, v in first.state_dict().items()}
     run.close()
@@ -197,7 +197,7 @@ def test_a_trainer_saved_inside_its_first_epoch_continues_it_bit_identically(sma
     assert state["mid_epoch_counts"].tolist()[0] == round(0.25 * 64)  # 16 of 64 batches done
 
     again = Trainer.from_state(cfg, state)
-    rest = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=again, partial=(0.25, 0.5)))
+    rest = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=again, fractions=(0.25, 0.5)))
     assert strip(rest) == strip(expected[1:])  # 0.25 is not reported twice
     for n in ("W1", "b1", "W2", "b2"):
         np.testing.assert_array_equal(getattr(again.params, n), getattr(whole.params, n))
@@ -217,12 +217,12 @@ def test_scaled_partial_validation_uses_that_share_of_the_validation_set(small_d
     cfg = TrainConfig(hidden_size=16, learning_rate=0.05, epochs=1, seed=2)
     ds = small_dataset
     scaled, full = Trainer(cfg), Trainer(cfg)
-    run = train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=scaled, partial=(0.25,),
+    run = train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=scaled, fractions=(0.25,),
                 scaled_partial_val=True)
     first = next(run)
     assert (first["val_loss"], first["val_accuracy"]) == evaluate(scaled.params, ds.X_val[:400], ds.y_val[:400])
     a = [first, *run]
-    b = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=full, partial=(0.25,)))
+    b = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=full, fractions=(0.25,)))
     assert [m["val_images"] for m in a] == [400, 1600] and [m["val_images"] for m in b] == [1600, 1600]
     assert a[1]["val_accuracy"] == b[1]["val_accuracy"] and a[0]["train_loss"] == b[0]["train_loss"]
     np.testing.assert_array_equal(scaled.params.W1, full.params.W1)
