@@ -83,7 +83,7 @@ def _setting_type(parse):
 def build_parser() -> Parser:
     from results import settings  # no Ray: the declarations and the grid's parsers
 
-    positive_int = _setting_type(settings.whole(1, "must be a positive integer").parse)
+    positive_int = _setting_type(settings.whole(lambda v: v >= 1, "must be a positive integer").parse)
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", parser_class=Parser)

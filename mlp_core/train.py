@@ -130,6 +130,12 @@ class Trainer:
             state["mid_epoch_sums"] = np.array([m["loss_sum"], m["seconds"]], dtype=np.float64)
         return state
 
+    @staticmethod
+    def epoch_ended(state) -> int | None:
+        """The epochs done when `state` (a state_dict, or an open .npz of one) was saved at an
+        epoch's end; None for a state saved inside an epoch."""
+        return None if "mid_epoch_counts" in state else int(state["epochs_done"])
+
     @classmethod
     def from_state(cls, config: TrainConfig, state: dict[str, np.ndarray]) -> "Trainer":
         rng = np.random.default_rng()

@@ -15,6 +15,9 @@ SWEEP_FILE = "sweep.json"
 # history and partial rows), appended as it ends: the tables are rewritten every few seconds,
 # and a driver killed in between loses nothing that ended. Empty after each rewrite.
 JOURNAL_FILE = "journal.jsonl"
+# In each of a trial's Tune checkpoints (a folder checkpoint_NNNNNN in its trial folder): its
+# trainer's state and the report it was saved with.
+STATE_FILE = "state.npz"
 
 TRIAL_ID = "trial_id"
 STATUS = "status"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from mlp_core.data import DataError, load_dataset
 from mlp_core.model import Params, evaluate
@@ -38,11 +39,12 @@ class RetrainOutcome:
     test_loss: float
     seed_test_accuracies: list[float]
     model_dir: Path
+    how: str = "retrained"  # or "exported": the trial's own weights, read from its checkpoints
 
     def summary(self) -> str:
         cfg = ", ".join(f"{k}={self.config[k]:g}" if isinstance(self.config[k], float)
                         else f"{k}={self.config[k]}" for k in T.HYPERPARAMETERS)
-        text = (f"retrained trial {self.trial_id} ({cfg}): best epoch {self.best_epoch}, "
+        text = (f"{self.how} trial {self.trial_id} ({cfg}): best epoch {self.best_epoch}, "
                 f"val_accuracy {self.val_accuracy:.4f}, test_accuracy {self.test_accuracy:.4f}")
         accs = self.seed_test_accuracies
         if len(accs) > 1:
@@ -85,54 +87,72 @@ def _train_keep_best(cfg: TrainConfig, data) -> tuple[list[dict], Params | None,
     return history, best, best_epoch
 
 
+def trial_threads(row: pd.Series) -> int | None:
+    """The BLAS threads the trial trained with (results.csv), so that training or measuring its
+    weights here gives its figures to the bit; None (no limit) for a run that did not record it."""
+    threads = row.get(T.BLAS_THREADS)
+    return int(threads) if threads is not None and np.isfinite(float(threads)) else None
+
+
 def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
             data_dir: str | None = None, log=print) -> RetrainOutcome:
     """Retrain for the full epoch budget, write best/history.csv, export best/model.*; with
-    seeds > 1 also train seeds seed+1.. and write best/seeds.csv."""
+    seeds > 1 also train seeds seed+1.. and write best/seeds.csv. With the trial's own seed and
+    BLAS threads, a trial's epochs come out as it reported them, to the bit."""
     run_dir = Path(run_dir)
     if seeds < 1:
         raise T.RunError(f"--seeds: {seeds} must be a positive integer")
     sweep = T.load_sweep(run_dir)
-    results = T.load_results(run_dir)
-    row = choose_trial(results, trial_id)
+    row = choose_trial(T.load_results(run_dir), trial_id)
     config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
     data = dataset_for_run(sweep, data_dir)
     base_seed = int(sweep["seed"])
-    model_dir = run_dir / BEST_DIR
-    model_dir.mkdir(parents=True, exist_ok=True)
-    per_seed = []
-    exported = None
-    for k in range(seeds):
-        cfg = TrainConfig(**{**settings.train_values(sweep), **config, "seed": base_seed + k})
-        log(f"retraining {row[T.TRIAL_ID]} with seed {cfg.seed} for {cfg.epochs} epochs ...")
-        history, best, best_epoch = _train_keep_best(cfg, data)
-        if best is None:
-            raise T.RunError(f"trial {row[T.TRIAL_ID]} diverged on retraining (seed {cfg.seed}); "
-                             f"choose another with --trial")
-        test_loss, test_acc = evaluate(best, data.X_test, data.y_test)
-        val_loss, val_acc = evaluate(best, data.X_val, data.y_val)
-        per_seed.append({"seed": cfg.seed, "best_epoch": best_epoch, VAL_ACCURACY: val_acc,
-                         TEST_ACCURACY: test_acc, TEST_LOSS: test_loss})
-        if k == 0:
-            hist = pd.DataFrame(history)[BEST_HISTORY_COLUMNS]
-            T.write_csv_atomic(hist, model_dir / "history.csv")
-            export_model(model_dir, best, {
-                "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
-                **{k: getattr(cfg, k) for k in settings.train_values(sweep)}, "best_epoch": best_epoch,
-                "test_accuracy": test_acc, "test_loss": test_loss,
-                "val_accuracy": val_acc, "val_loss": val_loss,
-                "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
-                            "split_seed": base_seed,
-                            "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
-                                      for r, f in data.files.items()}},
-            })
-            exported = (best, best_epoch, val_acc, test_acc, test_loss, hist)
+    per_seed, exported = [], None
+    with threadpool_limits(limits=trial_threads(row)):
+        for k in range(seeds):
+            cfg = TrainConfig(**{**settings.train_values(sweep), **config, "seed": base_seed + k})
+            log(f"retraining {row[T.TRIAL_ID]} with seed {cfg.seed} for {cfg.epochs} epochs ...")
+            history, best, best_epoch = _train_keep_best(cfg, data)
+            if best is None:
+                raise T.RunError(f"trial {row[T.TRIAL_ID]} diverged on retraining (seed {cfg.seed}); "
+                                 f"choose another with --trial")
+            test_loss, test_acc = evaluate(best, data.X_test, data.y_test)
+            val_loss, val_acc = evaluate(best, data.X_val, data.y_val)
+            per_seed.append({"seed": cfg.seed, "best_epoch": best_epoch, VAL_ACCURACY: val_acc,
+                             TEST_ACCURACY: test_acc, TEST_LOSS: test_loss})
+            if k == 0:
+                exported = export_best(run_dir, row, sweep, data, best, best_epoch,
+                                       pd.DataFrame(history)[BEST_HISTORY_COLUMNS],
+                                       (val_loss, val_acc), (test_loss, test_acc), cfg.seed)
     if seeds > 1:
-        T.write_csv_atomic(pd.DataFrame(per_seed), model_dir / "seeds.csv")
-    best, best_epoch, val_acc, test_acc, test_loss, hist = exported
-    draw_best_plots(run_dir, hist, best)
+        T.write_csv_atomic(pd.DataFrame(per_seed), run_dir / BEST_DIR / "seeds.csv")
+    exported.seed_test_accuracies = [s[TEST_ACCURACY] for s in per_seed]
+    return exported
+
+
+def export_best(run_dir: Path, row: pd.Series, sweep: dict, data, params: Params, best_epoch: int,
+                history: pd.DataFrame, val: tuple, test: tuple, seed: int) -> RetrainOutcome:
+    """Write the chosen weights (their epoch `best_epoch`, their (loss, accuracy) on the
+    validation and test sets) as best/model.npz and model.json, their run's curves as
+    best/history.csv, and the plots of both."""
+    model_dir = run_dir / BEST_DIR
+    config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
+    (val_loss, val_acc), (test_loss, test_acc) = val, test
+    model_dir.mkdir(parents=True, exist_ok=True)
+    T.write_csv_atomic(history, model_dir / "history.csv")
+    export_model(model_dir, params, {
+        "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
+        **settings.train_values(sweep), "seed": seed, "best_epoch": best_epoch,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "val_accuracy": val_acc, "val_loss": val_loss,
+        "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
+                    "split_seed": int(sweep["seed"]),
+                    "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
+                              for r, f in data.files.items()}},
+    })
+    draw_best_plots(run_dir, history, params)
     return RetrainOutcome(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,
-                          [s[TEST_ACCURACY] for s in per_seed], model_dir)
+                          [test_acc], model_dir)
 
 
 def draw_best_plots(run_dir: Path, history: pd.DataFrame, params: Params) -> None:

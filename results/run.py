@@ -16,6 +16,7 @@ from mlp_core.model import Params
 from . import effects
 from . import table as T
 from .export import load_model
+from .finalist import export_chosen
 from .report import write_report
 from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots, retrain as retrain_best
 
@@ -74,12 +75,20 @@ class Run:
 
 
 def finish(run_dir: str | Path, retrain: bool = True, log=None, trial: str | None = None,
-           seeds: int = 1, data_dir: str | None = None) -> tuple[Path, RetrainOutcome | None]:
-    """After a sweep, and for `retrain`: draw its search plots, retrain its best configuration
-    (or `trial`, with `seeds` seeds) and export it unless `retrain` is False, and write
-    report.html. Returns the report's path and the retraining's outcome."""
+           seeds: int = 1, data_dir: str | None = None, train: bool = True
+           ) -> tuple[Path, RetrainOutcome | None]:
+    """After a sweep, and for `retrain`: draw its search plots, export a model unless `retrain`
+    is False, and write report.html. The model: with `train`, its best configuration (or
+    `trial`, with `seeds` seeds) trained again; without, the best trial's own weights read from
+    its checkpoints (trained again only where they are gone). Returns the report's path and the
+    export's outcome."""
     run_dir = Path(run_dir)
+    log = log or (lambda message: None)
     draw_search_plots(run_dir)
-    outcome = (retrain_best(run_dir, trial, seeds, data_dir, log=log or (lambda message: None))
-               if retrain else None)
+    if not retrain:
+        outcome = None
+    elif train:
+        outcome = retrain_best(run_dir, trial, seeds, data_dir, log=log)
+    else:
+        outcome = export_chosen(run_dir, log=log)
     return write_report(run_dir), outcome

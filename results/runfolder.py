@@ -1,6 +1,7 @@
 """The run folder OUT/NAME: its name checked, created exclusively, Tune's place in it, what a
 resume trusts, and one driver at a time (an advisory lock held for the driver's whole life, which
-the kernel drops when the process dies, so a driver killed with SIGKILL leaves nothing stale).
+the kernel drops when the process dies, so a driver killed with SIGKILL leaves nothing stale),
+and where a trial's checkpoints are.
 
 Leaves out what a run folder holds (results/table.py).
 """
@@ -10,11 +11,16 @@ import datetime as _dt
 import fcntl
 import os
 import re
+import zipfile
 from pathlib import Path
 
-from .table import SWEEP_FILE
+import numpy as np
+
+from mlp_core.model import ModelFileError
+from mlp_core.train import Trainer
 
 from .errors import SweepError
+from .table import STATE_FILE, SWEEP_FILE
 
 TUNE_DIR = "tune"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a whole name: NAME_RE.fullmatch
@@ -87,6 +93,35 @@ def tune_location(run_dir: Path, storage: str | None) -> tuple[str, str]:
     if storage:
         return storage.rstrip("/"), run_dir.name
     return str(run_dir), TUNE_DIR
+
+
+def trial_folder(run_dir: Path, storage: str | None, trial_id: str) -> Path | None:
+    """A trial's folder among Tune's (TRIALNAME_<trial id>_<index>_<date>), where its checkpoints
+    are; None where there is none, or the storage is not a local path."""
+    storage_path, name = tune_location(Path(run_dir), storage)
+    if "://" in storage_path or not re.fullmatch(r"[0-9A-Za-z_-]+", str(trial_id)):
+        return None
+    found = [p for p in Path(storage_path, name).glob(f"*_{trial_id}_*") if p.is_dir()]
+    return found[0] if len(found) == 1 else None
+
+
+# What reading a damaged or foreign state file raises (np.load allows no pickles).
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, ModelFileError)
+
+
+def epoch_states(folder: Path | None) -> dict[int, Path]:
+    """The state files a trial saved at the end of each whole epoch, by epoch (of twins, which a
+    trial replays after a pause with the same weights, the newest). Unreadable ones are left out."""
+    found: dict[int, Path] = {}
+    for path in sorted(Path(folder).glob(f"checkpoint_*/{STATE_FILE}")) if folder else []:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                epoch = Trainer.epoch_ended(npz)
+        except UNREADABLE:
+            continue
+        if epoch is not None:
+            found[epoch] = path
+    return found
 
 
 def check_run_folder(run_dir: Path, resume: bool, storage: str | None = None) -> None:

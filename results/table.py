@@ -21,7 +21,7 @@ from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY,
 from . import halving, settings
 from .columns import (BEST_EPOCH, BLAS_THREADS, ENDED_AT, EPOCHS, HISTORY_FILE,  # noqa: F401
                       JOURNAL_FILE, NODE_ID, PARTIAL_FILE, RESULTS_FILE, STATUS, STOPPED_AT_RUNG,
-                      SWEEP_FILE, TRIAL_ID, Status)
+                      STATE_FILE, SWEEP_FILE, TRIAL_ID, Status)
 from .schema import SWEEP_FIELDS, read_json
 
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared
@@ -213,6 +213,16 @@ def ranked(results: pd.DataFrame, sort: str = VAL_ACCURACY) -> pd.DataFrame:
     keys.append(TRIAL_ID)
     asc.append(True)
     return results.sort_values(keys, ascending=asc, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def rank_key(row: dict) -> tuple | None:
+    """A results row's place in `ranked` order among the trials `best_trial` may choose (None for
+    one it never chooses): a smaller key ranks first. For the driver, which keeps the best so far
+    without a frame."""
+    if not _finite(row[VAL_ACCURACY]) or row[STATUS] == Status.ERROR:
+        return None
+    loss = float(row[VAL_LOSS]) if _finite(row[VAL_LOSS]) else math.inf
+    return (-float(row[VAL_ACCURACY]), loss, str(row[TRIAL_ID]))
 
 
 def best_trial(results: pd.DataFrame) -> pd.Series:

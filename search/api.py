@@ -124,5 +124,6 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
         print(f"at most {paused} trials waited paused at a rung at once"
               + (f", holding {size_text(held)} of checkpoints" if held else ""), file=say, flush=True)
     done = Run(run_dir)
-    done.report, done.retrained = finish(run_dir, retrain=retrain, log=log)
+    # the chosen trial's own weights, not a second training (results/finalist.py)
+    done.report, done.retrained = finish(run_dir, retrain=retrain, log=log, train=False)
     return done

@@ -20,11 +20,12 @@ from mlp_core.train import DIVERGED, EPOCH, MID_EPOCH, VAL_ACCURACY
 from results import table as T
 from results import writer as W
 from results.halving import RUNG_LOG, stopped_at
+from results.runfolder import epoch_states, trial_folder
 
 from .errors import SweepHalted, halting_when_full
 from .ray_api import Callback, Trial
 from .scheduler import LIVE
-from .trainable import DISK_FULL, STATE_FILE, unpacked
+from .trainable import DISK_FULL, unpacked
 
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
@@ -48,9 +49,13 @@ class RunRecorder(Callback):
     def __reduce__(self):
         return _live, ("recorder", str(self.run_dir))
 
-    def __init__(self, run_dir: Path, epochs: int):
+    def __init__(self, run_dir: Path, epochs: int, storage: str | None = None):
         self.run_dir = Path(run_dir)
         self.epochs = epochs
+        self.storage = storage  # --storage, where the trials' folders are (None: RUN_DIR/tune)
+        # The best finished trial so far (its rank key, id and folder): the one trial whose
+        # checkpoints keep their weights, so that the chosen trial is exported as it was trained.
+        self.kept: tuple | None = None
         self.history: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> history row
         self.partial: dict[str, dict[float, dict]] = {}  # trial id -> fraction -> row (first epoch)
         self.rows: dict[str, dict] = {}  # finished trials only
@@ -92,6 +97,24 @@ class RunRecorder(Callback):
         if row[T.STATUS] != T.Status.ERROR:  # a resume retries errored trials
             self.rows[tid] = row
             self.counts[row[T.STATUS]] += 1
+            key = T.rank_key(row)
+            if key is not None and (self.kept is None or key < self.kept[0]):
+                self.kept = (key, tid, None)  # (its folder is looked up if it is ever beaten)
+
+    def _keep_weights_of_best(self, tid: str, row: dict, folder: str | None) -> None:
+        """Of the finished trials only the best so far (in `show`'s ranking) keeps its
+        checkpoints' weights, for the export: a trial that just finished loses them unless it is
+        now the best, and then the one it beat loses them."""
+        key = T.rank_key(row)
+        if key is None or (self.kept is not None and self.kept[0] <= key):
+            drop_checkpoint_weights(folder)
+            return
+        # the export reads one state per whole epoch: the rest (inside the first epoch, a
+        # replay's twins) can go
+        drop_checkpoint_weights(folder, keep=set(epoch_states(folder).values()) if folder else ())
+        beaten, self.kept = self.kept, (key, tid, folder)
+        if beaten is not None:
+            drop_checkpoint_weights(beaten[2] or trial_folder(self.run_dir, self.storage, beaten[1]))
 
     def _note_best(self, value):
         if isinstance(value, float) and math.isfinite(value) and (self.best is None or value > self.best):
@@ -184,7 +207,7 @@ class RunRecorder(Callback):
                                              "partial": partial})
             self._write_if_due()
         self.checkpoint_bytes.pop(tid, None)
-        drop_checkpoint_weights(trial)
+        self._keep_weights_of_best(tid, row, trial.path)
 
     def _write_if_due(self):
         if time.monotonic() - self._last_write > self._period:
@@ -211,17 +234,21 @@ class RunRecorder(Callback):
             self._journal = None
 
 
-def drop_checkpoint_weights(trial) -> None:
-    """Free a finished trial's checkpoint weights, keeping the (now tiny) checkpoint folders.
+def drop_checkpoint_weights(folder: str | os.PathLike | None, keep=()) -> None:
+    """Free a finished trial's checkpoint weights (in its trial folder), keeping the (now tiny)
+    checkpoint folders.
 
     Tune keeps every checkpoint (no num_to_keep): with num_to_keep, a checkpoint named by the last
     experiment snapshot can be deleted before the next snapshot lands, and a resume after the
     driver is killed then fails to restore that trial. A finished trial is never trained again
     (it is in results.csv), so its weights can go; its folders stay so that a stale snapshot
-    still restores and the trial returns at once. Local storage only; remote storage keeps all."""
-    path = Path(trial.path or "")
-    if trial.path and path.is_dir():
-        for state in path.glob(f"checkpoint_*/{STATE_FILE}"):
+    still restores and the trial returns at once. The state files in `keep` stay (the best
+    trial's, for the export). Local storage only; remote storage keeps all."""
+    path = Path(folder or "")
+    if folder and path.is_dir():
+        for state in path.glob(f"checkpoint_*/{T.STATE_FILE}"):
+            if state in keep:
+                continue
             state.unlink(missing_ok=True)
 
 

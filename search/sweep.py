@@ -105,7 +105,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
             raise KeyboardInterrupt
         check_where(spec, storage_path, stream)  # before anything is written
         locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name)
-        recorder = RunRecorder(run_dir, spec.epochs)
+        recorder = RunRecorder(run_dir, spec.epochs, spec.storage)
         progress = Progress(recorder, len(configs), stream=stream)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "

@@ -21,12 +21,9 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from mlp_core.files import FULL, DiskFull
 from mlp_core.model import N_IN, N_OUT
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig, Trainer, train
-from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID
+from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID, STATE_FILE
 
 from .ray_api import ray, tune
-
-STATE_FILE = "state.npz"
-
 
 @dataclass(frozen=True)
 class Shared:

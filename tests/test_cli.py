@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,52 @@ def test_show_names_the_grid_edge(run):
     r = cli("show", run_dir)
     assert "learning_rate (0.1) is the largest value searched" in r.stdout
     assert "--lr upward (e.g. 1)" in r.stdout
+
+
+def _best_files(run_dir) -> tuple[bytes, pd.DataFrame, dict]:
+    return ((run_dir / "best/model.npz").read_bytes(), pd.read_csv(run_dir / "best/history.csv"),
+            json.loads((run_dir / "best/model.json").read_text()))
+
+
+def test_the_exported_model_is_the_chosen_trial_as_it_trained(run, tmp_path):
+    """`run` exports the best trial's own best-epoch weights (no second training): model.json's
+    validation figures are its results.csv row's, best/history.csv its history.csv rows, and only
+    that trial kept weights in its checkpoints. `retrain` (the trial's seed and BLAS threads)
+    gives the same bytes; so does the export when those checkpoints are gone (it trains again)."""
+    from results.run import finish
+
+    run_dir, r = run
+    results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
+    best = results.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
+    npz, hist, meta = _best_files(run_dir)
+    assert "exported trial " + best["trial_id"] in r.stdout and "retraining" not in r.stderr
+    assert meta["trial_id"] == best["trial_id"] and meta["best_epoch"] == best["best_epoch"]
+    assert (meta["val_accuracy"], meta["val_loss"]) == (best["val_accuracy"], best["val_loss"])
+    own = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    own = own[own["trial_id"] == best["trial_id"]].sort_values("epoch").reset_index(drop=True)
+    columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(hist[columns], own[columns], check_exact=True)
+    assert hist.loc[hist["epoch"] == meta["best_epoch"], "test_accuracy"].item() == meta["test_accuracy"]
+    kept = sorted((run_dir / "tune").glob("*/checkpoint_*/state.npz"))
+    assert {p.parent.parent.name.split("_")[3] for p in kept} == {best["trial_id"].split("_")[1]}
+    assert len(kept) == len(own)  # one state per whole epoch
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    for state in copy.glob("tune/*/checkpoint_*/state.npz"):
+        state.unlink()
+    said = []
+    finish(copy, log=said.append, train=False)
+    assert any("training it again" in s for s in said)
+    again = _best_files(copy)
+    assert again[0] == npz
+    pd.testing.assert_frame_equal(again[1], hist, check_exact=True)
+
+    r = cli("retrain", run_dir)
+    assert r.returncode == 0, r.stderr
+    retrained = _best_files(run_dir)
+    assert retrained[0] == npz and retrained[2]["test_accuracy"] == meta["test_accuracy"]
+    pd.testing.assert_frame_equal(retrained[1], hist, check_exact=True)
 
 
 def test_retrain_with_seeds(run):

@@ -1,0 +1,62 @@
+"""The chosen trial exported as the sweep trained it: its best epoch's weights read back from its
+checkpoints, its train and validation curves its own epochs, the test set measured on each.
+
+Leaves out training: where the checkpoints are not at hand (remote storage, a run from before
+they were kept) retrain.py trains the trial again, which gives the same weights. No Ray.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mlp_core.model import PARAM_NAMES, Params, evaluate, params_from_arrays
+from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
+
+from . import table as T
+from .retrain import (BEST_HISTORY_COLUMNS, RetrainOutcome, dataset_for_run, export_best,
+                      retrain, trial_threads)
+from .runfolder import UNREADABLE, epoch_states, trial_folder
+
+def load_weights(path: Path) -> Params:
+    with np.load(path, allow_pickle=False) as npz:
+        return params_from_arrays({k: npz[k] for k in PARAM_NAMES}, str(path))
+
+
+def export_chosen(run_dir: str | Path, log=print) -> RetrainOutcome:
+    """Export the best trial of the run as it was trained (its best epoch's weights, bit for
+    bit), with its epochs' curves and the test set measured on each epoch's weights; where its
+    checkpoints are not all there, train it again instead (retrain.retrain)."""
+    run_dir = Path(run_dir)
+    sweep = T.load_sweep(run_dir)
+    row = T.best_trial(T.load_results(run_dir))
+    tid = str(row[T.TRIAL_ID])
+    epochs = T.load_history(run_dir)
+    epochs = epochs[epochs[T.TRIAL_ID] == tid].sort_values(EPOCH)
+    states = epoch_states(trial_folder(run_dir, sweep.get("storage"), tid))
+    best_epoch = row[T.BEST_EPOCH]
+    wanted = [int(e) for e in epochs[EPOCH]]
+    if not wanted or float(best_epoch) not in wanted or any(e not in states for e in wanted):
+        log(f"trial {tid}'s checkpoints are not all at hand: training it again")
+        return retrain(run_dir, log=log)
+    data = dataset_for_run(sweep)
+    tests = []
+    try:
+        with threadpool_limits(limits=trial_threads(row)):  # its own threads: its own figures
+            for e in wanted:
+                params = load_weights(states[e])
+                tests.append(evaluate(params, data.X_test, data.y_test))
+                if e == int(best_epoch):
+                    best = params
+    except UNREADABLE as e:
+        log(f"trial {tid}'s checkpoints could not be read ({e}): training it again")
+        return retrain(run_dir, log=log)
+    history = epochs.assign(**{TEST_LOSS: [t[0] for t in tests], TEST_ACCURACY: [t[1] for t in tests]})
+    history = history[BEST_HISTORY_COLUMNS].reset_index(drop=True)
+    test = tests[wanted.index(int(best_epoch))]
+    outcome = export_best(run_dir, row, sweep, data, best, int(best_epoch), history,
+                          (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
+                          int(sweep["seed"]))
+    outcome.how = "exported"
+    return outcome
