@@ -15,8 +15,8 @@ from mlp_core.model import PARAM_NAMES, Params, evaluate, params_from_arrays
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 
 from . import table as T
-from .retrain import (BEST_HISTORY_COLUMNS, RetrainOutcome, dataset_for_run, export_best,
-                      retrain, trial_threads)
+from .retrain import (BEST_HISTORY_COLUMNS, RetrainOutcome, export_best, retrain,
+                      held_out_test_set, trial_threads)
 from .runfolder import UNREADABLE, epoch_states, trial_folder
 
 def load_weights(path: Path) -> Params:
@@ -40,13 +40,13 @@ def export_chosen(run_dir: str | Path, log=print) -> RetrainOutcome:
     if not wanted or float(best_epoch) not in wanted or any(e not in states for e in wanted):
         log(f"trial {tid}'s checkpoints are not all at hand: training it again")
         return retrain(run_dir, log=log)
-    data = dataset_for_run(sweep)
+    X_test, y_test = held_out_test_set(sweep)
     tests = []
     try:
         with threadpool_limits(limits=trial_threads(row)):  # its own threads: its own figures
             for e in wanted:
                 params = load_weights(states[e])
-                tests.append(evaluate(params, data.X_test, data.y_test))
+                tests.append(evaluate(params, X_test, y_test))
                 if e == int(best_epoch):
                     best = params
     except UNREADABLE as e:
@@ -55,7 +55,7 @@ def export_chosen(run_dir: str | Path, log=print) -> RetrainOutcome:
     history = epochs.assign(**{TEST_LOSS: [t[0] for t in tests], TEST_ACCURACY: [t[1] for t in tests]})
     history = history[BEST_HISTORY_COLUMNS].reset_index(drop=True)
     test = tests[wanted.index(int(best_epoch))]
-    outcome = export_best(run_dir, row, sweep, data, best, int(best_epoch), history,
+    outcome = export_best(run_dir, row, sweep, sweep.get("dataset_files") or {}, best, int(best_epoch), history,
                           (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
                           int(sweep["seed"]))
     outcome.how = "exported"

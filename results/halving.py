@@ -69,7 +69,12 @@ class Halving:
 
     Ranking: higher value first; a value that is not finite (a diverged or failed trial) ranks
     last and never goes on; equal values are ordered by the trial's `key` (its position in the
-    grid: smaller hidden size, then smaller learning rate, then smaller L2 first)."""
+    grid: smaller hidden size, then smaller learning rate, then smaller L2 first).
+
+    Before a rung is complete, a trial can already be certain either way: `beaten` once keep(j)
+    recorded values rank above it, `certain` once fewer than keep(j) would rank above it even if
+    every value still to come did. Either stays so whatever comes, so acting on it early (a
+    trial stopped, or sent on without waiting) gives the decisions the complete rung gives."""
 
     def __init__(self, n_trials: int, rungs, reduction_factor: int):
         if n_trials < 1 or reduction_factor < 2:
@@ -84,6 +89,10 @@ class Halving:
         # rung index -> the rank keys of the values recorded there, best first: how many beat a
         # trial is asked at every report, before the rung is complete
         self._ranked: list[list[tuple]] = [[] for _ in self.rungs]
+        # rung index -> the trials certain to go on from it before it is complete (`certain`), and
+        # those that became so since take_certain() was last asked
+        self._certain: list[set[str]] = [set() for _ in self.rungs]
+        self._newly_certain: list[str] = []
 
     # -- questions ----------------------------------------------------------------------------
     def rung_at(self, epoch: float) -> int | None:
@@ -94,8 +103,10 @@ class Halving:
         return None
 
     def entered(self, tid: str, j: int) -> bool:
-        """Whether `tid` is among the trials that compete at rung j."""
-        return j == 0 or (j - 1 < len(self._promoted) and tid in self._promoted[j - 1])
+        """Whether `tid` is among the trials that compete at rung j (also when it is certain to go
+        on from rung j - 1 before that rung is complete)."""
+        return (j == 0 or (j - 1 < len(self._promoted) and tid in self._promoted[j - 1])
+                or tid in self._certain[j - 1])
 
     def entrants(self, j: int) -> int | None:
         """How many trials compete at rung j (None while the rung before is undecided)."""
@@ -110,7 +121,7 @@ class Halving:
                 return "stop" if i - 1 < len(self.promoted) else None
         if j < len(self.promoted):
             return "go" if tid in self._promoted[j] else "stop"
-        return None
+        return "go" if tid in self._certain[j] else None
 
     def cutoff(self, j: int) -> float | None:
         """The lowest value that went on at decided rung j (None when none went on)."""
@@ -129,7 +140,20 @@ class Halving:
         if tid not in self.values[j]:
             return False
         rank = self._rank((tid, self.values[j][tid]))
-        return rank[0] == math.inf or bisect.bisect_left(self._ranked[j], rank) >= self.keep(j)
+        if rank[0] == math.inf:
+            return True
+        k = self.keep(j)  # None while the rung before is undecided (`tid` was certain there)
+        return k is not None and bisect.bisect_left(self._ranked[j], rank) >= k
+
+    def certain(self, tid: str, j: int) -> bool:
+        """Whether `tid` is certain to go on from rung j before the rung is complete: fewer than
+        keep(j) trials rank above it there, counting every value still to come as above it."""
+        return tid in self._certain[j]
+
+    def take_certain(self) -> list[str]:
+        """The trials that became certain to go on (`certain`) since this was last asked."""
+        newly, self._newly_certain = self._newly_certain, []
+        return newly
 
     def displaced(self, j: int) -> str | None:
         """The trial that the value recorded last at rung j pushed out of the rung's best keep(j)
@@ -164,7 +188,28 @@ class Halving:
         self.values[j][tid] = value if math.isfinite(value) else float("nan")
         self.keys.setdefault(tid, tuple(key))
         bisect.insort(self._ranked[j], self._rank((tid, self.values[j][tid])))
-        return self._decide_ready()
+        decided = self._decide_ready()
+        if j >= len(self.promoted):
+            self._note_certain(j, (tid,))
+        return decided
+
+    def _note_certain(self, j: int, candidates) -> None:
+        """Add to rung j's certain trials those of `candidates` now among them. They are always
+        the best c = keep(j) - (values still to come) finite values recorded there, and only grow:
+        a record adds one to c, and so at most one trial, either the one recorded or the one at
+        place c."""
+        k = self.keep(j)
+        if k is None:
+            return
+        ranked, known = self._ranked[j], self._certain[j]
+        c = min(k - (self.entrants(j) - len(self.values[j])), len(ranked))
+        if c <= 0:
+            return
+        for tid in (*candidates, ranked[c - 1][-1]):
+            rank = self._rank((tid, self.values[j][tid]))
+            if tid not in known and rank[0] != math.inf and bisect.bisect_left(ranked, rank) < c:
+                known.add(tid)
+                self._newly_certain.append(tid)
 
     def _decide_ready(self) -> list[int]:
         decided = []
@@ -176,6 +221,8 @@ class Halving:
             self.promoted.append([t for t, v in ranked[:self.keep(j)] if math.isfinite(v)])
             self._promoted.append(set(self.promoted[-1]))
             decided.append(j)
+            if j + 1 < len(self.rungs):  # its entrants known now: values already recorded there
+                self._note_certain(j + 1, [r[-1] for r in self._ranked[j + 1]])
         return decided
 
     def _rank(self, item):

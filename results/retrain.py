@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from mlp_core.data import DataError, load_dataset
+from mlp_core.data import (DataError, load_dataset, locate_files, read_idx_pair, sha256_file,
+                           to_features)
 from mlp_core.model import Params, evaluate
 from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
                             VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
@@ -67,13 +68,27 @@ def dataset_for_run(sweep: dict, data_dir: str | None = None):
     differ from the sweep's (by SHA-256) is refused, naming the file."""
     data = load_dataset(sweep["dataset"], data_dir or sweep["data_dir"], sweep["val_fraction"],
                         sweep["seed"])
+    _check_files(sweep, data.files)
+    return data
+
+
+def held_out_test_set(sweep: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The sweep's test images and labels alone (all an export of its trained weights needs),
+    checked against the SHA-256 sweep.json records."""
+    paths = locate_files(sweep["dataset"], sweep["data_dir"], download=False,
+                         roles=("test_images", "test_labels"))
+    _check_files(sweep, {r: {"path": str(p), "sha256": sha256_file(p)} for r, p in paths.items()})
+    images, labels = read_idx_pair(paths["test_images"], paths["test_labels"])
+    return to_features(images), labels.astype(np.int64)
+
+
+def _check_files(sweep: dict, files: dict) -> None:
     recorded = sweep.get("dataset_files") or {}
-    changed = [f["path"] for role, f in data.files.items()
+    changed = [f["path"] for role, f in files.items()
                if role in recorded and (recorded[role] or {}).get("sha256") != f["sha256"]]
     if changed:
         raise DataError(f"{', '.join(changed)}: not the file the sweep trained on (another SHA-256 "
                         f"than sweep.json records); point --data-dir at the sweep's data")
-    return data
 
 
 def _train_keep_best(cfg: TrainConfig, data) -> tuple[list[dict], Params | None, int]:
@@ -121,7 +136,7 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
             per_seed.append({"seed": cfg.seed, "best_epoch": best_epoch, VAL_ACCURACY: val_acc,
                              TEST_ACCURACY: test_acc, TEST_LOSS: test_loss})
             if k == 0:
-                exported = export_best(run_dir, row, sweep, data, best, best_epoch,
+                exported = export_best(run_dir, row, sweep, data.files, best, best_epoch,
                                        pd.DataFrame(history)[BEST_HISTORY_COLUMNS],
                                        (val_loss, val_acc), (test_loss, test_acc), cfg.seed)
     if seeds > 1:
@@ -130,11 +145,12 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
     return exported
 
 
-def export_best(run_dir: Path, row: pd.Series, sweep: dict, data, params: Params, best_epoch: int,
-                history: pd.DataFrame, val: tuple, test: tuple, seed: int) -> RetrainOutcome:
+def export_best(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params: Params,
+                best_epoch: int, history: pd.DataFrame, val: tuple, test: tuple, seed: int
+                ) -> RetrainOutcome:
     """Write the chosen weights (their epoch `best_epoch`, their (loss, accuracy) on the
-    validation and test sets) as best/model.npz and model.json, their run's curves as
-    best/history.csv, and the plots of both."""
+    validation and test sets; `files` the dataset's, path and SHA-256 by role) as
+    best/model.npz and model.json, their run's curves as best/history.csv, and the plots."""
     model_dir = run_dir / BEST_DIR
     config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
     (val_loss, val_acc), (test_loss, test_acc) = val, test
@@ -148,7 +164,7 @@ def export_best(run_dir: Path, row: pd.Series, sweep: dict, data, params: Params
         "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
                     "split_seed": int(sweep["seed"]),
                     "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
-                              for r, f in data.files.items()}},
+                              for r, f in files.items()}},
     })
     draw_best_plots(run_dir, history, params)
     return RetrainOutcome(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,

@@ -3,8 +3,10 @@ TrialScheduler API. The halving scheduler's decisions, rungs and record are resu
 
 Implementation notes (HalvingScheduler)
 - A trial reports at each rung (on_trial_result). Its value is appended to the record, then
-  decided: CONTINUE once the rung let it go on, STOP once the rung stopped it or ceil(n/eta)
-  others already beat it there (or it diverged), PAUSE while that is open.
+  decided: CONTINUE once the rung let it go on or it is certain to (fewer than ceil(n/eta)
+  could still rank above it), STOP once the rung stopped it or ceil(n/eta) others already beat
+  it there (or it diverged), PAUSE while that is open. A paused trial that becomes certain to
+  go on is queued at once, without waiting for the rest of its rung.
 - PAUSE: Tune saves a checkpoint and frees the trial's CPU; the trial stays PAUSED until
   choose_trial_to_run hands it back (queued when its rung lets it go on, largest hidden size
   first), or stop_trial ends it (its rung stopped it, or others beat it).
@@ -107,6 +109,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         """The decisions recorded so far (a resume's), and this scheduler as the run's live one."""
         if self.log_path:
             replay_record(self.log_path, self.halving)
+            self.halving.take_certain()  # restored paused trials are settled as Tune adds them
             LIVE[self.log_path] = self.halving
 
     def _forget_trials(self):
@@ -173,6 +176,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         value = result.get(self.metric_name, float("nan"))
         decided = self._record(trial, j, value)
         self._act_on(tune_controller, decided, current=trial)
+        self._send_on_certain(current=trial)
         self._stop_displaced(tune_controller, j, current=trial)
         fate = self.halving.fate(trial.trial_id, j)
         if fate == "stop" or not math.isfinite(value):  # a diverged trial never goes on
@@ -203,6 +207,20 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         j = self.halving.pending_rung(trial.trial_id)
         if j is not None:  # ended before its rung (diverged, failed): it counts there as NaN
             self._act_on(tune_controller, self._record(trial, j, float("nan")))
+            self._send_on_certain()
+
+    def _send_on_certain(self, current: Trial | None = None):
+        """Queue the paused trials that just became certain to go on from their rung: they need
+        not wait for the rest of it (one still saving its pause is settled once paused). The
+        current trial gets its answer from on_trial_result."""
+        for tid in self.halving.take_certain():
+            trial = self.trials.get(tid)
+            if trial is None or trial is current:
+                continue
+            if trial.status == Trial.PAUSED and self._fate(trial) == "go":
+                self._queue(trial)
+            elif trial.status == Trial.RUNNING and trial.is_saving:
+                self._unsure.append(trial)
 
     def _act_on(self, tune_controller, decided: list[int], current: Trial | None = None):
         """After rungs are decided: stop the paused trials they decided against, and queue the

@@ -162,11 +162,14 @@ def test_tune_scheduler_pauses_at_an_open_rung_then_resumes_the_best_and_stops_t
     assert s.choose_trial_to_run(c) is e  # a pending trial first; no paused one may go on yet
     e.status = Trial.RUNNING
     assert c.report(e, 0.25, 0.5) == PAUSE
-    assert s.choose_trial_to_run(c) is None  # the rung is open: nothing to resume
+    # The rung is open, but whatever d reports, only one value can rank above b's: b is certain
+    # to go on, and is sent on without waiting. e is not (d could rank above it too).
+    assert s.halving.certain("b", 0) and not s.halving.certain("e", 0)
+    assert s.choose_trial_to_run(c) is b
+    b.status = Trial.RUNNING
+    assert s.choose_trial_to_run(c) is None
     assert c.report(d, 0.25, 0.1) == STOP  # the last value decides: b and e go on, d stops here
     assert c.stopped == ["a", "d"]  # a was paused: stopped by the decision
-    assert s.choose_trial_to_run(c) is b  # the largest hidden size first
-    b.status = Trial.RUNNING
     assert s.choose_trial_to_run(c) is e
     e.status = Trial.RUNNING
     assert c.report(b, 0.25, 0.6) == GO  # a resumed trial replays its report: same answer
@@ -199,18 +202,27 @@ def test_a_rung_of_ten_thousand_trials_is_decided_and_served_without_walking_the
         assert s.choose_trial_to_run(c) is t  # pending trials in Tune's order, each once
         t.status = Trial.RUNNING
         value = (i * 7919 % n) / n  # distinct values
-        beaten = len(seen) - bisect.bisect_right(seen, value) >= n // 4  # that many above it
-        assert c.report(t, 0.25, value) == (STOP if beaten or i == n - 1 else PAUSE)
+        above = len(seen) - bisect.bisect_right(seen, value)
+        beaten = above >= n // 4
+        certain = above + (n - i - 1) < n // 4  # even if every value to come ranked above it
+        decision = c.report(t, 0.25, value)
+        assert decision == (STOP if beaten or i == n - 1 and not certain else GO if certain else PAUSE)
         bisect.insort(seen, value)
-        most_paused = max(most_paused, i + 1 - len(c.stopped))  # each reported trial: paused or stopped
+        paused = sum(1 for x in trials[:i + 1] if x.status == Trial.PAUSED) if i % 500 == 0 else 0
+        most_paused = max(most_paused, paused)
     assert len(c.stopped) == n - n // 4
-    assert most_paused == n // 4  # never more than the rung lets go on
+    assert most_paused <= n // 4  # never more than the rung lets go on
+    went_on = [t for t in trials if t.status == Trial.RUNNING]  # certain when they reported
     served = []
     while (t := s.choose_trial_to_run(c)) is not None:
         served.append(t)
         t.status = Trial.RUNNING
-    assert [t.trial_id for t in served] == sorted(s.halving.promoted[0],
-                                                  key=lambda tid: grid_key(s.trials[tid].config), reverse=True)
+    assert went_on and served
+    assert sorted(t.trial_id for t in served + went_on) == sorted(s.halving.promoted[0])
+    # the paused ones that became certain were queued then, the rest at the decision: each part
+    # largest grid position first
+    keys = [grid_key(t.config) for t in served]
+    assert keys == sorted(keys, reverse=True)  # all queued before the first was served
     assert len(fates) <= 3 * n  # a report's, and a promoted trial's twice (queued, served)
 
 
@@ -241,10 +253,10 @@ def test_a_diverged_trial_stops_at_once_and_one_that_ended_before_its_rung_count
     c = Controller(s)
     x, y, z = c.add("x", 16), c.add("y", 16), c.add("z", 16)
     assert c.report(x, 1, NAN) == STOP  # diverged at the rung
-    assert c.report(y, 1, 0.5) == PAUSE
+    assert c.report(y, 1, 0.5) == GO  # certain: two go on, and only z's value is still to come
     s.on_trial_complete(c, z, {})  # z diverged inside the first epoch and ended
     assert s.halving.promoted == [["y"]]
-    assert s.choose_trial_to_run(c) is y
+    assert s.choose_trial_to_run(c) is None  # y never paused
 
 
 def test_a_trial_whose_worker_died_is_judged_on_its_retry_and_counts_nan_only_once_failed_for_good():
@@ -261,7 +273,7 @@ def test_a_trial_whose_worker_died_is_judged_on_its_retry_and_counts_nan_only_on
     s.on_trial_add(c, z)  # as Tune adds a retried trial again
     assert s.choose_trial_to_run(c) is z
     z.status = Trial.RUNNING
-    assert c.report(z, 1, 0.9) == PAUSE  # the retry's true value counts
+    assert c.report(z, 1, 0.9) == GO  # the retry's true value counts: above x, and one to come
     y.retries_left = 0
     s.on_trial_error(c, y)  # failed for good: NaN, which decides the rung
     assert s.halving.values[0]["y"] != s.halving.values[0]["y"]
@@ -279,23 +291,28 @@ def test_a_trial_beaten_by_enough_others_stops_before_its_rung_is_complete_with_
     reference = Halving(len(values), (1,), 4)
     for t, v in values.items():
         reference.record(t, 0, v, key[t])
+    certain_seen = 0
     for order in range(20):
         s = HalvingScheduler(len(values), rungs=(1,), epochs=2, reduction_factor=4)
         c = Controller(s)
         trials = {t: c.add(t, 16) for t in values}
         for t in trials:
             trials[t].config["learning_rate"] = key[t][1]
-        early = []
+        early, sent_on = [], []
         for t in rng.permutation(list(values)):
             before = len(c.stopped)
             decision = c.report(trials[t], 1, values[t])
             complete = len(s.halving.promoted) == 1
             if not complete:
                 early += c.stopped[before:] + ([t] if decision == STOP else [])
+                sent_on += [t] if decision == GO else []
             assert sum(x.status == Trial.PAUSED for x in trials.values()) <= 7  # ceil(25 / 4)
         assert s.halving.promoted == reference.promoted
         assert early and not set(early) & set(reference.promoted[0])  # stopped early: never a finalist
+        assert set(sent_on) <= set(reference.promoted[0])  # sent on early: always one
+        certain_seen += len(sent_on)
         assert set(c.stopped) == set(values) - set(reference.promoted[0])
+    assert certain_seen  # some orders sent a trial on before the rung was complete
 
 
 def test_a_trial_running_back_to_its_rung_is_stopped_only_once_it_reports_there():
@@ -318,6 +335,25 @@ def test_a_trial_running_back_to_its_rung_is_stopped_only_once_it_reports_there(
     assert "a" not in c.stopped
     a.is_saving = False
     assert c.report(a, 1, 0.5) == STOP  # there, it is stopped
+
+
+def test_certain_worked_by_hand_and_a_certain_trial_records_at_the_next_rung_early():
+    h = Halving(5, rungs=(1, 2), reduction_factor=2)  # keeps 3, then 2
+    for t, v in zip("ab", (0.5, 0.9)):
+        h.record(t, 0, v, (ord(t),))
+    assert not any(h.certain(t, 0) for t in "ab")  # 3 to come: they could all rank above b
+    h.record("c", 0, 0.7, (ord("c"),))  # 2 to come: at most 2 above b, and 3 go on
+    assert h.take_certain() == ["b"] and not h.certain("c", 0)
+    h.record("d", 0, 0.6, (ord("d"),))  # 1 to come: c (1 above) is certain too, d (2 above) not
+    assert [t for t in "abcd" if h.certain(t, 0)] == ["b", "c"] and h.take_certain() == ["c"]
+    assert h.fate("b", 0) == "go" and h.fate("a", 0) is None and h.entered("b", 1)
+    assert h.record("b", 1, 0.8, (ord("b"),)) == []  # b went on early and reports at rung 2
+    assert h.values[1] == {"b": 0.8} and h.keep(1) is None and not h.beaten("b", 1)
+    assert h.record("e", 0, 0.95, (ord("e"),)) == [0]  # rung 1 decided: e, b, c
+    assert h.promoted[0] == ["e", "b", "c"] and h.take_certain() == []
+    h.record("e", 1, 0.85, (ord("e"),))  # 1 to come at rung 2, which keeps 2: e (0 above) is certain
+    assert h.take_certain() == ["e"] and not h.certain("b", 1)
+    assert h.record("c", 1, 0.1, (ord("c"),)) == [1] and h.promoted[1] == ["e", "b"]
 
 
 def test_beaten_and_displaced_worked_by_hand():
