@@ -67,14 +67,10 @@ class Halving:
     the next rung, and so on. A decision reads only the values at its rung, so it is the same
     whatever order the values arrive in, on any number of workers.
 
-    Ranking: higher value first; a value that is not finite (a diverged or failed trial) ranks
-    last and never goes on; equal values are ordered by the trial's `key` (its position in the
-    grid: smaller hidden size, then smaller learning rate, then smaller L2 first).
-
-    Before a rung is complete, a trial can already be certain either way: `beaten` once keep(j)
-    recorded values rank above it, `certain` once fewer than keep(j) would rank above it even if
-    every value still to come did. Either stays so whatever comes, so acting on it early (a
-    trial stopped, or sent on without waiting) gives the decisions the complete rung gives."""
+    Ranking: higher value first; a non-finite value (diverged, failed) last and never on; ties
+    by the trial's `key`, its grid position (smaller hidden size, learning rate, L2 first). A
+    trial can be sure either way before its rung is complete (`beaten`, `certain`); acting on
+    that early (stopping it, or sending it on) decides as the complete rung does."""
 
     def __init__(self, n_trials: int, rungs, reduction_factor: int):
         if n_trials < 1 or reduction_factor < 2:
@@ -89,8 +85,7 @@ class Halving:
         # rung index -> the rank keys of the values recorded there, best first: how many beat a
         # trial is asked at every report, before the rung is complete
         self._ranked: list[list[tuple]] = [[] for _ in self.rungs]
-        # rung index -> the trials certain to go on from it before it is complete (`certain`), and
-        # those that became so since take_certain() was last asked
+        # rung index -> trials certain to go on before it is complete; those new since take_certain
         self._certain: list[set[str]] = [set() for _ in self.rungs]
         self._newly_certain: list[str] = []
 
@@ -103,8 +98,7 @@ class Halving:
         return None
 
     def entered(self, tid: str, j: int) -> bool:
-        """Whether `tid` is among the trials that compete at rung j (also when it is certain to go
-        on from rung j - 1 before that rung is complete)."""
+        """Whether `tid` competes at rung j (or is certain to, before rung j - 1 is complete)."""
         return (j == 0 or (j - 1 < len(self._promoted) and tid in self._promoted[j - 1])
                 or tid in self._certain[j - 1])
 
@@ -146,13 +140,11 @@ class Halving:
         return k is not None and bisect.bisect_left(self._ranked[j], rank) >= k
 
     def certain(self, tid: str, j: int) -> bool:
-        """Whether `tid` is certain to go on from rung j before the rung is complete: fewer than
-        keep(j) trials rank above it there, counting every value still to come as above it."""
+        """Whether `tid` goes on from rung j whatever the values still to come there."""
         return tid in self._certain[j]
 
     def take_certain(self) -> list[str]:
-        """The trials that became certain to go on (`certain`) since this was last asked."""
-        newly, self._newly_certain = self._newly_certain, []
+        newly, self._newly_certain = self._newly_certain, []  # certain since last asked
         return newly
 
     def displaced(self, j: int) -> str | None:
@@ -194,18 +186,13 @@ class Halving:
         return decided
 
     def _note_certain(self, j: int, candidates) -> None:
-        """Add to rung j's certain trials those of `candidates` now among them. They are always
-        the best c = keep(j) - (values still to come) finite values recorded there, and only grow:
-        a record adds one to c, and so at most one trial, either the one recorded or the one at
-        place c."""
+        """Add to rung j's certain trials those of `candidates` now among them: always the best
+        c = keep(j) - (values still to come) finite values there. A record adds one to c, so at
+        most one trial: the one recorded or the one at place c."""
         k = self.keep(j)
-        if k is None:
-            return
         ranked, known = self._ranked[j], self._certain[j]
-        c = min(k - (self.entrants(j) - len(self.values[j])), len(ranked))
-        if c <= 0:
-            return
-        for tid in (*candidates, ranked[c - 1][-1]):
+        c = 0 if k is None else min(k - (self.entrants(j) - len(self.values[j])), len(ranked))
+        for tid in (*candidates, ranked[c - 1][-1]) if c > 0 else ():
             rank = self._rank((tid, self.values[j][tid]))
             if tid not in known and rank[0] != math.inf and bisect.bisect_left(ranked, rank) < c:
                 known.add(tid)
@@ -235,8 +222,7 @@ class Halving:
         rows = []
         for j, r in enumerate(self.rungs):
             decided = j < len(self.promoted)
-            stopped = sum(1 for t, v in self.values[j].items() if math.isfinite(v) and t not in self._promoted[j]) \
-                if decided else None
+            stopped = sum(math.isfinite(v) and t not in self._promoted[j] for t, v in self.values[j].items()) if decided else None
             rows.append({"rung": r, "entered": len(self.values[j]),
                          "went_on": len(self.promoted[j]) if decided else None, "stopped": stopped,
                          "cutoff": self.cutoff(j)})

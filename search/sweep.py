@@ -32,7 +32,8 @@ from .cluster import (check_cluster_code, check_storage, cluster_address, cluste
 from .errors import SweepError, SweepHalted
 from .progress import Progress
 from .ray_api import BasicVariantGenerator, ray, tune
-from .scheduler import HalvingScheduler, QueuedASHA, QueuedFIFO
+from .queues import QueuedASHA, QueuedFIFO
+from .scheduler import HalvingScheduler
 from .trainable import Shared, train_mlp
 
 
