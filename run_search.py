@@ -171,7 +171,8 @@ def print_findings(run) -> None:
     failed = int((results[T.STATUS] == T.Status.ERROR).sum())
     if failed:
         print("note: " + failed_note(failed))
-    for note in T.edge_advice(results, run.settings):
+    print_rounds(run.path, run.settings, results, "text")
+    for note in notes(run.path, run.settings, results):
         print("note: " + note)
     if run.retrained is not None:
         print(run.retrained.summary())
@@ -247,11 +248,31 @@ def cmd_show(args) -> int:
             raise CliError(str(e), EXIT_USAGE) from None
         print(format_table(top, args.format))
         if args.format in ("text", "markdown"):
+            print_rounds(args.run_dir, sweep, results, args.format)
             print_importance(args.run_dir, results, args.format)
     if args.format in ("text", "markdown"):
-        for note in T.edge_advice(results, sweep):
+        for note in notes(args.run_dir, sweep, results):
             print(("\n> " if args.format == "markdown" else "\nnote: ") + note)
     return 0
+
+
+def print_rounds(run_dir, sweep, results, fmt: str) -> None:
+    """The rounds of --extend-edges (results.rounds), for a sweep that ran with it."""
+    from results import rounds
+
+    if rounds.extends(sweep):
+        print("\nrounds of --extend-edges (round 0: the grid given):")
+        print(format_table(rounds.rounds_frame(run_dir, results), fmt))
+
+
+def notes(run_dir, sweep, results) -> list[str]:
+    """What a finished run's reader should know: where the best sits on the grid's edge, and
+    whether rounds of --extend-edges ran out there."""
+    from results import rounds
+    from results import table as T
+
+    said = rounds.rounds_note(run_dir, sweep, results)
+    return T.edge_advice(results, sweep) + ([said] if said else [])
 
 
 def print_importance(run_dir, results, fmt: str) -> None:

@@ -30,6 +30,8 @@ STOPPED_AT_RUNG = "stopped_at_rung"
 NODE_ID = "node_id"
 BLAS_THREADS = "blas_threads"
 ENDED_AT = "ended_at"
+# The --extend-edges round that added the trial (0: the grid given); only in a sweep that extends.
+ROUND = "round"
 
 
 

@@ -21,7 +21,7 @@ from .columns import EPOCHS, STATUS, TRIAL_ID, Status
 # One line per value recorded at a rung, appended before the decision is returned: what a resumed
 # sweep's scheduler reads back (Tune restores the trials, not a scheduler's state), and what the
 # per-rung view is computed from.
-RUNG_LOG = "rungs.jsonl"
+RUNG_LOG = "rungs.jsonl"  # a later round of --extend-edges keeps its own (edges.rung_log)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from mlp_core.files import atomic_write
 from mlp_core.model import Params
 
-from .table import (HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, TRIAL_ID, Status,
+from .table import (EPOCHS, HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, TRIAL_ID, Status,
                     VAL_ACCURACY, best_trial, pivot)
 
 SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
@@ -86,7 +86,9 @@ CELLS_WITH_VALUES = (30, 15)
 def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     """Best validation accuracy over learning rate x L2, one panel per hidden size, values written
     in the cells (in %) while they fit; cells of trials whose loss blew up say "diverged" (grey
-    in a grid too large for words). The best trial's cell is framed in red."""
+    in a grid too large for words). A trial stopped early is hatched, and its cell says how many
+    epochs it ran: its value is the accuracy at the point it reached, not after the full budget.
+    The best trial's cell is framed in red."""
     tables = pivot(results)
     sizes = sorted(tables)
     lrs = sorted(results[LEARNING_RATE].unique())
@@ -108,13 +110,19 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     chosen = best_trial(results) if len(finite) else None
     diverged = set(map(tuple, results.loc[results[STATUS] == Status.DIVERGED, [HIDDEN_SIZE, LEARNING_RATE, L2]]
                        .itertuples(index=False)))
+    early = results[results[STATUS] == Status.STOPPED_EARLY]
+    stopped = {(h, lr, l2): e for h, lr, l2, e in early[[HIDDEN_SIZE, LEARNING_RATE, L2, EPOCHS]].itertuples(index=False)}
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgray")
     image = None
     for ax, h in zip(axes, sizes):
         grid = tables[h].reindex(index=lrs, columns=l2s).to_numpy(dtype=float)
         image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+        for (sh, lr, l2), _ in stopped.items():
+            if sh == h:
+                ax.add_patch(Rectangle((l2s.index(l2) - 0.5, lrs.index(lr) - 0.5), 1, 1, fill=False,
+                                       hatch="///", edgecolor="white", linewidth=0, alpha=0.35))
         if words:
-            _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen)
+            _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen, stopped)
         if chosen is not None and chosen[HIDDEN_SIZE] == h:
             i, j = lrs.index(chosen[LEARNING_RATE]), l2s.index(chosen[L2])
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
@@ -127,12 +135,14 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
         row[0].set_ylabel("learning_rate")
     cbar = fig.colorbar(image, ax=list(axes), shrink=0.9)
     cbar.set_label("best validation accuracy")
-    fig.suptitle("Best validation accuracy (%) over learning rate x L2" if words else
-                 "Best validation accuracy over learning rate x L2 (grey: diverged; red: the best)")
+    fig.suptitle("Validation accuracy (%) at the point each trial reached: its best epoch; hatched, stopped "
+                 "early after the epochs written (ep)" if words else
+                 "Validation accuracy at the point each trial reached (hatched: stopped early; grey: "
+                 "diverged; red: the best)")
     return fig
 
 
-def _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen) -> None:
+def _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen, stopped) -> None:
     best = chosen[VAL_ACCURACY] if chosen is not None else None
     for i in range(len(lrs)):
         for j in range(len(l2s)):
@@ -140,8 +150,10 @@ def _write_cells(ax, grid, h, lrs, l2s, vmin, vmax, diverged, chosen) -> None:
             if np.isfinite(v):
                 color = "black" if v > vmin + 0.6 * (vmax - vmin) else "white"
                 weight = "bold" if best is not None and v == best else "normal"
-                ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=8,
-                        color=color, weight=weight)
+                ran = stopped.get((h, lrs[i], l2s[j]))
+                ax.text(j, i, f"{100 * v:.1f}" + (f"\n{ran:g} ep" if ran is not None else ""),
+                        ha="center", va="center", fontsize=8 if ran is None else 6.5, color=color,
+                        weight=weight, linespacing=0.9)
             elif (h, lrs[i], l2s[j]) in diverged:
                 ax.text(j, i, "diverged", ha="center", va="center", fontsize=7, color="dimgray")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlp_core.files import atomic_write
 
-from . import effects, halving
+from . import effects, halving, rounds
 from . import table as T
 from .settings import AXES, shown_value
 from .export import MODEL_JSON, read_model_json
@@ -73,7 +73,14 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
         parts.append(f"<h2>Failed trials</h2><p>{esc(failed_note(len(failed)))}</p>")
         parts.append(failed[[T.TRIAL_ID, *T.HYPERPARAMETERS, T.EPOCHS]].to_html(
             index=False, float_format=lambda v: f"{v:g}", border=0, classes="trials", na_rep=""))
-    advice = T.edge_advice(results, sweep)
+    if rounds.extends(sweep):
+        parts.append("<h2>Rounds of --extend-edges</h2><p>Round 0 is the grid given; each later "
+                     "round added the value beyond each edge the best sat on and searched the new "
+                     "points of the full grid with the same early stopping.</p>")
+        parts.append(rounds.rounds_frame(run_dir, results).to_html(
+            index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
+    note = rounds.rounds_note(run_dir, sweep, results)
+    advice = T.edge_advice(results, sweep) + ([note] if note else [])
     if advice:
         parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
     if halving.sweep_rungs(sweep):
@@ -114,7 +121,7 @@ def failed_note(n: int) -> str:
 
 
 def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
-    """The summary list: settings, grid, trial counts, the best trial, the retrained model."""
+    """The summary list: settings, grid, trial counts, the best trial, the exported model."""
     counts = T.counts(results)
     best = T.best_trial(results)
     parts = ["<h2>Summary</h2><ul>",
@@ -131,7 +138,7 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
     if model_json.exists():
         meta = read_model_json(model_json)
         dataset = (meta.get("dataset") or {}).get("name", "?")
-        parts.append(f"<li>retrained model ({esc(dataset)}): test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
+        parts.append(f"<li>exported model, trial {esc(meta.get('trial_id'))} ({esc(dataset)}): test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
                      f"test_loss {num(meta.get('test_loss'), '.4f')} (best epoch "
                      f"{esc(meta.get('best_epoch'))}); files in <code>{esc(BEST_DIR)}/</code></li>")
     return parts + ["</ul>"]

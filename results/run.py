@@ -13,7 +13,7 @@ import pandas as pd
 
 from mlp_core.model import Params
 
-from . import effects
+from . import effects, rounds
 from . import table as T
 from .export import load_model
 from .finalist import export_chosen
@@ -64,13 +64,18 @@ class Run:
         """Per rung of early stopping: trials entered, went on, stopped there, and the cutoff."""
         return T.rungs_frame(self.path, self.settings, self.results, self.history, self.partial)
 
+    def rounds(self) -> pd.DataFrame:
+        """Per round of --extend-edges (0: the grid given): the values it added, its trials and
+        trial-epochs, and the best validation accuracy after it, with its configuration."""
+        return rounds.rounds_frame(self.path, self.results)
+
     def importance(self) -> pd.DataFrame | None:
         """The share of the variance of validation accuracy, at the furthest point every trial
         reached, explained by each hyperparameter and each pair (None for an incomplete grid)."""
         return effects.importance_at_common_point(self.results, self.history, self.partial)[1]
 
     def model(self) -> tuple[Params, dict]:
-        """The retrained best model's weights (float32 W1, b1, W2, b2) and model.json."""
+        """The exported model's weights (float32 W1, b1, W2, b2) and model.json."""
         return load_model(self.path / BEST_DIR)
 
 

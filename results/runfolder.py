@@ -19,6 +19,7 @@ import numpy as np
 from mlp_core.model import ModelFileError
 from mlp_core.train import Trainer
 
+from .edges import read_rounds
 from .errors import SweepError
 from .table import STATE_FILE, SWEEP_FILE
 
@@ -87,21 +88,28 @@ def absolute_storage(storage: str | None) -> str | None:
     return storage
 
 
-def tune_location(run_dir: Path, storage: str | None) -> tuple[str, str]:
+def tune_location(run_dir: Path, storage: str | None, round_: int = 0) -> tuple[str, str]:
     """(storage_path, experiment name) for Tune: RUN_DIR/tune by default, STORAGE/NAME with
-    --storage (a path every node shares, or a URI such as s3://bucket/prefix)."""
+    --storage (a path every node shares, or a URI such as s3://bucket/prefix); a later round of
+    --extend-edges has its own experiment beside it, NAME-round1 and so on."""
+    suffix = f"-round{round_}" if round_ else ""
     if storage:
-        return storage.rstrip("/"), run_dir.name
-    return str(run_dir), TUNE_DIR
+        return storage.rstrip("/"), run_dir.name + suffix
+    return str(run_dir), TUNE_DIR + suffix
 
 
 def trial_folder(run_dir: Path, storage: str | None, trial_id: str) -> Path | None:
-    """A trial's folder among Tune's (TRIALNAME_<trial id>_<index>_<date>), where its checkpoints
-    are; None where there is none, or the storage is not a local path."""
-    storage_path, name = tune_location(Path(run_dir), storage)
-    if "://" in storage_path or not re.fullmatch(r"[0-9A-Za-z_-]+", str(trial_id)):
+    """A trial's folder among Tune's (TRIALNAME_<trial id>_<index>_<date>), in any round's
+    experiment, where its checkpoints are; None where there is none, or the storage is not a
+    local path."""
+    if not re.fullmatch(r"[0-9A-Za-z_-]+", str(trial_id)):
         return None
-    found = [p for p in Path(storage_path, name).glob(f"*_{trial_id}_*") if p.is_dir()]
+    found = []
+    for r in range(1 + len(read_rounds(run_dir))):
+        storage_path, name = tune_location(Path(run_dir), storage, r)
+        if "://" in storage_path:
+            return None
+        found += [p for p in Path(storage_path, name).glob(f"*_{trial_id}_*") if p.is_dir()]
     return found[0] if len(found) == 1 else None
 
 

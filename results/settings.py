@@ -183,6 +183,13 @@ SETTINGS = (
     Setting("partial_val", "scaled", choice("scaled", "full"),
             "validation at a rung inside the first epoch: scaled, on that fraction of the "
             "validation set, a fixed subset; full, on all of it"),
+    # Following the grid's edge (results/edges.py): rounds after the grid's sweep, each adding the
+    # value beyond every edge the best sits on; hidden sizes added no larger than max_hidden.
+    Setting("extend_edges", 0, whole(lambda v: v >= 0, "must be 0 (off) or a positive number of rounds"),
+            "after the grid, rounds that extend each axis whose best value is at the grid's edge",
+            "0, off"),
+    Setting("max_hidden", 4096, whole(lambda v: v >= 1, "must be a positive integer"),
+            "largest hidden size --extend-edges may add"),
     Setting("cpus_per_trial", 1, whole(lambda v: v >= 1, "must be a positive integer"),
             "CPUs (and BLAS threads) per trial", placement=True),
     Setting("max_concurrent", 0, whole(lambda v: v >= 0, "must be 0 (no limit) or positive"), "most trials at once",

@@ -32,6 +32,8 @@ class SweepSpec:
     reduction_factor: int = _DEFAULT["reduction_factor"]
     rungs: tuple = _DEFAULT["rungs"]
     partial_val: str = _DEFAULT["partial_val"]
+    extend_edges: int = _DEFAULT["extend_edges"]
+    max_hidden: int = _DEFAULT["max_hidden"]
     cpus_per_trial: int = _DEFAULT["cpus_per_trial"]
     max_concurrent: int = _DEFAULT["max_concurrent"]
     address: str | None = _DEFAULT["address"]

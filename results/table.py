@@ -18,10 +18,10 @@ import pandas as pd
 from mlp_core.files import atomic_write
 from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY,
                             TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
-from . import halving, settings
+from . import edges, halving, settings
 from .columns import (BEST_EPOCH, BLAS_THREADS, ENDED_AT, EPOCHS, HISTORY_FILE,  # noqa: F401
                       JOURNAL_FILE, NODE_ID, PARTIAL_FILE, RESULTS_FILE, STATUS, STOPPED_AT_RUNG,
-                      STATE_FILE, SWEEP_FILE, TRIAL_ID, Status)
+                      ROUND, STATE_FILE, SWEEP_FILE, TRIAL_ID, Status)
 from .schema import SWEEP_FIELDS, read_json
 
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared
@@ -247,18 +247,19 @@ def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
     notes = []
     for axis in settings.AXES:
         hp, flag = axis.column, axis.flag
-        values = sorted(set((sweep or {}).get(axis.name) or results[hp].tolist()))
+        # the grid given and what rounds of --extend-edges added (in the table)
+        values = sorted(set((sweep or {}).get(axis.name) or ()) | set(results[hp].tolist()))
         if len(values) < 2:
             continue
         v = best[hp]
         if v == values[-1]:
-            suggestion = values[-1] * 2 if hp == HIDDEN_SIZE else values[-1] * (values[-1] / values[-2])
+            suggestion = edges.beyond(hp, values, upward=True)
             notes.append(f"The best {hp} ({_fmt(v)}) is the largest value searched: the optimum may "
                          f"lie above it; consider extending {flag} upward (e.g. {_fmt(suggestion)}).")
         elif v == values[0]:
-            if hp == L2 and v == 0:
+            suggestion = edges.beyond(hp, values, upward=False)
+            if suggestion is None:  # L2 at 0, a hidden size of 1
                 continue
-            suggestion = values[0] // 2 if hp == HIDDEN_SIZE else values[0] / (values[1] / values[0])
             notes.append(f"The best {hp} ({_fmt(v)}) is the smallest value searched: the optimum may "
                          f"lie below it; consider extending {flag} downward (e.g. {_fmt(suggestion)}).")
     return notes

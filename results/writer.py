@@ -16,7 +16,7 @@ import numpy as np
 
 from mlp_core.files import append_line, atomic_write
 
-from .table import (BEST_EPOCH, EPOCH, EPOCHS, HISTORY_COLUMNS, JOURNAL_FILE, RESULTS_COLUMNS,
+from .table import (BEST_EPOCH, EPOCH, EPOCHS, HISTORY_COLUMNS, JOURNAL_FILE, RESULTS_COLUMNS, ROUND,
                     STOPPED_AT_RUNG, TRIAL_ID, epoch_value)
 
 
@@ -90,9 +90,12 @@ def _as_written(column: str, value):
     return value
 
 
-def write_results(rows: list[dict], path: str | os.PathLike, cache: dict | None = None) -> None:
-    """results.csv from results rows, ordered by trial id."""
-    write_rows_atomic(sorted(rows, key=lambda r: str(r[TRIAL_ID])), RESULTS_COLUMNS, path, cache)
+def write_results(rows: list[dict], path: str | os.PathLike, cache: dict | None = None,
+                  rounds: bool = False) -> None:
+    """results.csv from results rows, ordered by trial id; with `rounds` (a sweep that extends
+    its grid) also each trial's round."""
+    columns = RESULTS_COLUMNS + [ROUND] if rounds else RESULTS_COLUMNS
+    write_rows_atomic(sorted(rows, key=lambda r: str(r[TRIAL_ID])), columns, path, cache)
 
 
 def write_history(rows: list[dict], path: str | os.PathLike, cache: dict | None = None) -> None:

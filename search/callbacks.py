@@ -19,6 +19,7 @@ from mlp_core.files import DiskFull
 from mlp_core.train import DIVERGED, EPOCH, MID_EPOCH, VAL_ACCURACY
 from results import table as T
 from results import writer as W
+from results.edges import rung_log
 from results.halving import RUNG_LOG, stopped_at
 from results.runfolder import epoch_states, trial_folder
 
@@ -49,9 +50,11 @@ class RunRecorder(Callback):
     def __reduce__(self):
         return _live, ("recorder", str(self.run_dir))
 
-    def __init__(self, run_dir: Path, epochs: int, storage: str | None = None):
+    def __init__(self, run_dir: Path, epochs: int, storage: str | None = None, rounds: bool = False):
         self.run_dir = Path(run_dir)
         self.epochs = epochs
+        # With --extend-edges: results.csv gives each trial's round, the one running now
+        self.rounds, self.round, self.rung_log = rounds, 0, RUNG_LOG
         self.storage = storage  # --storage, where the trials' folders are (None: RUN_DIR/tune)
         # The best finished trial so far (its rank key, id and folder): the one trial whose
         # checkpoints keep their weights, so that the chosen trial is exported as it was trained.
@@ -79,6 +82,11 @@ class RunRecorder(Callback):
         self._journal = W.open_journal(self.run_dir)  # appended to as trials end (T.JOURNAL_FILE)
         self.write()  # the tables exist from the start, and hold the journal of a driver before
         _LIVE[("recorder", str(self.run_dir))] = self
+
+    def start_round(self, round_: int) -> None:
+        """The trials that end from now on are of this round of --extend-edges, decided by its
+        halving record."""
+        self.round, self.rung_log = round_, rung_log(round_)
 
     # -- state from an earlier, interrupted driver ----------------------------------------------
     def _load_existing(self):
@@ -196,10 +204,12 @@ class RunRecorder(Callback):
         config = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         history = list(self.history.get(tid, {}).values())
         partial = list(self.partial.get(tid, {}).values())
-        halving = LIVE.get(str(self.run_dir / RUNG_LOG))  # None: no halving, or ASHA
+        halving = LIVE.get(str(self.run_dir / self.rung_log))  # None: no halving, or ASHA
         row = T.summarise_trial(tid, config, status, history, self.nodes.get(tid),
                                 self.threads.get(tid), partial,
                                 stopped_at(halving, tid) if halving is not None else None)
+        if self.rounds:
+            row[T.ROUND] = self.round
         self.rows[tid] = row
         self.counts[status] += 1
         with halting_when_full():
@@ -222,7 +232,7 @@ class RunRecorder(Callback):
         if partial or (self.run_dir / T.PARTIAL_FILE).exists():
             W.write_history(partial, self.run_dir / T.PARTIAL_FILE, self._formatted[T.PARTIAL_FILE])
         W.write_results(list(self.rows.values()), self.run_dir / T.RESULTS_FILE,
-                        self._formatted[T.RESULTS_FILE])
+                        self._formatted[T.RESULTS_FILE], self.rounds)
         if self._journal is not None:  # everything in it is in the tables now
             self._journal.truncate(0)
         self._last_write = time.monotonic()

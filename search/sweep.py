@@ -7,29 +7,29 @@ sweep (results/).
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import gc
 import logging
+import math
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
 from mlp_core.files import FULL, DiskFull
 from mlp_core.train import EPOCH, VAL_ACCURACY
-from results import settings, space
+from results import edges, settings, space
 from results import table as T
-from results.halving import RUNG_LOG
-from results.runfolder import (LOCK_FILE, absolute_storage, check_run_folder,
-                               create_run_folder, take_folders, tune_location)
+from results.edges import describe, rung_log
+from results.runfolder import (absolute_storage, check_run_folder,
+                               tune_location)
 from results.spec import SweepSpec
 
 from .callbacks import RunRecorder
 from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,
                       interrupts_kept, start_ray, stop_ray)
 from .errors import SweepError, SweepHalted
+from .prepare import claim_run_folder, load_checked_data
 from .progress import Progress
 from .ray_api import BasicVariantGenerator, ray, tune
 from .queues import QueuedASHA, QueuedFIFO
@@ -52,7 +52,7 @@ def searcher_limit(spec: SweepSpec, started: bool) -> int:
     return 0 if started or spec.scheduler == "halving" else spec.max_concurrent
 
 
-def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None):
+def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None, round_: int = 0):
     """The spec's early stopping: deterministic successive halving (its decisions logged in the
     run folder for a resume), Ray's own ASHA (rungs: the first of --rungs times powers of the
     reduction factor; timing-dependent, see README), or none."""
@@ -62,7 +62,7 @@ def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None):
         return QueuedASHA(time_attr=EPOCH, max_t=spec.epochs, grace_period=min(spec.rungs[0], spec.epochs),
                              reduction_factor=spec.reduction_factor)
     return HalvingScheduler(n_trials, spec.rungs, spec.epochs, spec.reduction_factor,
-                            log_path=run_dir / RUNG_LOG if run_dir else None)
+                            log_path=run_dir / rung_log(round_) if run_dir else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,21 +106,14 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
             raise KeyboardInterrupt
         check_where(spec, storage_path, stream)  # before anything is written
         locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name)
-        recorder = RunRecorder(run_dir, spec.epochs, spec.storage)
-        progress = Progress(recorder, len(configs), stream=stream)
+        recorder = RunRecorder(run_dir, spec.epochs, spec.storage, rounds=spec.extend_edges > 0)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
               f"{at_a_time(spec, started)}" + (f" (resuming: {len(recorder.rows)} done)" if resume else ""),
               file=stream, flush=True)
-        tuner = build_tuner(spec, data, configs, run_dir, f"{storage_path}/{tune_name}", resume,
-                            [recorder, progress], searcher_limit(spec, started), verbose)
-        del data  # in Ray's object store now: the driver's own copy is not needed while it runs
-        disk_full = fit_until_full(tuner, verbose)
-        # Tune's trials and their kept results are garbage now, much of it in reference cycles
-        # that Python's collector would reach only later: freed here, the work after the sweep
-        # (tables, plots, report) reuses their memory instead of adding to the driver's peak.
-        del tuner
-        gc.collect()
+        held, data = [data], None  # fit_rounds drops it once no round needs it
+        disk_full, total, complete = fit_rounds(spec, held, configs, run_dir, resume, recorder,
+                                                searcher_limit(spec, started), verbose, stream)
     finally:
         if started:
             stop_ray()
@@ -132,8 +125,61 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     recorder.write()
     recorder.close()
     finished = len(recorder.rows)
-    return SweepOutcome(run_dir, len(configs), finished, finished < len(configs),
+    return SweepOutcome(run_dir, total, finished, not complete,
                         time.monotonic() - t0, recorder.peak_paused, locks)
+
+
+def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, resume: bool,
+               recorder: RunRecorder, searcher_max: int, verbose: bool, stream):
+    """Fit the grid's trials, then (--extend-edges) each round that extends it, one Tune
+    experiment each, skipping those a resume finds complete. `held` holds the data (emptied
+    once it is in Ray's object store and no round will need it again). Returns (a full disk or None, the
+    trials of the rounds run, whether every one finished)."""
+    round_, total, disk_full = 0, 0, None
+    while True:
+        if round_:
+            planned = plan_round(run_dir, spec, round_, recorder)
+            if planned is None:
+                break
+            added, configs = planned
+            print(f"round {round_} of --extend-edges: {describe(added)}: {len(configs)} more trials",
+                  file=stream, flush=True)
+        total += len(configs)
+        done = {settings.grid_key(r) for r in recorder.rows.values()}
+        if not all(settings.grid_key(c) in done for c in configs):
+            recorder.start_round(round_)
+            storage_path, tune_name = tune_location(run_dir, spec.storage, round_)
+            tune_path = f"{storage_path}/{tune_name}"
+            again = resume if round_ == 0 else tune.Tuner.can_restore(tune_path)
+            tuner = build_tuner(spec, held[0], configs, run_dir, tune_path, again,
+                                [recorder, Progress(recorder, total, stream=stream)], searcher_max,
+                                verbose, round_)
+            if not spec.extend_edges:
+                held.clear()  # in Ray's object store now: the driver's own copy is not needed
+            disk_full = fit_until_full(tuner, verbose)
+            # Tune's trials and their kept results are garbage now, much of it in reference
+            # cycles that Python's collector would reach only later: freed here, the work after
+            # the sweep reuses their memory instead of adding to the driver's peak.
+            del tuner
+            gc.collect()
+            done = {settings.grid_key(r) for r in recorder.rows.values()}
+            if disk_full is not None or not all(settings.grid_key(c) in done for c in configs):
+                return disk_full, total, False
+        round_ += 1
+        if round_ > spec.extend_edges:
+            break
+    return None, total, True
+
+
+def plan_round(run_dir: Path, spec: SweepSpec, round_: int, recorder: RunRecorder):
+    """Round `round_`'s values and new grid points (edges.plan_round), from the best finished
+    trial so far, in the sweep's seeded order."""
+    best = min(recorder.rows.values(), key=lambda r: T.rank_key(r) or (math.inf,), default=None)
+    if best is None or T.rank_key(best) is None:
+        return None
+    axes = {s.name: list(getattr(spec, s.name)) for s in settings.AXES}
+    planned = edges.plan_round(run_dir, axes, round_, best, spec.max_hidden)
+    return planned and (planned[0], space.shuffled(planned[1], spec.seed))
 
 
 def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
@@ -183,50 +229,8 @@ def disk_full_in(e: BaseException) -> DiskFull | None:
     return None
 
 
-def load_checked_data(spec: SweepSpec, resume: bool):
-    """The sweep's dataset, split by its seed; SweepError when the split leaves too few
-    validation images, the batch outgrows the training set, or a resume finds other data.
-    Records the data's folder and files' SHA-256 in `spec` for sweep.json."""
-    data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
-    if len(data.X_val) < N_CLASSES:
-        raise SweepError(f"--val-fraction: {spec.val_fraction} holds out {len(data.X_val)} of "
-                         f"{len(data.X_train) + len(data.X_val)} training images, fewer than the "
-                         f"{N_CLASSES} classes: validation accuracy would mean nothing")
-    if spec.batch_size > len(data.X_train):
-        raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
-                         f"({len(data.X_train)} images)")
-    if resume and spec.dataset_files:
-        changed = [r for r, f in data.files.items()
-                   if spec.dataset_files.get(r, {}).get("sha256") != f["sha256"]]
-        if changed:
-            raise SweepError(f"--resume: the dataset differs from the one the sweep started with "
-                             f"({', '.join(data.files[r]['path'] for r in changed)})")
-    spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
-    spec.dataset_files = data.files
-    return data
-
-
-def claim_run_folder(spec: SweepSpec, run_dir: Path, resume: bool, storage_path: str,
-                     tune_name: str) -> list:
-    """Create the run folder (a new sweep), take this driver's locks, write sweep.json (a new
-    sweep); a new folder is removed again when its lock cannot be had. Returns the locks."""
-    if not resume:
-        create_run_folder(run_dir)
-    try:
-        locks = take_folders(run_dir, storage_path, tune_name, resume)
-    except SweepError:
-        if not resume:  # the folder this call just made, holding only the lock file
-            (run_dir / LOCK_FILE).unlink(missing_ok=True)
-            run_dir.rmdir()
-        raise
-    if not resume:
-        T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
-                            run_dir / T.SWEEP_FILE)
-    return locks
-
-
 def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_path: str,
-                resume: bool, callbacks: list, searcher_max: int, verbose: bool):
+                resume: bool, callbacks: list, searcher_max: int, verbose: bool, round_: int = 0):
     """Tune's Tuner for the sweep, or the interrupted one restored from `tune_path`. The data
     and what every trial shares go once into Ray's object store (with_parameters); a trial's
     config is its grid point alone, one of a BasicVariantGenerator's, in the sweep's order."""
@@ -252,7 +256,7 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
         trainable,
         param_space={s.column: tune.choice(list(getattr(spec, s.name))) for s in settings.AXES},
         tune_config=tune.TuneConfig(
-            metric=VAL_ACCURACY, mode="max", scheduler=make_scheduler(spec, len(configs), run_dir),
+            metric=VAL_ACCURACY, mode="max", scheduler=make_scheduler(spec, len(configs), run_dir, round_),
             search_alg=BasicVariantGenerator(points_to_evaluate=configs,
                                              max_concurrent=searcher_max),
             num_samples=len(configs), reuse_actors=True),

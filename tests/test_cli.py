@@ -42,6 +42,7 @@ def test_run_writes_every_artefact(run):
                                           "epochs", "val_accuracy", "val_loss", "train_loss",
                                           "train_accuracy", "time_s", "node_id"]
     assert len(results) == 8 and results["trial_id"].is_unique
+    assert "round" not in results.columns and not (run_dir / "rounds.jsonl").exists()  # no --extend-edges
     hist = pd.read_csv(run_dir / "best/history.csv")
     assert list(hist.columns) == ["epoch", "train_loss", "train_accuracy", "val_loss",
                                   "val_accuracy", "test_loss", "test_accuracy"]

@@ -167,9 +167,18 @@ def test_search_heatmap_writes_values_in_cells():
     fig = plots.plot_search_heatmap(make_results())
     panels = [ax for ax in fig.axes if ax.get_title().startswith("hidden_size")]
     assert [ax.get_title() for ax in panels] == ["hidden_size = 64", "hidden_size = 128"]
-    texts = {t.get_text() for t in panels[1].texts}
+    texts = {t.get_text().split("\n")[0] for t in panels[1].texts}
     assert {"91.0", "97.0", "86.0"} <= texts
     assert any(t.get_text() == "diverged" for t in panels[1].texts)
+    # A trial stopped early says how far it ran, and its cell is hatched: its value is the
+    # accuracy at that point, not after the full budget (the caption says so).
+    results = make_results()
+    early = results[results["status"] == "stopped_early"]
+    labels = [t.get_text() for ax in panels for t in ax.texts if "ep" in t.get_text()]
+    assert len(labels) == len(early) and all(t.endswith(" ep") for t in labels)
+    hatched = [p for ax in panels for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == len(early)
+    assert "at the point each trial reached" in fig._suptitle.get_text()
 
 
 def test_a_heatmap_of_a_large_grid_stays_a_picture():

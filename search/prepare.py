@@ -1,0 +1,58 @@
+"""Before a sweep's trials run: its data loaded and checked against its settings (and, on a
+resume, against the data it started with), and its run folder claimed.
+
+Leaves out running the trials (sweep.py).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
+from results import table as T
+from results.runfolder import LOCK_FILE, create_run_folder, take_folders
+from results.spec import SweepSpec
+
+from .errors import SweepError
+
+
+def load_checked_data(spec: SweepSpec, resume: bool):
+    """The sweep's dataset, split by its seed; SweepError when the split leaves too few
+    validation images, the batch outgrows the training set, or a resume finds other data.
+    Records the data's folder and files' SHA-256 in `spec` for sweep.json."""
+    data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
+    if len(data.X_val) < N_CLASSES:
+        raise SweepError(f"--val-fraction: {spec.val_fraction} holds out {len(data.X_val)} of "
+                         f"{len(data.X_train) + len(data.X_val)} training images, fewer than the "
+                         f"{N_CLASSES} classes: validation accuracy would mean nothing")
+    if spec.batch_size > len(data.X_train):
+        raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
+                         f"({len(data.X_train)} images)")
+    if resume and spec.dataset_files:
+        changed = [r for r, f in data.files.items()
+                   if spec.dataset_files.get(r, {}).get("sha256") != f["sha256"]]
+        if changed:
+            raise SweepError(f"--resume: the dataset differs from the one the sweep started with "
+                             f"({', '.join(data.files[r]['path'] for r in changed)})")
+    spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
+    spec.dataset_files = data.files
+    return data
+
+
+def claim_run_folder(spec: SweepSpec, run_dir: Path, resume: bool, storage_path: str,
+                     tune_name: str) -> list:
+    """Create the run folder (a new sweep), take this driver's locks, write sweep.json (a new
+    sweep); a new folder is removed again when its lock cannot be had. Returns the locks."""
+    if not resume:
+        create_run_folder(run_dir)
+    try:
+        locks = take_folders(run_dir, storage_path, tune_name, resume)
+    except SweepError:
+        if not resume:  # the folder this call just made, holding only the lock file
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+            run_dir.rmdir()
+        raise
+    if not resume:
+        T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
+                            run_dir / T.SWEEP_FILE)
+    return locks
