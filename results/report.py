@@ -86,7 +86,8 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     if halving.sweep_rungs(sweep):
         parts.append(f"<h2>Early stopping ({esc(sweep['scheduler'])})</h2>"
                      "<p>Per rung (in epochs): the trials that competed there, how many went on, "
-                     "how many stopped there, and the lowest validation accuracy that went on.</p>")
+                     "how many stopped there, and the lowest validation accuracy that went on"
+                     + (", in the grid given (round 0)" if rounds.extends(sweep) else "") + ".</p>")
         parts.append(T.rungs_frame(run_dir, sweep, results, history, partial).to_html(
             index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
     point, shares = effects.importance_at_common_point(results, history, partial)
@@ -129,6 +130,9 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
              f"batch {esc(sweep['batch_size'])}, scheduler {esc(sweep['scheduler'])}, "
              f"seed {esc(sweep['seed'])}</li>",
              "<li>grid: " + ", ".join(f"{s.column} {esc(shown_value(sweep[s.name]))}" for s in AXES) + "</li>",
+             *(["<li>after the rounds of --extend-edges: " + ", ".join(
+                 f"{s.column} {esc(shown_value(sorted(results[s.column].unique().tolist())))}" for s in AXES)
+                + "</li>"] if rounds.extends(sweep) else []),
              f"<li>trials: {len(results)} ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
              f"trial-epochs run: {float(results[T.EPOCHS].astype(float).sum()):g}</li>",
              f"<li>best: trial {esc(best[T.TRIAL_ID])}, hidden_size {esc(best[T.HIDDEN_SIZE])}, "
