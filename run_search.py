@@ -236,7 +236,8 @@ def cmd_show(args) -> int:
         else:
             for h, t in tables.items():
                 t = t.reset_index()
-                t[T.LEARNING_RATE] = t[T.LEARNING_RATE].map(lambda v: f"{v:g}")  # as the grid gives it, not to 4 decimals
+                # as the grid gives it, not to 4 decimals
+                t[T.LEARNING_RATE] = t[T.LEARNING_RATE].map(lambda v: f"{v:g}")
                 t.columns = ["learning_rate \\ l2"] + [f"{c:g}" for c in t.columns[1:]]
                 print(f"hidden_size = {h}: best val_accuracy")
                 print(format_table(t, args.format, decimals=4))
@@ -295,11 +296,12 @@ def cmd_evaluate(args) -> int:
     r = evaluate_model(args.model_dir, args.data_dir, args.dataset)
     print(f"{r['dataset']} test set, {r['n']} images: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
     names = r["classes"]
-    print("per-class accuracy: " + "  ".join(f"{n}: {a:.3f}" for n, a in zip(names, r["per_class_accuracy"])))
+    print("per-class accuracy: "
+          + "  ".join(f"{n}: {a:.3f}" for n, a in zip(names, r["per_class_accuracy"], strict=True)))
     print("confusion matrix (rows: true class, columns: predicted):")
     width = max(5, *(len(n) for n in names))
     print(" " * (width + 1) + " ".join(f"{n:>{width}}" for n in names))
-    for n, row in zip(names, r["confusion_matrix"]):
+    for n, row in zip(names, r["confusion_matrix"], strict=True):
         print(f"{n:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
     print(f"confusion matrix image: {r['png']}")
     return 0

@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import ROOT, write_small_mnist
 from search.localcluster import LocalCluster, cluster_env
+
+from .common import ROOT, write_small_mnist
 
 GRID = ["--hidden", "128,256", "--lr", "0.001,0.005,0.01,0.05,0.1", "--l2", "0.001,0.01",
         "--epochs", "4", "--scheduler", "none", "--no-retrain"]

@@ -40,8 +40,8 @@ from threadpoolctl import threadpool_limits
 from mlp_core.train import TrainConfig, Trainer
 
 from .bench_mlp import SIZES
-from .common import training_data
 from .bench_ops import B
+from .common import training_data
 from .flops import FLOPS_PER_IMAGE_PER_H, validation_per_training_flop
 
 N_TRAIN, N_VAL = 48000, 12000  # full Fashion-MNIST's split, the sweep's data

@@ -6,7 +6,8 @@ Leaves out correctness (the tests). Usage:
     python -m benchmarks.bench_peers --dataset mnist-small            # every peer on the full grid
     python -m benchmarks.bench_peers --dataset fashion-mnist --subset 2
     python -m benchmarks.bench_peers --dataset fashion-mnist --subset 2 --peers 1,4 --best-pair 0.1,0.001
-Peers: (1) this tool, defaults (successive halving, the chosen trial exported as trained); (2) this tool, --scheduler none; (3) the original
+Peers: (1) this tool, defaults (successive halving, the chosen trial exported as trained); (2) this
+tool, --scheduler none; (3) the original
 exercise, float64 NumPy, one trial after another (original_exercise.py); (4) scikit-learn
 GridSearchCV over MLPClassifier(solver="sgd", batch_size=256, momentum=0); (5) scikit-learn
 HalvingGridSearchCV with the same estimator. Needs the bench extra (scikit-learn).
@@ -43,7 +44,6 @@ import numpy as np
 
 from .common import write_small_mnist
 from .original_exercise import Float64MLP, search
-
 
 OURS = "1 this tool (default)"
 

@@ -12,7 +12,8 @@ overheads count against it. Wall time is the whole `run_sweep` call: data loadin
 and shutdown included. The GEMM rate is measured before and after the sweep and the higher of
 the two is used (the conservative choice: this machine's rate drifts by 20% within minutes).
 The JSON also gives where the time that is not training went: the seconds inside Tune's
-Tuner.fit and outside it (data loading, Ray's start and shutdown, the tables), the CPU seconds of the driver and of each of
+Tuner.fit and outside it (data loading, Ray's start and shutdown, the tables), the CPU seconds of the driver
+and of each of
 Ray's processes during the sweep (Linux), and the timeline read from history.csv; and
 each hidden size's median epoch as a share of one core's GEMM rate, and upper bounds on the
 efficiency (`ceilings`).
@@ -173,12 +174,13 @@ def main():
         print(json.dumps(timeline(args.timeline, len(ds.X_train), len(ds.X_val)), indent=2))
         return
 
-    from .common import tuner_fit_seconds
-    from .gemm import all_core_gemm_rate
-    from results import table as T
     from results import space
+    from results import table as T
     from results.runfolder import run_folder
     from search.sweep import SweepSpec, run_sweep
+
+    from .common import tuner_fit_seconds
+    from .gemm import all_core_gemm_rate
 
     rate_before = all_core_gemm_rate()
     print(f"all-core float32 GEMM rate: {rate_before:.1f} GFLOP/s", flush=True)

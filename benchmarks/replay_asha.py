@@ -11,7 +11,8 @@ trial-epochs; the real sweep ran 494.
 
 Leaves out Ray (nothing is trained). Usage:
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
-    python -m benchmarks.replay_asha FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] [--workers 2 16 64 256]
+    python -m benchmarks.replay_asha FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] \
+        [--workers 2 16 64 256]
 The second replays the default synchronous successive halving (results.halving decides, as in
 the sweep) at each worker count and says whether the decisions agree.
 Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
@@ -51,7 +52,7 @@ def load_grid(run_dir: Path, milestones) -> dict:
            for r in results.itertuples()}
     hidden = {tid: k[0] for k, tid in key.items()}
     acc = {(t, float(e)): v for frame in (history, partial)
-           for t, e, v in zip(frame["trial_id"], frame["epoch"], frame["val_accuracy"])}
+           for t, e, v in zip(frame["trial_id"], frame["epoch"], frame["val_accuracy"], strict=True)}
     if any((tid, e) not in acc for tid in hidden for e in range(1, max_t + 1)):
         raise SystemExit(f"{run_dir}: not a full grid (some trial lacks an epoch); run it with --scheduler none")
     # The points at which a trial reports: the rungs inside the first epoch, then every epoch.

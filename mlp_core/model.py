@@ -43,10 +43,10 @@ class Params:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in PARAM_NAMES}
 
-    def copy(self) -> "Params":
+    def copy(self) -> Params:
         return Params(*(getattr(self, n).copy() for n in PARAM_NAMES))
 
-    def astype(self, dtype) -> "Params":
+    def astype(self, dtype) -> Params:
         return Params(*(getattr(self, n).astype(dtype) for n in PARAM_NAMES))
 
     def is_finite(self) -> bool:

@@ -8,8 +8,8 @@ import json
 import math
 import numbers
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class TrainConfig:
                 raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -137,7 +137,7 @@ class Trainer:
         return None if "mid_epoch_counts" in state else int(state["epochs_done"])
 
     @classmethod
-    def from_state(cls, config: TrainConfig, state: dict[str, np.ndarray]) -> "Trainer":
+    def from_state(cls, config: TrainConfig, state: dict[str, np.ndarray]) -> Trainer:
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(str(state["rng_state"]))
         params = Params(*(np.array(state[k], dtype=np.float32) for k in ("W1", "b1", "W2", "b2")))
@@ -209,7 +209,8 @@ class Trainer:
         decay, mu = np.float32(1.0) - lr * l2, np.float32(self.config.momentum)
         p, v = self.params, self.velocity
         velocities = (v.W1, v.b1, v.W2, v.b2) if v is not None else (None,) * 4
-        for w, g, vel, weight in zip((p.W1, p.b1, p.W2, p.b2), grads, velocities, (True, False, True, False)):
+        decayed = (True, False, True, False)  # weights, not biases
+        for w, g, vel, weight in zip((p.W1, p.b1, p.W2, p.b2), grads, velocities, decayed, strict=True):
             if vel is None:
                 if weight and l2 != 0:
                     w *= decay
@@ -226,8 +227,7 @@ class Trainer:
         """One pass in a fresh seeded order; returns the running (train loss, accuracy),
         each batch measured just before its update (as Keras reports it), so the epoch costs
         no extra pass over the training set."""
-        for _, loss, acc in self.epoch_parts(X, y):
-            pass
+        *_, (_, loss, acc) = self.epoch_parts(X, y)  # the epoch's end, its last part
         return loss, acc
 
     def epoch_parts(self, X: np.ndarray, y: np.ndarray, fractions=()) -> Iterator[tuple[float, float, float]]:
@@ -262,9 +262,9 @@ class Trainer:
             # mode="clip" (the indices are a permutation, so always in range): with the default
             # "raise" NumPy gathers into a temporary and copies it to `out`, twice the time.
             np.take(X, idx, axis=0, out=Xb, mode="clip")
-            l, c = self.step(Xb, y[idx])
-            loss_sum += l
-            correct += c
+            batch_loss, batch_correct = self.step(Xb, y[idx])
+            loss_sum += batch_loss
+            correct += batch_correct
             seen += len(idx)
             if k in stops:
                 self.mid_epoch = {"rng_state": start_state, "batches": k, "correct": correct,

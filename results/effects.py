@@ -59,7 +59,8 @@ def importance(values: pd.DataFrame) -> pd.DataFrame | None:
     if len(values) != np.prod([len(a) for a in axes]):
         return None
     cube = np.full([len(a) for a in axes], np.nan)
-    index = [values[h].map({v: i for i, v in enumerate(a)}).to_numpy() for h, a in zip(HYPERPARAMETERS, axes)]
+    index = [values[h].map({v: i for i, v in enumerate(a)}).to_numpy()
+             for h, a in zip(HYPERPARAMETERS, axes, strict=True)]
     acc = values[VAL_ACCURACY].to_numpy(dtype=float)
     cube[tuple(index)] = np.where(np.isfinite(acc), acc, CHANCE)
     if np.isnan(cube).any():

@@ -13,6 +13,7 @@ from pathlib import Path
 from mlp_core.data import sha256_file
 from mlp_core.model import ModelFileError, Params, load_params, save_params
 
+from .onnx_export import write_onnx
 from .schema import MODEL_FIELDS, read_json
 from .table import write_json_atomic
 
@@ -32,22 +33,25 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def export_model(model_dir: str | Path, params: Params, meta: dict) -> Path:
-    """Write model.npz and model.json into model_dir (each atomically); returns the folder."""
+def export_model(model_dir: str | Path, params: Params, meta: dict) -> str | None:
+    """Write model.npz, model.onnx (onnx_export.py) and model.json into model_dir (each
+    atomically); returns why model.onnx was not written, or None."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     save_params(model_dir / MODEL_NPZ, params)
+    onnx_sha256, no_onnx = write_onnx(model_dir, params)
     doc = {"format": "mlp-sweep model v1", "input": INPUT_FORMAT,
            # the weights this file describes: a crash between the two writes, or a model.npz
            # copied from elsewhere, is caught on loading instead of mislabelled
            "model_npz_sha256": sha256_file(model_dir / MODEL_NPZ),
+           **({"model_onnx_sha256": onnx_sha256} if onnx_sha256 else {}),
            "arrays": {"W1": [784, params.hidden_size], "b1": [params.hidden_size],
                       "W2": [params.hidden_size, 10], "b2": [10]},
            "libraries": library_versions(),
            "exported_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            **meta}
     write_json_atomic(doc, model_dir / MODEL_JSON)
-    return model_dir
+    return no_onnx
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:

@@ -15,9 +15,9 @@ from mlp_core.model import PARAM_NAMES, Params, evaluate, params_from_arrays
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 
 from . import table as T
-from .retrain import (BEST_HISTORY_COLUMNS, RetrainOutcome, export_best, retrain,
-                      held_out_test_set, trial_threads)
+from .retrain import BEST_HISTORY_COLUMNS, RetrainOutcome, export_best, held_out_test_set, retrain, trial_threads
 from .runfolder import UNREADABLE, epoch_states, trial_folder
+
 
 def load_weights(path: Path) -> Params:
     with np.load(path, allow_pickle=False) as npz:

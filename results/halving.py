@@ -221,10 +221,10 @@ class Halving:
         there (a diverged or failed trial is neither), and the cutoff."""
         rows = []
         for j, r in enumerate(self.rungs):
-            decided = j < len(self.promoted)
-            stopped = sum(math.isfinite(v) and t not in self._promoted[j] for t, v in self.values[j].items()) if decided else None
-            rows.append({"rung": r, "entered": len(self.values[j]),
-                         "went_on": len(self.promoted[j]) if decided else None, "stopped": stopped,
+            on = self._promoted[j] if j < len(self.promoted) else None
+            rows.append({"rung": r, "entered": len(self.values[j]), "went_on": None if on is None else len(on),
+                         "stopped": None if on is None else sum(math.isfinite(v) and t not in on
+                                                                for t, v in self.values[j].items()),
                          "cutoff": self.cutoff(j)})
         return rows
 

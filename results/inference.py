@@ -120,9 +120,9 @@ def predict_files(model_dir: str | Path, files: list[str]) -> list[dict]:
     classes = class_names((meta.get("dataset") or {}).get("name"))
     images = [load_image(f) for f in files]
     inverted = [light_background(x) for x in images]  # shown to the model as MNIST draws them
-    X = np.stack([1 - x if inv else x for x, inv in zip(images, inverted)])
+    X = np.stack([1 - x if inv else x for x, inv in zip(images, inverted, strict=True)])
     proba = predict_proba(params, X)
     return [{"file": str(f), "digit": int(p.argmax()), "class": classes[int(p.argmax())],
              "probability": float(p.max()), "inverted": inv}
-            for f, p, inv in zip(files, proba, inverted)]
+            for f, p, inv in zip(files, proba, inverted, strict=True)]
 

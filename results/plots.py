@@ -19,8 +19,19 @@ from matplotlib.ticker import MaxNLocator
 from mlp_core.files import atomic_write
 from mlp_core.model import Params
 
-from .table import (EPOCHS, HIDDEN_SIZE, HYPERPARAMETERS, L2, LEARNING_RATE, STATUS, TRIAL_ID, Status,
-                    VAL_ACCURACY, best_trial, pivot)
+from .table import (
+    EPOCHS,
+    HIDDEN_SIZE,
+    HYPERPARAMETERS,
+    L2,
+    LEARNING_RATE,
+    STATUS,
+    TRIAL_ID,
+    VAL_ACCURACY,
+    Status,
+    best_trial,
+    pivot,
+)
 
 SPLITS = (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green"))
 SPLIT_LABEL = {"train": "train", "val": "validation", "test": "test"}
@@ -111,10 +122,11 @@ def plot_search_heatmap(results: pd.DataFrame) -> Figure:
     diverged = set(map(tuple, results.loc[results[STATUS] == Status.DIVERGED, [HIDDEN_SIZE, LEARNING_RATE, L2]]
                        .itertuples(index=False)))
     early = results[results[STATUS] == Status.STOPPED_EARLY]
-    stopped = {(h, lr, l2): e for h, lr, l2, e in early[[HIDDEN_SIZE, LEARNING_RATE, L2, EPOCHS]].itertuples(index=False)}
+    stopped = {(h, lr, l2): e
+               for h, lr, l2, e in early[[HIDDEN_SIZE, LEARNING_RATE, L2, EPOCHS]].itertuples(index=False)}
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgray")
     image = None
-    for ax, h in zip(axes, sizes):
+    for ax, h in zip(axes, sizes, strict=True):
         grid = tables[h].reindex(index=lrs, columns=l2s).to_numpy(dtype=float)
         image = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
         for (sh, lr, l2), _ in stopped.items():
@@ -166,9 +178,9 @@ def plot_search_curves(history: pd.DataFrame, results: pd.DataFrame, epochs: int
     ax = fig.add_subplot()
     sizes = sorted(results[HIDDEN_SIZE].unique())
     cmap = {h: c for h, c in zip(sizes, ["tab:blue", "tab:orange", "tab:green", "tab:red",
-                                         "tab:purple", "tab:brown", "tab:pink", "tab:gray"] * 4)}
-    status = dict(zip(results[TRIAL_ID], results[STATUS]))
-    hidden = dict(zip(results[TRIAL_ID], results[HIDDEN_SIZE]))
+                                         "tab:purple", "tab:brown", "tab:pink", "tab:gray"] * 4, strict=False)}
+    status = dict(zip(results[TRIAL_ID], results[STATUS], strict=True))
+    hidden = dict(zip(results[TRIAL_ID], results[HIDDEN_SIZE], strict=True))
     for tid, part in history.groupby(TRIAL_ID):
         if tid not in hidden:
             continue
@@ -229,7 +241,7 @@ def plot_search_effects(values: pd.DataFrame, point, chosen: dict | None = None)
     axes = fig.subplots(1, len(HYPERPARAMETERS), sharey=True)
     ok = values[np.isfinite(values[VAL_ACCURACY].astype(float))]
     rng = np.random.default_rng(0)  # a fixed jitter, so that points of one value do not hide each other
-    for ax, hp in zip(axes, HYPERPARAMETERS):
+    for ax, hp in zip(axes, HYPERPARAMETERS, strict=True):
         x = ok[hp].astype(float).to_numpy()
         spread = np.exp(rng.uniform(-0.08, 0.08, len(x))) if hp in LOG_AXES or hp == HIDDEN_SIZE else 1.0
         ax.scatter(x * spread, ok[VAL_ACCURACY], s=12, alpha=0.45, color="tab:blue", lw=0,
@@ -263,7 +275,7 @@ def plot_importance(shares: pd.DataFrame, point) -> Figure:
     ax = fig.add_subplot()
     order = shares.iloc[::-1]
     bars = ax.barh(order["source"], 100 * order["share"], color="tab:blue")
-    for bar, v in zip(bars, order["share"]):
+    for bar, v in zip(bars, order["share"], strict=True):
         ax.text(bar.get_width() + 0.8, bar.get_y() + bar.get_height() / 2, f"{100 * v:.1f}%",
                 va="center", fontsize=8)
     ax.set_xlim(0, max(100.0, 100 * float(order["share"].max()) + 10))

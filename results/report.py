@@ -13,9 +13,9 @@ from mlp_core.files import atomic_write
 
 from . import effects, halving, rounds
 from . import table as T
-from .settings import AXES, shown_value
 from .export import MODEL_JSON, read_model_json
 from .retrain import BEST_DIR, PLOTS_DIR
+from .settings import AXES, shown_value
 
 PLOT_CAPTIONS = [
     ("search_effects.png", "Each hyperparameter's effect: every trial at the furthest point all "
@@ -142,7 +142,8 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
     if model_json.exists():
         meta = read_model_json(model_json)
         dataset = (meta.get("dataset") or {}).get("name", "?")
-        parts.append(f"<li>exported model, trial {esc(meta.get('trial_id'))} ({esc(dataset)}): test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
+        parts.append(f"<li>exported model, trial {esc(meta.get('trial_id'))} ({esc(dataset)}): "
+                     f"test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
                      f"test_loss {num(meta.get('test_loss'), '.4f')} (best epoch "
                      f"{esc(meta.get('best_epoch'))}); files in <code>{esc(BEST_DIR)}/</code></li>")
     return parts + ["</ul>"]

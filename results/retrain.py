@@ -14,11 +14,20 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from mlp_core.data import (DataError, load_dataset, locate_files, read_idx_pair, sha256_file,
-                           to_features)
+from mlp_core.data import DataError, load_dataset, locate_files, read_idx_pair, sha256_file, to_features
 from mlp_core.model import Params, evaluate
-from mlp_core.train import (EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS,
-                            VAL_ACCURACY, VAL_LOSS, TrainConfig, Trainer, train)
+from mlp_core.train import (
+    EPOCH,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    TRAIN_ACCURACY,
+    TRAIN_LOSS,
+    VAL_ACCURACY,
+    VAL_LOSS,
+    TrainConfig,
+    Trainer,
+    train,
+)
 
 from . import effects, plots, settings
 from . import table as T
@@ -41,6 +50,7 @@ class RetrainOutcome:
     seed_test_accuracies: list[float]
     model_dir: Path
     how: str = "retrained"  # or "exported": the trial's own weights, read from its checkpoints
+    note: str | None = None  # why best/model.onnx was not written
 
     def summary(self) -> str:
         cfg = ", ".join(f"{k}={self.config[k]:g}" if isinstance(self.config[k], float)
@@ -51,7 +61,7 @@ class RetrainOutcome:
         if len(accs) > 1:
             text += (f"; over {len(accs)} seeds test_accuracy {np.mean(accs):.4f} "
                      f"± {np.std(accs, ddof=1):.4f} (mean ± sample std)")
-        return text + f"\nmodel: {self.model_dir}"
+        return text + f"\nmodel: {self.model_dir}" + (f"\nnote: {self.note}" if self.note else "")
 
 
 def choose_trial(results: pd.DataFrame, trial_id: str | None) -> pd.Series:
@@ -156,7 +166,7 @@ def export_best(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params:
     (val_loss, val_acc), (test_loss, test_acc) = val, test
     model_dir.mkdir(parents=True, exist_ok=True)
     T.write_csv_atomic(history, model_dir / "history.csv")
-    export_model(model_dir, params, {
+    note = export_model(model_dir, params, {
         "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
         **settings.train_values(sweep), "seed": seed, "best_epoch": best_epoch,
         "test_accuracy": test_acc, "test_loss": test_loss,
@@ -168,7 +178,7 @@ def export_best(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params:
     })
     draw_best_plots(run_dir, history, params)
     return RetrainOutcome(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,
-                          [test_acc], model_dir)
+                          [test_acc], model_dir, note=note)
 
 
 def draw_best_plots(run_dir: Path, history: pd.DataFrame, params: Params) -> None:

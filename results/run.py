@@ -18,7 +18,8 @@ from . import table as T
 from .export import load_model
 from .finalist import export_chosen
 from .report import write_report
-from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots, retrain as retrain_best
+from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots
+from .retrain import retrain as retrain_best
 
 
 class Run:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from mlp_core.data import DATASETS
 from mlp_core.train import RULES
@@ -249,4 +250,4 @@ def grid(values: dict) -> list[dict]:
     SweepSpec's fields or DEFAULTS), in natural (nested) order, as {column: value}: the trials'
     configs and the tables' hyperparameter columns."""
     axes = [[s.kind.item(v) for v in values[s.name]] for s in AXES]
-    return [dict(zip(HYPERPARAMETERS, point)) for point in itertools.product(*axes)]
+    return [dict(zip(HYPERPARAMETERS, point, strict=True)) for point in itertools.product(*axes)]

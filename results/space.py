@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+
 class SpaceError(ValueError):
     """A hyperparameter list is malformed; the message names the flag and the value."""
 
@@ -62,14 +63,14 @@ def check_rungs(rungs) -> str | None:
             return f"{r!r} is not a positive number of epochs"
         if r >= 1 and r != int(r):
             return f"{r} is neither a whole number of epochs nor a fraction of the first (below 1)"
-    if any(a >= b for a, b in zip(rungs, rungs[1:])):
+    if any(a >= b for a, b in zip(rungs, rungs[1:], strict=False)):
         return "rungs must be increasing"
     return None
 
 
 def parse_float_list(flag: str, text: str, *, positive: bool) -> tuple[float, ...]:
     out = _numbers(flag, text, float, "a number")
-    for s, v in zip(_items(flag, text), out):  # messages quote the value as typed
+    for s, v in zip(_items(flag, text), out, strict=True):  # messages quote the value as typed
         if not math.isfinite(v):
             raise SpaceError(f"{flag}: {s!r} must be finite")
         if positive and v <= 0:

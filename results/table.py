@@ -16,12 +16,27 @@ import numpy as np
 import pandas as pd
 
 from mlp_core.files import atomic_write
-from mlp_core.train import (EPOCH, TIME_S, TRAIN_ACCURACY,
-                            TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS)
+from mlp_core.train import EPOCH, TIME_S, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS
+
 from . import edges, halving, settings
-from .columns import (BEST_EPOCH, BLAS_THREADS, ENDED_AT, EPOCHS, HISTORY_FILE,  # noqa: F401
-                      JOURNAL_FILE, NODE_ID, PARTIAL_FILE, RESULTS_FILE, STATUS, STOPPED_AT_RUNG,
-                      ROUND, STATE_FILE, SWEEP_FILE, TRIAL_ID, Status)
+from .columns import (  # noqa: F401
+    BEST_EPOCH,
+    BLAS_THREADS,
+    ENDED_AT,
+    EPOCHS,
+    HISTORY_FILE,
+    JOURNAL_FILE,
+    NODE_ID,
+    PARTIAL_FILE,
+    RESULTS_FILE,
+    ROUND,
+    STATE_FILE,
+    STATUS,
+    STOPPED_AT_RUNG,
+    SWEEP_FILE,
+    TRIAL_ID,
+    Status,
+)
 from .schema import SWEEP_FIELDS, read_json
 
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared

@@ -16,8 +16,18 @@ import numpy as np
 
 from mlp_core.files import append_line, atomic_write
 
-from .table import (BEST_EPOCH, EPOCH, EPOCHS, HISTORY_COLUMNS, JOURNAL_FILE, RESULTS_COLUMNS, ROUND,
-                    STOPPED_AT_RUNG, TRIAL_ID, epoch_value)
+from .table import (
+    BEST_EPOCH,
+    EPOCH,
+    EPOCHS,
+    HISTORY_COLUMNS,
+    JOURNAL_FILE,
+    RESULTS_COLUMNS,
+    ROUND,
+    STOPPED_AT_RUNG,
+    TRIAL_ID,
+    epoch_value,
+)
 
 
 def csv_field(value) -> str:

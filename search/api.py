@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from mlp_core.files import size_text
 from results.errors import SweepError
+from results.runfolder import absolute_storage, default_name, run_folder
 from results.settings import BY_NAME, PLACEMENT, SWEEP, shown_value
 from results.settings import DEFAULTS as DECLARED_DEFAULTS
-from results.runfolder import absolute_storage, default_name, run_folder
 from results.spec import SweepSpec
 from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
 

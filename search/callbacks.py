@@ -28,7 +28,6 @@ from .ray_api import Callback, Trial
 from .scheduler import LIVE
 from .trainable import DISK_FULL, unpacked
 
-
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
 # those copies. Ours pickle as a reference to the live instance of this driver, so a resumed
 # sweep reports to the recorder that loaded the run's tables, not to an empty stale copy.

@@ -124,7 +124,7 @@ def check_address(address: str, timeout_s: float = 10.0) -> None:
             conn.settimeout(timeout_s)
             conn.sendall(_H2_PREFACE)
             reply = conn.recv(9)
-    except socket.timeout:
+    except TimeoutError:
         raise SweepError(f"--address: {address} did not answer within {timeout_s:.0f} s") from None
     except OSError as e:
         raise SweepError(f"--address: nothing answers at {address} ({e.strerror or e})") from None
@@ -241,7 +241,7 @@ def check_cluster_code(flag: str, timeout_s: float = 120.0) -> tuple[int, str]:
         raise SweepError(f"{flag}: a node of the cluster could not be probed: {e}") from None
     mine = code_fingerprint()
     problems = node_code_problems(mine, [
-        (n["NodeManagerAddress"], n["NodeID"], fp, err) for n, (fp, err) in zip(nodes, answers)])
+        (n["NodeManagerAddress"], n["NodeID"], fp, err) for n, (fp, err) in zip(nodes, answers, strict=True)])
     if problems:
         raise SweepError(f"{flag}: " + "; ".join(problems))
     return len(nodes), mine

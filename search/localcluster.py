@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -100,8 +99,8 @@ class LocalCluster:
             raise RuntimeError(f"ray start failed: {r.stdout}\n{r.stderr}")
 
     def _wait_for_nodes(self, n, timeout=60):
-        code = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
-                "print(sum(1 for x in ray.nodes() if x['Alive']))" % self.address)
+        code = (f"import ray; ray.init(address='{self.address}', logging_level='ERROR'); "
+                "print(sum(1 for x in ray.nodes() if x['Alive']))")
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             r = subprocess.run([sys.executable, "-c", code], env=cluster_env(self.token),
@@ -113,8 +112,8 @@ class LocalCluster:
 
     def node_ids(self) -> set[str]:
         """The ids of this cluster's alive nodes."""
-        code = ("import ray; ray.init(address='%s', logging_level='ERROR'); "
-                "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))" % self.address)
+        code = (f"import ray; ray.init(address='{self.address}', logging_level='ERROR'); "
+                "print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))")
         r = subprocess.run([sys.executable, "-c", code], env=cluster_env(self.token), capture_output=True,
                            text=True, timeout=120)
         return set(r.stdout.split())

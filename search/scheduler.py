@@ -38,7 +38,6 @@ from .queues import PendingQueue
 from .ray_api import Trial, TrialScheduler
 from .trainable import unpacked
 
-
 # The decisions of the halving scheduler that is live in this driver, by its record's path: the
 # run's recorder reads each stopped trial's rung from there (Tune unpickles its own copy of the
 # scheduler on a resume, which is the live one then).

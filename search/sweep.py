@@ -21,18 +21,24 @@ from mlp_core.train import EPOCH, VAL_ACCURACY
 from results import edges, settings, space
 from results import table as T
 from results.edges import describe, rung_log
-from results.runfolder import (absolute_storage, check_run_folder,
-                               tune_location)
+from results.runfolder import absolute_storage, check_run_folder, tune_location
 from results.spec import SweepSpec
 
 from .callbacks import RunRecorder
-from .cluster import (check_cluster_code, check_storage, cluster_address, cluster_node_ips,
-                      interrupts_kept, start_ray, stop_ray)
+from .cluster import (
+    check_cluster_code,
+    check_storage,
+    cluster_address,
+    cluster_node_ips,
+    interrupts_kept,
+    start_ray,
+    stop_ray,
+)
 from .errors import SweepError, SweepHalted
 from .prepare import claim_run_folder, load_checked_data
 from .progress import Progress
-from .ray_api import BasicVariantGenerator, ray, tune
 from .queues import QueuedASHA, QueuedFIFO
+from .ray_api import BasicVariantGenerator, ray, tune
 from .scheduler import HalvingScheduler
 from .trainable import Shared, train_mlp
 

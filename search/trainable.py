@@ -25,6 +25,7 @@ from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID, STATE_FILE
 
 from .ray_api import ray, tune
 
+
 @dataclass(frozen=True)
 class Shared:
     """What every trial of a sweep shares, sent once through tune.with_parameters rather than in

@@ -8,8 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from helpers import write_idx
-from helpers import cli
+from helpers import cli, write_idx
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,7 @@ def run(tmp_path_factory, small_data_dir):
 
 def test_run_writes_every_artefact(run):
     run_dir, r = run
-    for name in ("results.csv", "history.csv", "sweep.json", "report.html", "best/model.npz",
+    for name in ("results.csv", "history.csv", "sweep.json", "report.html", "best/model.npz", "best/model.onnx",
                  "best/model.json", "best/history.csv", "plots/loss.png", "plots/accuracy.png",
                  "plots/weights_fc1.png", "plots/weights_fc2.png", "plots/search_heatmap.png",
                  "plots/search_curves.png", "plots/search_effects.png", "plots/search_importance.png"):

@@ -10,11 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.localcluster import LocalCluster, cluster_env
-from helpers import ROOT
+from helpers import ROOT, cli
 from search.cluster import check_storage, code_fingerprint, filesystem_type, node_code_problems
 from search.errors import SweepError
-from helpers import cli
+from search.localcluster import LocalCluster, cluster_env
 
 MOUNTS = """/dev/vda / ext4 rw,relatime 0 0
 proc /proc proc rw 0 0
@@ -174,7 +173,8 @@ def test_the_readmes_ray_job_submit_recipe_on_two_nodes(small_data_dir, tmp_path
     to the cluster with `ray job submit --working-dir . -- python run_search.py run --address
     auto ...` from a checkout; its trials run on both nodes."""
     text = (ROOT / "README.md").read_text()
-    assert "ray job submit --address http://HEAD_IP:8265 --working-dir . -- python run_search.py run --address auto" in text
+    submit = "ray job submit --address http://HEAD_IP:8265 --working-dir . -- python run_search.py run --address auto"
+    assert submit in text
     with LocalCluster(nodes=2, cpus_per_node=1, other_nodes_env=project_hidden(tmp_path / "hidden"),
                       job_server=True) as cluster:
         r = subprocess.run(
@@ -204,7 +204,8 @@ def test_a_trial_imports_no_more_of_this_project_than_mlp_core_and_the_column_na
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ("['mlp_core', 'mlp_core.files', 'mlp_core.model', 'mlp_core.train', "
-                                "'results', 'results.columns', 'search', 'search.ray_api', 'search.rayenv', 'search.trainable'] "
+                                "'results', 'results.columns', 'search', 'search.ray_api', 'search.rayenv', "
+                                "'search.trainable'] "
                                 "False"), r.stdout
 
 

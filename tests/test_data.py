@@ -13,9 +13,19 @@ import numpy as np
 import pytest
 
 from helpers import MNIST_DIR, write_idx
-from mlp_core.data import (DATASETS, DataError, download_file, load_dataset, locate_files,
-                           make_dataset, read_idx_images, read_idx_labels, read_idx_pair,
-                           split_indices, to_features)
+from mlp_core.data import (
+    DATASETS,
+    DataError,
+    download_file,
+    load_dataset,
+    locate_files,
+    make_dataset,
+    read_idx_images,
+    read_idx_labels,
+    read_idx_pair,
+    split_indices,
+    to_features,
+)
 
 rng = np.random.default_rng(0)
 IMAGES = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)

@@ -14,11 +14,9 @@ import time
 import pandas as pd
 import pytest
 
-from search.localcluster import LocalCluster, cluster_env
-from search.localcluster import processes
+from helpers import cli, kill_session, start, wait_for
 from results import table as T
-from helpers import cli
-from helpers import kill_session, start, wait_for
+from search.localcluster import LocalCluster, cluster_env, processes
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +132,8 @@ def test_worker_processes_killed_mid_trial_leave_the_table_unchanged(reference, 
     killed = []
     try:
         for stage in (2, 12, 25):  # inside the first rung, late in it, at the second
-            wait_for(lambda: lines() >= stage and training_workers(), what=f"a training worker after {stage} values")
+            wait_for(lambda stage=stage: lines() >= stage and training_workers(),
+                     what=f"a training worker after {stage} values")
             pid = training_workers()[0]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)

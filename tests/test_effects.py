@@ -19,7 +19,7 @@ def grid_values(f, hidden=(64, 128), lr=(0.01, 0.1), l2=(0.001, 0.01)) -> pd.Dat
 
 
 def shares(values) -> dict:
-    return dict(zip(*effects.importance(values)[["source", "share"]].to_numpy().T))
+    return dict(zip(*effects.importance(values)[["source", "share"]].to_numpy().T, strict=False))
 
 
 def test_a_learning_rate_alone_explains_everything():

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from results import table as T
 from helpers import cli, cmdline, kill_session, session_pids, start, wait_for
+from results import table as T
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +219,7 @@ def test_a_reader_polling_the_tables_during_a_sweep_never_sees_a_partial_row(sma
                 assert header[:2] == ["trial_id", "hidden_size" if name == "results.csv" else "epoch"]
                 for row in body:
                     assert len(row) == len(header), f"{name}: a row of {len(row)} fields: {row}"
-                    for col, cell in zip(header, row):
+                    for col, cell in zip(header, row, strict=False):
                         if col in numeric[name] and cell:
                             float(cell)
                 seen[name].add(len(body))

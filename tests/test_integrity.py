@@ -16,11 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import MNIST_DIR
+from helpers import MNIST_DIR, cli, read_idx_raw
 from mlp_core.files import umask
 from mlp_core.model import ModelFileError, init_params, load_params, save_params
 from results.export import load_model
-from helpers import cli, read_idx_raw
 
 pytestmark = pytest.mark.slow
 
@@ -201,8 +200,8 @@ def test_a_name_with_a_trailing_newline_is_refused(tmp_path):
 def test_a_resume_refuses_folders_others_could_have_written(tmp_path, small_data_dir):
     """Ray Tune unpickles tuner.pkl on a resume: a run folder, sweep.json or tune/ that is
     group- or world-writable is refused before anything is read, like ssh refuses such keys."""
-    from search.sweep import SweepError, SweepSpec, run_sweep
     from results.table import write_json_atomic
+    from search.sweep import SweepError, SweepSpec, run_sweep
 
     run_dir = tmp_path / "shared"
     (run_dir / "tune").mkdir(parents=True)

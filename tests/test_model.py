@@ -7,8 +7,18 @@ import pickle
 import numpy as np
 import pytest
 
-from mlp_core.model import (ModelFileError, Params, cross_entropy, evaluate, forward, init_params,
-                            l2_penalty, load_params, loss_and_grads, save_params)
+from mlp_core.model import (
+    ModelFileError,
+    Params,
+    cross_entropy,
+    evaluate,
+    forward,
+    init_params,
+    l2_penalty,
+    load_params,
+    loss_and_grads,
+    save_params,
+)
 
 
 def _random_problem(H=7, B=5, seed=0, dtype=np.float64):
@@ -46,11 +56,14 @@ def test_gradient_matches_central_finite_differences_float64():
 
 def test_hand_worked_example():
     # H = 2. Input pixel 0 = 2, pixel 1 = 1. Unit 0 sees +pixel0, unit 1 sees -pixel1 + 0.5.
-    W1 = np.zeros((784, 2)); W1[0, 0] = 1.0; W1[1, 1] = -1.0
+    W1 = np.zeros((784, 2))
+    W1[0, 0], W1[1, 1] = 1.0, -1.0
     b1 = np.array([0.0, 0.5])
-    W2 = np.zeros((2, 10)); W2[0, 3] = math.log(3) / 2  # hidden unit 0 (=2) votes for class 3
+    W2 = np.zeros((2, 10))
+    W2[0, 3] = math.log(3) / 2  # hidden unit 0 (=2) votes for class 3
     p = Params(W1, b1, W2, np.zeros(10))
-    X = np.zeros((1, 784)); X[0, 0] = 2.0; X[0, 1] = 1.0
+    X = np.zeros((1, 784))
+    X[0, 0], X[0, 1] = 2.0, 1.0
     # Z1 = [2, -0.5] -> A1 = [2, 0]; logits: class 3 = ln 3, others 0
     # softmax: class 3 = 3 / (9 + 3) = 1/4, others 1/12; CE for y = 3 is ln 4
     logits = forward(p, X)
@@ -61,7 +74,8 @@ def test_hand_worked_example():
     assert l2_penalty(p, l2) == pytest.approx(penalty)
     loss, g = loss_and_grads(p, X, np.array([3]), l2)
     assert loss == pytest.approx(math.log(4) + penalty)
-    dlogits = np.full(10, 1 / 12); dlogits[3] = 0.25 - 1
+    dlogits = np.full(10, 1 / 12)
+    dlogits[3] = 0.25 - 1
     np.testing.assert_allclose(g.b2, dlogits)
     np.testing.assert_allclose(g.W2[0], 2 * dlogits + l2 * W2[0])
     np.testing.assert_allclose(g.W2[1], 0)  # unit 1 is off

@@ -14,13 +14,13 @@ import pytest
 
 # search first: it sets Ray's environment (search/rayenv.py) before Ray is imported, which
 # Ray reads once (run alone, or first, this module would otherwise start Ray without it)
-from results.halving import Halving
+from results.halving import RUNG_LOG, Halving, geometric_rungs
 from results.settings import grid_key
-from results.halving import RUNG_LOG
 from search.scheduler import HalvingScheduler
-from results.halving import geometric_rungs
 from search.sweep import SweepError, SweepSpec, make_scheduler
 from search.trainable import DETAILS, packed, unpacked
+
+# isort: split
 
 from ray.tune.experiment import Trial  # noqa: E402 (after search, above)
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
@@ -31,8 +31,8 @@ NAN = float("nan")
 
 def test_each_rung_keeps_the_best_ceil_n_over_eta_worked_by_hand():
     h = Halving(5, rungs=(1, 2), reduction_factor=2)
-    key = {t: (16, lr, 0.0) for t, lr in zip("abcde", (0.1, 0.2, 0.3, 0.4, 0.5))}
-    for t, v in zip("abcd", (0.5, 0.9, 0.7, 0.6)):
+    key = {t: (16, lr, 0.0) for t, lr in zip("abcde", (0.1, 0.2, 0.3, 0.4, 0.5), strict=False)}
+    for t, v in zip("abcd", (0.5, 0.9, 0.7, 0.6), strict=False):
         assert h.record(t, 0, v, key[t]) == []  # rung 1 waits for all five
         assert h.fate(t, 0) is None
     assert h.record("e", 0, 0.8, key["e"]) == [0]  # the fifth value decides it
@@ -292,7 +292,7 @@ def test_a_trial_beaten_by_enough_others_stops_before_its_rung_is_complete_with_
     for t, v in values.items():
         reference.record(t, 0, v, key[t])
     certain_seen = 0
-    for order in range(20):
+    for _ in range(20):  # arrival orders
         s = HalvingScheduler(len(values), rungs=(1,), epochs=2, reduction_factor=4)
         c = Controller(s)
         trials = {t: c.add(t, 16) for t in values}
@@ -322,7 +322,7 @@ def test_a_trial_running_back_to_its_rung_is_stopped_only_once_it_reports_there(
     s = HalvingScheduler(4, rungs=(0.25, 1), epochs=2, reduction_factor=2)
     c = Controller(s)
     a, b, d, e = c.add("a", 16), c.add("b", 32), c.add("d", 64), c.add("e", 128)
-    for t, v in zip((a, b, d, e), (0.9, 0.8, 0.1, 0.2)):
+    for t, v in zip((a, b, d, e), (0.9, 0.8, 0.1, 0.2), strict=False):
         c.report(t, 0.25, v)  # a and b go on
     assert set(c.stopped) == {"d", "e"}
     s.choose_trial_to_run(c).status = Trial.RUNNING
@@ -339,7 +339,7 @@ def test_a_trial_running_back_to_its_rung_is_stopped_only_once_it_reports_there(
 
 def test_certain_worked_by_hand_and_a_certain_trial_records_at_the_next_rung_early():
     h = Halving(5, rungs=(1, 2), reduction_factor=2)  # keeps 3, then 2
-    for t, v in zip("ab", (0.5, 0.9)):
+    for t, v in zip("ab", (0.5, 0.9), strict=False):
         h.record(t, 0, v, (ord(t),))
     assert not any(h.certain(t, 0) for t in "ab")  # 3 to come: they could all rank above b
     h.record("c", 0, 0.7, (ord("c"),))  # 2 to come: at most 2 above b, and 3 go on
@@ -465,9 +465,9 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
     history = pd.read_csv(tmp_path / "history.csv")
     partial = pd.read_csv(tmp_path / "partial_epochs.csv")
     results = pd.read_csv(tmp_path / "results.csv")
-    assert list(zip(history["trial_id"], history["epoch"])) == [("b", 1), ("b", 2)]
+    assert list(zip(history["trial_id"], history["epoch"], strict=False)) == [("b", 1), ("b", 2)]
     assert history["val_accuracy"].tolist() == [0.65, 0.7]
-    assert sorted(zip(partial["trial_id"], partial["epoch"], partial["val_accuracy"])) == [
+    assert sorted(zip(partial["trial_id"], partial["epoch"], partial["val_accuracy"], strict=False)) == [
         ("a", 0.25, 0.2), ("b", 0.25, 0.45)]
     assert results[["trial_id", "status", "epochs", "val_accuracy", "stopped_at_rung"]].values.tolist() == [
         ["a", "stopped_early", 0.25, 0.2, 0.25]]

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.localcluster import processes
 from helpers import ROOT
 from mlp_core.data import load_dataset
 from mlp_core.train import TrainConfig, train
-from search.cluster import start_ray
 from results.runfolder import run_folder
+from search.cluster import start_ray
+from search.localcluster import processes
 from search.sweep import SweepError, SweepSpec, run_sweep
 
 pytestmark = pytest.mark.slow
@@ -148,7 +148,7 @@ def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
     results, history, partial = check_tables(run_dir, 16, 4)
     # every trial reported at the default rung inside the first epoch, a quarter of it
     assert sorted(partial["trial_id"]) == sorted(results["trial_id"]) and (partial["epoch"] == 0.25).all()
-    configs = set(zip(results["hidden_size"], results["learning_rate"], results["l2"]))
+    configs = set(zip(results["hidden_size"], results["learning_rate"], results["l2"], strict=False))
     assert configs == {(h, a, r) for h in (16, 32) for a in (0.001, 0.01, 0.1, 1e5) for r in (0.001, 0.01)}
     status = results.set_index(["hidden_size", "learning_rate", "l2"])["status"]
     assert (results.loc[results["learning_rate"] == 1e5, "status"] == "diverged").all()

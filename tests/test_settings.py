@@ -7,11 +7,10 @@ import pytest
 
 import run_search
 from mlp_core.train import TrainConfig
-from results import schema
+from results import schema, settings
 from results import table as T
-from results import settings
-from search import api
 from results.spec import SweepSpec
+from search import api
 
 
 def run_parser_actions():

@@ -18,7 +18,8 @@ def test_shuffled_is_a_seeded_permutation():
     g = settings.grid(settings.DEFAULTS)
     a, b, c = space.shuffled(g, 0), space.shuffled(g, 0), space.shuffled(g, 1)
     assert a == b and a != c and a != g
-    key = lambda d: tuple(d.values())
+    def key(d):
+        return tuple(d.values())
     assert sorted(a, key=key) == sorted(g, key=key)
 
 

@@ -61,10 +61,11 @@ def test_summarise_trial_takes_the_best_validation_epoch():
 
 def test_summarise_diverged_trial():
     h = hist("d", [0.3, float("nan")])
-    row = T.summarise_trial("d", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.Status.DIVERGED, h.to_dict("records"), "")
+    cfg = {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}
+    row = T.summarise_trial("d", cfg, T.Status.DIVERGED, h.to_dict("records"), "")
     assert row["val_accuracy"] == 0.3 and row["epochs"] == 2
     h2 = hist("e", [float("nan")])
-    row2 = T.summarise_trial("e", {"hidden_size": 8, "learning_rate": 9.0, "l2": 0.0}, T.Status.DIVERGED, h2.to_dict("records"), "")
+    row2 = T.summarise_trial("e", cfg, T.Status.DIVERGED, h2.to_dict("records"), "")
     assert math.isnan(row2["val_accuracy"]) and row2["best_epoch"] == 0
 
 
@@ -203,11 +204,11 @@ def test_a_heatmap_of_a_large_grid_stays_a_picture():
 
 def test_search_curves_mark_early_stops():
     r = make_results()
-    h = pd.concat([hist(t, [0.5, 0.9, 0.95][:e]) for t, e in zip(r["trial_id"], r["epochs"])])
+    h = pd.concat([hist(t, [0.5, 0.9, 0.95][:e]) for t, e in zip(r["trial_id"], r["epochs"], strict=False)])
     fig = plots.plot_search_curves(h, r, epochs=3)
     ax = fig.axes[0]
     assert "3 stopped early" in ax.get_title()
-    crosses = [l for l in ax.get_lines() if l.get_marker() == "x" and len(l.get_xdata())]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
     assert len(crosses) == 3
     assert "stopped early" in [t.get_text() for t in ax.get_legend().get_texts()]
 
@@ -218,11 +219,11 @@ def test_search_curves_show_trials_stopped_inside_the_first_epoch():
     r.loc[stopped, "epochs"] = 0.25
     quarter = pd.DataFrame({"trial_id": r["trial_id"], "epoch": 0.25, "val_accuracy": 0.4})
     h = pd.concat([quarter] + [hist(t, [0.5, 0.9, 0.95][:e]) for t, e
-                               in zip(r["trial_id"], r["epochs"]) if e >= 1])
+                               in zip(r["trial_id"], r["epochs"], strict=False) if e >= 1])
     ax = plots.plot_search_curves(h, r, epochs=3).axes[0]
-    crosses = [l for l in ax.get_lines() if l.get_marker() == "x" and len(l.get_xdata())]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
     assert len(crosses) == int(stopped.sum()) == 3
-    assert all(list(l.get_xdata()) == [0.25] for l in crosses)
+    assert all(list(line.get_xdata()) == [0.25] for line in crosses)
     assert ax.get_xlim()[0] < 0.25
 
 

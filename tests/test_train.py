@@ -9,6 +9,11 @@ from mlp_core.model import Params, evaluate, loss_and_grads
 from mlp_core.train import TrainConfig, Trainer, train
 
 
+def strip(ms: list[dict]) -> list[dict]:
+    """Metrics dicts without their timing, which differs run to run."""
+    return [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
+
+
 def test_fused_step_matches_reference_gradients():
     rng = np.random.default_rng(0)
     cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.01, batch_size=16)
@@ -53,7 +58,6 @@ def test_same_seed_same_numbers_and_resume_is_exact(small_dataset):
     cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.001, epochs=3, batch_size=100, seed=7)
     a, b = Trainer(cfg), Trainer(cfg)
     ma, mb = _run(cfg, small_dataset, a), _run(cfg, small_dataset, b)
-    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
     assert strip(ma) == strip(mb)
     np.testing.assert_array_equal(a.params.W1, b.params.W1)
     # stop after 2 epochs, round-trip the state through arrays, finish: bit-identical
@@ -138,7 +142,6 @@ def test_partial_reports_inside_the_first_epoch_change_nothing(small_dataset):
     assert [m["epoch"] for m in mb] == [0.25, 0.5, 1, 2]
     assert [m.get("partial", False) for m in mb] == [True, True, False, False]
     assert seen_at == [0, 0, 1, 2]  # a partial report is not a finished epoch
-    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
     assert strip(mb[2:]) == strip(ma)  # the epochs are bit-identical with or without
     np.testing.assert_array_equal(parted.params.W1, plain.params.W1)
     # 6,400 images in 64 batches of 100: a quarter is 16 batches. Recomputed step by step.
@@ -147,8 +150,8 @@ def test_partial_reports_inside_the_first_epoch_change_nothing(small_dataset):
     loss = correct = 0
     for k in range(16):
         idx = order[100 * k:100 * (k + 1)]
-        l, c = manual.step(ds.X_train[idx], ds.y_train[idx])
-        loss, correct = loss + l, correct + c
+        batch_loss, batch_correct = manual.step(ds.X_train[idx], ds.y_train[idx])
+        loss, correct = loss + batch_loss, correct + batch_correct
     assert mb[0]["train_loss"] == pytest.approx(loss / 1600, rel=1e-12)
     assert mb[0]["train_accuracy"] == correct / 1600
 
@@ -181,7 +184,6 @@ def test_a_trainer_saved_inside_its_first_epoch_continues_it_bit_identically(sma
     minibatch order, the same later reports and the same weights as a run never stopped."""
     cfg = TrainConfig(hidden_size=32, learning_rate=0.05, l2=0.001, epochs=2, batch_size=100,
                       seed=3, momentum=momentum)
-    strip = lambda ms: [{k: v for k, v in m.items() if k != "time_s"} for m in ms]
     ds = small_dataset
     whole = Trainer(cfg)
     expected = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=whole,

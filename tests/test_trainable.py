@@ -7,8 +7,11 @@ import numpy as np
 
 from search.trainable import STATE_FILE, restore, save_state  # search first: Ray's environment
 
-from mlp_core.train import TrainConfig, Trainer, train  # noqa: E402
+# isort: split
+
 from ray import tune  # noqa: E402
+
+from mlp_core.train import TrainConfig, Trainer, train  # noqa: E402
 
 
 def checkpoints(tmp_path, small_dataset, config):
@@ -35,7 +38,8 @@ def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one_then_to_
     assert note.endswith("; went on from checkpoint_000001")
     assert trainer.epochs_done == 2 and last["epoch"] == 2
     expected = Trainer.from_state(config, dict(np.load(folders[1] / STATE_FILE)))
-    assert all(np.array_equal(getattr(trainer.params, k), getattr(expected.params, k)) for k in ("W1", "b1", "W2", "b2"))
+    assert all(np.array_equal(getattr(trainer.params, k), getattr(expected.params, k))
+               for k in ("W1", "b1", "W2", "b2"))
     # another trial's state (another hidden size) in the place of the one before, garbage before that
     other = TrainConfig(hidden_size=32, learning_rate=0.05, epochs=3, batch_size=256, seed=1)
     save_state(str(folders[1] / STATE_FILE), Trainer(other), {"epoch": 2})
