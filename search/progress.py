@@ -101,14 +101,26 @@ class Progress(Callback):
             self.stream.flush()
 
 
-def notebook_display():
-    """An IPython display handle when this runs in a Jupyter kernel, else None."""
+class NotebookLine:
+    """The progress line as one output of a Jupyter cell, updated in place (plain text, not the
+    quoted repr of a string)."""
+
+    def __init__(self):
+        from IPython.display import Pretty, display
+        self._pretty = Pretty
+        self._handle = display(Pretty(""), display_id=True)
+
+    def update(self, text: str) -> None:
+        self._handle.update(self._pretty(text))
+
+
+def notebook_display() -> NotebookLine | None:
+    """The progress line's display when this runs in a Jupyter kernel, else None."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or not hasattr(shell, "kernel"):
         return None
-    from IPython.display import display
-    return display("", display_id=True)
+    return NotebookLine()
 
 
 def _hms(seconds: float) -> str:

@@ -12,12 +12,18 @@ from . import rayenv
 
 rayenv.configure()  # after an entry point's configure(address), a no-op: the first call decides
 
+import logging  # noqa: E402
+
+# In a Jupyter kernel Ray's classes say at import, twice, that ipywidgets would make their reprs
+# richer; the sweep shows none of them
+logging.getLogger("ray.widgets.util").setLevel(logging.WARNING)
+
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune import Callback  # noqa: E402
+from ray.tune import Callback, ProgressReporter  # noqa: E402
 from ray.tune.experiment import Trial  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
-__all__ = ["ray", "tune", "Callback", "Trial", "ASHAScheduler", "FIFOScheduler", "TrialScheduler",
-           "BasicVariantGenerator"]
+__all__ = ["ray", "tune", "Callback", "ProgressReporter", "Trial", "ASHAScheduler", "FIFOScheduler",
+           "TrialScheduler", "BasicVariantGenerator"]

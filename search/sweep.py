@@ -38,7 +38,7 @@ from .errors import SweepError, SweepHalted
 from .prepare import claim_run_folder, load_checked_data
 from .progress import Progress
 from .queues import QueuedASHA, QueuedFIFO
-from .ray_api import BasicVariantGenerator, ray, tune
+from .ray_api import BasicVariantGenerator, ProgressReporter, ray, tune
 from .scheduler import HalvingScheduler
 from .trainable import Shared, train_mlp
 
@@ -93,6 +93,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               stream=None) -> SweepOutcome:
     """Run (or resume) the sweep into run_dir; returns when every trial has finished or the sweep
     was stopped (Ctrl-C)."""
+    # the progress line takes the stream as given: none, in a Jupyter kernel, is a display of its own
+    progress = stream
     stream = stream or sys.stderr
     t0 = time.monotonic()
     # Everything that can fail on bad input fails here, before the run folder or Ray exist.
@@ -119,7 +121,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               file=stream, flush=True)
         held, data = [data], None  # fit_rounds drops it once no round needs it
         disk_full, total, complete = fit_rounds(spec, held, configs, run_dir, resume, recorder,
-                                                searcher_limit(spec, started), verbose, stream)
+                                                searcher_limit(spec, started), verbose, stream, progress)
     finally:
         if started:
             stop_ray()
@@ -136,12 +138,13 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
 
 
 def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, resume: bool,
-               recorder: RunRecorder, searcher_max: int, verbose: bool, stream):
+               recorder: RunRecorder, searcher_max: int, verbose: bool, stream, progress_stream=None):
     """Fit the grid's trials, then (--extend-edges) each round that extends it, one Tune
     experiment each, skipping those a resume finds complete. `held` holds the data (emptied
     once it is in Ray's object store and no round will need it again). Returns (a full disk or None, the
     trials of the rounds run, whether every one finished)."""
     round_, total, disk_full = 0, 0, None
+    progress = Progress(recorder, len(configs), stream=progress_stream)  # one line for every round
     while True:
         if round_:
             planned = plan_round(run_dir, spec, round_, recorder)
@@ -151,6 +154,7 @@ def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, 
             print(f"round {round_} of --extend-edges: {describe(added)}: {len(configs)} more trials",
                   file=stream, flush=True)
         total += len(configs)
+        progress.total = total
         done = {settings.grid_key(r) for r in recorder.rows.values()}
         if not all(settings.grid_key(c) in done for c in configs):
             recorder.start_round(round_)
@@ -158,7 +162,7 @@ def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, 
             tune_path = f"{storage_path}/{tune_name}"
             again = resume if round_ == 0 else tune.Tuner.can_restore(tune_path)
             tuner = build_tuner(spec, held[0], configs, run_dir, tune_path, again,
-                                [recorder, Progress(recorder, total, stream=stream)], searcher_max,
+                                [recorder, progress], searcher_max,
                                 verbose, round_)
             if not spec.extend_edges:
                 held.clear()  # in Ray's object store now: the driver's own copy is not needed
@@ -257,7 +261,10 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
         # every checkpoint kept while a trial runs; its weights dropped when it ends
         # (callbacks.drop_checkpoint_weights says why)
         failure_config=tune.FailureConfig(max_failures=3),
-        callbacks=callbacks, verbose=2 if verbose else 0)
+        callbacks=callbacks, verbose=2 if verbose else 0,
+        # Tune's own reporter, in a Jupyter kernel, clears the cell's output as it starts (which
+        # would take the progress line with it) and leaves an empty table there
+        progress_reporter=None if verbose else Silent())
     return tune.Tuner(
         trainable,
         param_space={s.column: tune.choice(list(getattr(spec, s.name))) for s in settings.AXES},
@@ -267,6 +274,16 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
                                              max_concurrent=searcher_max),
             num_samples=len(configs), reuse_actors=True),
         run_config=run_config)
+
+
+class Silent(ProgressReporter):
+    """No report from Tune itself: the progress line (progress.py) says what is going on."""
+
+    def should_report(self, trials, done: bool = False) -> bool:
+        return False
+
+    def report(self, trials, done: bool, *sys_info) -> None:
+        pass
 
 
 def fit_quietly(tuner, verbose: bool) -> None:

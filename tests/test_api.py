@@ -47,6 +47,46 @@ def test_the_readme_example_runs_as_written(tmp_path):
     assert "\r" not in r.stderr  # not a terminal: whole lines, no carriage returns
 
 
+@pytest.mark.slow
+def test_the_readme_example_in_a_real_jupyter_kernel(tmp_path, monkeypatch):
+    """The README's "From Python" cell run by nbclient in an ipykernel, as a notebook runs it:
+    the progress line is one display updated in place (no progress text lines beside it, and
+    nothing of Ray Tune's own in the cell), then the results frame and the rung table."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    write_small_mnist(tmp_path / "cache" / "mnist")
+    monkeypatch.setenv("MLP_SWEEP_CACHE", str(tmp_path / "cache"))
+    cells = [readme_example(), "run.results.head()", "run.rungs()"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    updates = []
+    process = client.process_message
+
+    def spy(msg, cell, index):  # every message, before the cell's outputs fold updates in
+        if msg["msg_type"] == "update_display_data":
+            updates.append(msg["content"]["data"]["text/plain"])
+        return process(msg, cell, index)
+
+    client.process_message = spy
+    client.execute()
+    outputs = nb.cells[0].outputs
+    assert all(o.output_type != "error" for c in nb.cells for o in c.outputs)
+    displays = [o for o in outputs if o.output_type == "display_data"]
+    assert len(displays) == 1, outputs  # ours alone: Tune's reporter shows nothing
+    line = displays[0].data["text/plain"]
+    assert line.startswith("trials 8/8 done") and "best val_accuracy" in line and "paused" not in line
+    assert updates and all(u.startswith("trials ") for u in updates) and updates[-1] == line
+    text = "".join(o.text for o in outputs if o.output_type == "stream")
+    assert " done, " not in text and "\r" not in text  # the progress line only as the display
+    assert text.count("sweep finished in") == 1 and "ipywidgets" not in text
+    frame = nb.cells[1].outputs[0].data
+    assert "text/html" in frame and "val_accuracy" in frame["text/plain"]
+    rungs = nb.cells[2].outputs[0].data["text/plain"]
+    assert rungs.split("\n")[0].split() == ["rung", "entered", "went_on", "stopped", "cutoff"]
+    assert (tmp_path / "runs" / "first-sweep" / "best" / "model.onnx").is_file()
+
+
 @pytest.mark.parametrize("values, message", [
     ({"lr": [0, 0.1]}, "--lr: 0 must be positive"),
     ({"hidden": [64, 64.5]}, "--hidden: 64,64.5 must be whole numbers"),
