@@ -1,11 +1,11 @@
-"""How the Ray side stops a sweep from inside Tune's loop (SweepHalted), and the error it shares
-with the run folder's layer (results.errors.SweepError).
+"""How the Ray side stops a sweep from inside Tune's loop (SweepHalted), finds a full disk in
+what Tune raised, and the error it shares with the run folder's layer (results.errors.SweepError).
 """
 from __future__ import annotations
 
 import contextlib
 
-from mlp_core.files import DiskFull
+from mlp_core.files import FULL, DiskFull
 from results.errors import SweepError  # noqa: F401 (raised by search's modules too)
 
 
@@ -26,3 +26,16 @@ def halting_when_full():
         yield
     except DiskFull as e:
         raise SweepHalted(e) from e
+
+
+def disk_full_in(e: BaseException) -> DiskFull | None:
+    """The DiskFull that `e` is or wraps (its causes and contexts), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, DiskFull):
+            return e
+        if isinstance(e, OSError) and e.errno in FULL:
+            return DiskFull(e.filename or "Ray Tune's experiment state", 0, e.errno)
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlp_core.files import FULL, DiskFull
+from mlp_core.files import DiskFull
 from mlp_core.train import EPOCH, VAL_ACCURACY
 from results import edges, settings, space
 from results import table as T
@@ -34,7 +34,7 @@ from .cluster import (
     start_ray,
     stop_ray,
 )
-from .errors import SweepError, SweepHalted
+from .errors import SweepError, SweepHalted, disk_full_in
 from .prepare import claim_run_folder, load_checked_data
 from .progress import Progress
 from .queues import QueuedASHA, QueuedFIFO
@@ -141,8 +141,8 @@ def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, 
                recorder: RunRecorder, searcher_max: int, verbose: bool, stream, progress_stream=None):
     """Fit the grid's trials, then (--extend-edges) each round that extends it, one Tune
     experiment each, skipping those a resume finds complete. `held` holds the data (emptied
-    once it is in Ray's object store and no round will need it again). Returns (a full disk or None, the
-    trials of the rounds run, whether every one finished)."""
+    once it is in Ray's object store and no round will need it again). Returns (a full disk or
+    None, the trials of the rounds run, whether every one finished)."""
     round_, total, disk_full = 0, 0, None
     progress = Progress(recorder, len(configs), stream=progress_stream)  # one line for every round
     while True:
@@ -155,15 +155,13 @@ def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, 
                   file=stream, flush=True)
         total += len(configs)
         progress.total = total
-        done = {settings.grid_key(r) for r in recorder.rows.values()}
-        if not all(settings.grid_key(c) in done for c in configs):
+        if not all_finished(configs, recorder):
             recorder.start_round(round_)
             storage_path, tune_name = tune_location(run_dir, spec.storage, round_)
             tune_path = f"{storage_path}/{tune_name}"
             again = resume if round_ == 0 else tune.Tuner.can_restore(tune_path)
             tuner = build_tuner(spec, held[0], configs, run_dir, tune_path, again,
-                                [recorder, progress], searcher_max,
-                                verbose, round_)
+                                [recorder, progress], searcher_max, verbose, round_)
             if not spec.extend_edges:
                 held.clear()  # in Ray's object store now: the driver's own copy is not needed
             disk_full = fit_until_full(tuner, verbose)
@@ -172,13 +170,18 @@ def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, 
             # the sweep reuses their memory instead of adding to the driver's peak.
             del tuner
             gc.collect()
-            done = {settings.grid_key(r) for r in recorder.rows.values()}
-            if disk_full is not None or not all(settings.grid_key(c) in done for c in configs):
+            if disk_full is not None or not all_finished(configs, recorder):
                 return disk_full, total, False
         round_ += 1
         if round_ > spec.extend_edges:
             break
     return None, total, True
+
+
+def all_finished(configs: list[dict], recorder: RunRecorder) -> bool:
+    """Whether every one of these grid points has its row in the tables."""
+    done = {settings.grid_key(r) for r in recorder.rows.values()}
+    return all(settings.grid_key(c) in done for c in configs)
 
 
 def plan_round(run_dir: Path, spec: SweepSpec, round_: int, recorder: RunRecorder):
@@ -223,19 +226,6 @@ def fit_until_full(tuner, verbose: bool) -> DiskFull | None:
         if full is None:
             raise
         return full
-    return None
-
-
-def disk_full_in(e: BaseException) -> DiskFull | None:
-    """The DiskFull that `e` is or wraps (its causes and contexts), if any."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, DiskFull):
-            return e
-        if isinstance(e, OSError) and e.errno in FULL:
-            return DiskFull(e.filename or "Ray Tune's experiment state", 0, e.errno)
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
     return None
 
 

@@ -14,7 +14,7 @@ import time
 import pandas as pd
 import pytest
 
-from helpers import cli, kill_session, start, wait_for
+from helpers import KEY, assert_same, cli, kill_session, start, tables, wait_for
 from results import table as T
 from search.localcluster import LocalCluster, cluster_env, processes
 
@@ -25,8 +25,6 @@ pytestmark = pytest.mark.slow
 # validation images), so the tie rule is exercised too.
 GRID = ["--hidden", "128,256,512", "--lr", "0.001,0.01,0.05,0.1", "--l2", "0.001,0.01",
         "--epochs", "4", "--rungs", "0.25,1,2", "--seed", "3", "--no-retrain"]
-KEY = ["hidden_size", "learning_rate", "l2"]
-VOLATILE = {"trial_id", "time_s", "node_id", "ended_at"}  # timing and placement only
 
 
 def record_lines(log):
@@ -37,28 +35,6 @@ def record_lines(log):
         except FileNotFoundError:
             return 0
     return lines
-
-
-def tables(run_dir) -> dict[str, pd.DataFrame]:
-    """The run's three tables keyed by configuration, without the columns that depend on timing
-    or placement, in a fixed order."""
-    results = pd.read_csv(run_dir / "results.csv")
-    ids = results[["trial_id", *KEY]]
-    out = {"results.csv": results}
-    for name in ("history.csv", "partial_epochs.csv"):
-        if (run_dir / name).exists():  # a full grid reports inside no epoch
-            out[name] = pd.read_csv(run_dir / name).merge(ids, on="trial_id")
-    for name, df in out.items():
-        order = KEY + (["epoch"] if "epoch" in df else [])
-        out[name] = (df.drop(columns=[c for c in df.columns if c in VOLATILE])
-                     .sort_values(order).reset_index(drop=True))
-    return out
-
-
-def assert_same(a, b):
-    ta, tb = tables(a), tables(b)
-    for name in ta:
-        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=True, obj=f"{b.name}/{name}")
 
 
 @pytest.fixture(scope="module")

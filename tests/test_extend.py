@@ -11,32 +11,13 @@ import time
 import pandas as pd
 import pytest
 
-from helpers import cli, kill_session, start, wait_for
+from helpers import KEY, assert_same, cli, kill_session, start, wait_for
 
 pytestmark = pytest.mark.slow
 
 # a grid whose best sits on its edges: the rounds have somewhere to go
 GRID = ["--hidden", "16,32", "--lr", "0.01,0.05", "--l2", "0.001,0.01", "--epochs", "3",
         "--extend-edges", "2"]
-KEY = ["hidden_size", "learning_rate", "l2"]
-VOLATILE = ["trial_id", "time_s", "node_id", "ended_at"]
-
-
-def tables(run_dir) -> dict[str, pd.DataFrame]:
-    results = pd.read_csv(run_dir / "results.csv")
-    out = {"results.csv": results}
-    for name in ("history.csv", "partial_epochs.csv"):
-        out[name] = pd.read_csv(run_dir / name).merge(results[["trial_id", *KEY]], on="trial_id")
-    for name, df in out.items():
-        order = KEY + (["epoch"] if "epoch" in df else [])
-        out[name] = df.drop(columns=[c for c in VOLATILE if c in df]).sort_values(order).reset_index(drop=True)
-    return out
-
-
-def assert_same(a, b):
-    ta, tb = tables(a), tables(b)
-    for name in ta:
-        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=True, obj=f"{b.name}/{name}")
 
 
 @pytest.fixture(scope="module")
