@@ -12,7 +12,7 @@ trial-epochs; the real sweep ran 494.
 Leaves out Ray (nothing is trained). Usage:
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] \
-        [--workers 2 16 64 256]
+        [--workers 2 16 64 256] [--before 7.3 --after 4.7]
 The second replays the default synchronous successive halving (results.halving decides, as in
 the sweep) at each worker count and says whether the decisions agree.
 Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
@@ -193,7 +193,7 @@ def replay_halving(run_dir: Path, rf: int, milestones: tuple, workers: int = 2, 
     epochs = sum(at.values())
     work = sum(hidden[t] * at[t] for t in hidden)
     return {"rf": rf, "rungs": rungs, "workers": workers, "promoted": halving.promoted,
-            "idle_share": 1 - busy / (workers * clock), **outcome(g, best, epochs, work, clock)}
+            "idle_share": 1 - busy / (workers * clock), "busy_s": busy, **outcome(g, best, epochs, work, clock)}
 
 
 def main():
@@ -205,6 +205,10 @@ def main():
                    help="rung schedules: 'ray' (geometric, asha only) or comma-separated epochs, e.g. "
                         "1,2,4 or 0.25,1,2,4 (fractions need a full grid run with --measure-rungs)")
     p.add_argument("--seeds", type=int, default=10, help="asha: orders to replay, seeds 0 .. N-1")
+    p.add_argument("--before", type=float, default=0.0,
+                   help="halving: seconds the whole command spends before the first report (measured)")
+    p.add_argument("--after", type=float, default=0.0,
+                   help="halving: seconds it spends after the last report (measured)")
     p.add_argument("--workers", type=int, nargs="+", default=None,
                    help="simulated workers (asha: one count, default 2; halving: each of these, "
                         "default 2 16 64 256, whose decisions must agree)")
@@ -230,23 +234,30 @@ def main():
 
 
 def main_halving(args):
-    """Each factor and rung schedule at each worker count: the decisions must be the same."""
+    """Each factor and rung schedule at each worker count: the decisions must be the same. With
+    --before and --after (the whole command's fixed costs, measured on a real run), also the
+    whole command's replayed wall time and its ratio to the trials' busy time per worker."""
     workers = args.workers or [2, 16, 64, 256]
-    print(f"{args.run_dir}: successive halving replayed at {', '.join(map(str, workers))} workers")
+    print(f"{args.run_dir}: successive halving replayed at {', '.join(map(str, workers))} workers"
+          + (f", the whole command with {args.before:g} s before the first report and {args.after:g} s "
+             f"after the last" if args.before or args.after else ""))
+    at = " / ".join(map(str, workers))
     print("| reduction factor | rungs (epochs) | trial-epochs | FLOPs of the full grid | gap, pp "
-          "| chosen (H, lr, L2) | same decisions at every worker count | replayed wall s at "
-          + " / ".join(map(str, workers)) + f" workers | idle at {workers[0]} workers |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"| chosen (H, lr, L2) | same decisions at every worker count | replayed wall s at {at} workers "
+          f"| idle at {workers[0]} workers | whole command s at {at} | whole ÷ (busy / workers) at {at} |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for rf, schedule in itertools.product(args.rf, args.rungs):
         milestones = space.parse_rungs("--rungs", schedule)
         runs = [replay_halving(args.run_dir, rf, milestones, workers=w) for w in workers]
         first = runs[0]
         same = all(r["promoted"] == first["promoted"] and r["chosen"] == first["chosen"] for r in runs)
         walls = " / ".join(f"{r['replayed_wall_s']:.1f}" for r in runs)
+        whole = [args.before + r["replayed_wall_s"] + args.after for r in runs]
+        ratios = " / ".join(f"{w / (r['busy_s'] / n):.2f}" for w, r, n in zip(whole, runs, workers, strict=True))
         print(f"| {rf} | {', '.join(map(str, first['rungs']))} | {first['epochs_fraction']:.1%} "
               f"| {first['flops_fraction']:.1%} | {first['gap_pp']:.2f} | {first['chosen']} "
               f"| {'yes' if same else 'NO'} | {walls} "
-              f"| {first['idle_share']:.1%} |")
+              f"| {first['idle_share']:.1%} | {' / '.join(f'{w:.1f}' for w in whole)} | {ratios} |")
 
 
 if __name__ == "__main__":
