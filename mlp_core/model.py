@@ -29,6 +29,11 @@ class ModelFileError(Exception):
     """A model file is missing, pickled, malformed or holds non-finite values."""
 
 
+# What reading a damaged or foreign .npz of weights raises (np.load allows no pickles): a trial's
+# checkpoint cut short, another file in its place, another trial's arrays.
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, ModelFileError)
+
+
 @dataclass
 class Params:
     W1: np.ndarray  # (784, H)

@@ -11,12 +11,11 @@ import datetime as _dt
 import fcntl
 import os
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from mlp_core.model import ModelFileError
+from mlp_core.model import UNREADABLE
 from mlp_core.train import Trainer
 
 from .edges import read_rounds
@@ -111,10 +110,6 @@ def trial_folder(run_dir: Path, storage: str | None, trial_id: str) -> Path | No
             return None
         found += [p for p in Path(storage_path, name).glob(f"*_{trial_id}_*") if p.is_dir()]
     return found[0] if len(found) == 1 else None
-
-
-# What reading a damaged or foreign state file raises (np.load allows no pickles).
-UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, ModelFileError)
 
 
 def epoch_states(folder: Path | None) -> dict[int, Path]:

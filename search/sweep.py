@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import math
 import os
 import sys
 import time
@@ -19,7 +18,6 @@ from pathlib import Path
 from mlp_core.files import DiskFull
 from mlp_core.train import EPOCH, VAL_ACCURACY
 from results import edges, settings, space
-from results import table as T
 from results.edges import describe, rung_log
 from results.runfolder import absolute_storage, check_run_folder, tune_location
 from results.spec import SweepSpec
@@ -186,10 +184,10 @@ def all_finished(configs: list[dict], recorder: RunRecorder) -> bool:
 
 def plan_round(run_dir: Path, spec: SweepSpec, round_: int, recorder: RunRecorder):
     """Round `round_`'s values and new grid points (edges.plan_round), from the best finished
-    trial so far, in the sweep's seeded order."""
-    best = min(recorder.rows.values(), key=lambda r: T.rank_key(r) or (math.inf,), default=None)
-    if best is None or T.rank_key(best) is None:
+    trial so far (the one the recorder keeps the weights of), in the sweep's seeded order."""
+    if recorder.kept is None:  # no trial with a finite value: no edge to follow
         return None
+    best = recorder.rows[recorder.kept[1]]
     axes = {s.name: list(getattr(spec, s.name)) for s in settings.AXES}
     planned = edges.plan_round(run_dir, axes, round_, best, spec.max_hidden)
     return planned and (planned[0], space.shuffled(planned[1], spec.seed))

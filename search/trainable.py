@@ -12,14 +12,13 @@ import os
 import re
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.files import FULL, DiskFull
-from mlp_core.model import N_IN, N_OUT
+from mlp_core.model import N_IN, N_OUT, UNREADABLE
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig, Trainer, train
 from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID, STATE_FILE
 
@@ -93,10 +92,6 @@ def restore(checkpoint, config: TrainConfig) -> tuple[Trainer | None, dict | Non
         except UNREADABLE:
             continue
     return None, None, f"{note}; started again from scratch"
-
-
-# What reading a damaged or foreign state file raises (np.load allows no pickles).
-UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def save_state(path: str, trainer: Trainer, metrics: dict) -> None:
