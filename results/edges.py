@@ -24,7 +24,7 @@ from . import settings
 from .halving import RUNG_LOG
 
 ROUNDS_LOG = "rounds.jsonl"  # one line per round started: the values it added, and why
-HIDDEN = "hidden_size"
+HIDDEN = settings.BY_NAME["hidden"].column  # the axis whose values double and halve
 
 
 def rung_log(round_: int = 0) -> str:
