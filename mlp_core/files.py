@@ -85,6 +85,9 @@ class DiskFull(OSError):
     def __str__(self):
         return self.strerror
 
+    def __reduce__(self):  # as itself from another process (OSError's own would lose the path)
+        return DiskFull, (self.path, self.nbytes, self.errno, self.strerror)
+
     def fields(self) -> dict:
         """What rebuilds it in another process: DiskFull(**fields)."""
         return {"path": self.path, "nbytes": self.nbytes, "code": self.errno, "message": self.strerror}
