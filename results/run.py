@@ -17,6 +17,7 @@ from . import effects, rounds
 from . import table as T
 from .export import load_model
 from .finalist import export_chosen
+from .plot_process import PlotProcess
 from .report import write_report
 from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots
 from .retrain import retrain as retrain_best
@@ -81,20 +82,23 @@ class Run:
 
 
 def finish(run_dir: str | Path, retrain: bool = True, log=None, trial: str | None = None,
-           seeds: int = 1, data_dir: str | None = None, train: bool = True
-           ) -> tuple[Path, RetrainOutcome | None]:
+           seeds: int = 1, data_dir: str | None = None, train: bool = True,
+           plots: PlotProcess | None = None) -> tuple[Path, RetrainOutcome | None]:
     """After a sweep, and for `retrain`: draw its search plots, export a model unless `retrain`
     is False, and write report.html. The model: with `train`, its best configuration (or
     `trial`, with `seeds` seeds) trained again; without, the best trial's own weights read from
-    its checkpoints (trained again only where they are gone). Returns the report's path and the
+    its checkpoints (trained again only where they are gone). With `plots`, the search plots are
+    drawn in that process while the model is exported. Returns the report's path and the
     export's outcome."""
     run_dir = Path(run_dir)
     log = log or (lambda message: None)
-    draw_search_plots(run_dir)
+    wait_for_plots = plots.search_plots(run_dir) if plots else draw_search_plots(run_dir)
     if not retrain:
         outcome = None
     elif train:
         outcome = retrain_best(run_dir, trial, seeds, data_dir, log=log)
     else:
         outcome = export_chosen(run_dir, log=log)
+    if wait_for_plots:
+        wait_for_plots()
     return write_report(run_dir), outcome

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from mlp_core.files import size_text
 from results.errors import SweepError
+from results.plot_process import PlotProcess
 from results.runfolder import absolute_storage, default_name, run_folder
 from results.settings import BY_NAME, PLACEMENT, SWEEP, shown_value
 from results.settings import DEFAULTS as DECLARED_DEFAULTS
@@ -20,6 +21,7 @@ from results.spec import SweepSpec
 from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
 
 from . import rayenv
+from .background import Background
 
 if TYPE_CHECKING:
     from results.run import Run
@@ -99,17 +101,24 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     and SweepInterrupted when the sweep stopped early (Ctrl-C); resume it with `resume=True`.
     Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
     in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
-    # Imported here, not above: matplotlib and Pillow are not needed while the sweep runs.
-    from results.run import Run, finish
-
     spec, run_dir = settings(out, name, resume, **values)
     # Ray reads its environment when it is imported (search/ray_api.py): set for this sweep's
     # address (a local run's, or a cluster's) before the sweep, and so Ray, is imported.
     rayenv.configure(spec.address)
+    with PlotProcess() as plots:  # started at the sweep's tail, on the core it leaves idle
+        return _run(spec, run_dir, resume, retrain, verbose, stream, log, plots)
+
+
+def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: bool, stream, log,
+         plots: PlotProcess) -> Run:
+    # Imported here, not above: matplotlib and Pillow are not needed while the sweep runs.
+    from results.run import Run, finish
+
     from .sweep import run_sweep
 
     try:
-        outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream)
+        outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream,
+                            stop_later=True, at_tail=plots.start)
     except KeyboardInterrupt:
         if not (run_dir / SWEEP_FILE).is_file():
             raise  # nothing was written: nothing to resume
@@ -124,6 +133,10 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
         print(f"at most {paused} trials waited paused at a rung at once"
               + (f", holding {size_text(held)} of checkpoints" if held else ""), file=say, flush=True)
     done = Run(run_dir)
-    # the chosen trial's own weights, not a second training (results/finalist.py)
-    done.report, done.retrained = finish(run_dir, retrain=retrain, log=log, train=False)
+    # the chosen trial's own weights, not a second training (results/finalist.py), exported
+    # while Ray stops
+    finishing = Background(finish, run_dir, retrain=retrain, log=log, train=False, plots=plots)
+    if outcome.stop_ray:
+        outcome.stop_ray()
+    done.report, done.retrained = finishing.result()
     return done

@@ -1,6 +1,7 @@
 """Ray start-up and the checks of a cluster: a local Ray of our own on loopback, or an existing
 cluster reached fast or refused in one line, this project's code shipped to it, and every node
-checked before anything is written (it can run the trainable; storage all nodes share).
+checked before anything is written (it can run the trainable; storage all nodes share); and how
+many trials it runs at once.
 
 Leaves out the sweep itself (sweep.py) and Ray's environment (rayenv.py).
 """
@@ -12,9 +13,13 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SweepError
 from .ray_api import ray
+
+if TYPE_CHECKING:
+    from results.spec import SweepSpec
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -262,3 +267,29 @@ def node_code_problems(driver_fingerprint: str, answers: list[tuple[str, str, st
                             f"(its sources hash to {fingerprint}, the driver's to {driver_fingerprint}); "
                             f"the job's copy did not reach it")
     return problems
+
+
+def local_cpus(spec: SweepSpec) -> int | None:
+    """The CPUs a local Ray offers: all of them, or just enough for --max-concurrent trials, so
+    that Ray itself never runs more (a limit on the trials Tune creates would deadlock a halving
+    barrier: the paused trials count as created)."""
+    if not spec.max_concurrent:
+        return None
+    return min(os.cpu_count() or 1, spec.max_concurrent * spec.cpus_per_trial)
+
+
+def searcher_limit(spec: SweepSpec, started: bool) -> int:
+    """--max-concurrent on a Ray this sweep did not start, as the searcher's limit on the trials
+    alive at once (0: none): right for schedulers that never pause a trial."""
+    return 0 if started or spec.scheduler == "halving" else spec.max_concurrent
+
+
+def slots(spec: SweepSpec, started: bool) -> int:
+    """The trials that run at once: the slots the cluster's CPUs give, within --max-concurrent."""
+    n = int(ray.cluster_resources().get("CPU", 0) // spec.cpus_per_trial)
+    return min(n, spec.max_concurrent) if spec.max_concurrent and not started else n
+
+
+def at_a_time(spec: SweepSpec, started: bool) -> str:
+    n = slots(spec, started)
+    return f"{n} trial{'s' if n != 1 else ''} at a time"

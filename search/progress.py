@@ -1,5 +1,7 @@
 """The sweep's progress line: trials done, running, stopped early, diverged and paused at a rung,
 the best so far, elapsed time and ETA; rewritten in place in a terminal and in a Jupyter cell.
+It also tells when the sweep reaches its tail (fewer trials left than slots: a core idles), where
+the work after the sweep can start.
 
 Leaves out the tables (callbacks.py), whose recorder it reads.
 """
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from mlp_core.files import size_text
 from results import table as T
@@ -20,13 +23,15 @@ class Progress(Callback):
     """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
 
     def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0,
-                 display=None):
+                 display=None, at_tail: tuple[int, Callable[[], None] | None] = (0, None)):
         """`display`: an object with update(text), such as IPython's display handle; without
         one, a Jupyter kernel gets one of its own (the line is updated in place in the cell,
         with no carriage returns), a terminal gets the line rewritten in place, and anything
-        else a new line every 30 s."""
+        else a new line every 30 s. `at_tail`: (slots, then), `then()` called once, when fewer
+        trials are left unfinished than there are slots."""
         self.recorder = recorder
         self.total = total
+        self.slots, self.at_tail = at_tail
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self.display = display if display is not None else (notebook_display() if stream is None else None)
@@ -93,6 +98,9 @@ class Progress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._emit(force=self.tty)
+        if self.at_tail and self.total - len(self.recorder.rows) < self.slots:
+            then, self.at_tail = self.at_tail, None
+            then()
 
     def on_experiment_end(self, trials, **info):
         self._emit(force=True)

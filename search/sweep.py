@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlp_core.data import locate_files
 from mlp_core.files import DiskFull
 from mlp_core.train import EPOCH, VAL_ACCURACY
 from results import edges, settings, space
@@ -22,13 +23,18 @@ from results.edges import describe, rung_log
 from results.runfolder import absolute_storage, check_run_folder, tune_location
 from results.spec import SweepSpec
 
+from .background import Background
 from .callbacks import RunRecorder
 from .cluster import (
+    at_a_time,
     check_cluster_code,
     check_storage,
     cluster_address,
     cluster_node_ips,
     interrupts_kept,
+    local_cpus,
+    searcher_limit,
+    slots,
     start_ray,
     stop_ray,
 )
@@ -39,21 +45,6 @@ from .queues import QueuedASHA, QueuedFIFO
 from .ray_api import BasicVariantGenerator, ProgressReporter, ray, tune
 from .scheduler import HalvingScheduler
 from .trainable import Shared, train_mlp
-
-
-def local_cpus(spec: SweepSpec) -> int | None:
-    """The CPUs a local Ray offers: all of them, or just enough for --max-concurrent trials, so
-    that Ray itself never runs more (a limit on the trials Tune creates would deadlock a halving
-    barrier: the paused trials count as created)."""
-    if not spec.max_concurrent:
-        return None
-    return min(os.cpu_count() or 1, spec.max_concurrent * spec.cpus_per_trial)
-
-
-def searcher_limit(spec: SweepSpec, started: bool) -> int:
-    """--max-concurrent on a Ray this sweep did not start, as the searcher's limit on the trials
-    alive at once (0: none): right for schedulers that never pause a trial."""
-    return 0 if started or spec.scheduler == "halving" else spec.max_concurrent
 
 
 def make_scheduler(spec: SweepSpec, n_trials: int, run_dir: Path | None = None, round_: int = 0):
@@ -85,31 +76,43 @@ class SweepOutcome:
     # The driver's locks on its folders: held while this outcome lives (the post-sweep work runs
     # under them), released when it is dropped or the process ends.
     locks: list = field(default_factory=list, repr=False)
+    # Ray's stop, left to the caller (run_sweep's `stop_later`) when the sweep started Ray and
+    # finished: the work after the sweep runs while Ray stops.
+    stop_ray: Callable[[], None] | None = None
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
-              stream=None) -> SweepOutcome:
+              stream=None, stop_later: bool = False, at_tail: Callable[[], None] | None = None
+              ) -> SweepOutcome:
     """Run (or resume) the sweep into run_dir; returns when every trial has finished or the sweep
-    was stopped (Ctrl-C)."""
+    was stopped (Ctrl-C). `at_tail` is called once fewer trials are left than slots (a core
+    idles from then on); with `stop_later`, a finished sweep leaves a Ray it started running,
+    for the caller to stop (SweepOutcome.stop_ray)."""
     # the progress line takes the stream as given: none, in a Jupyter kernel, is a display of its own
-    progress = stream
+    progress_stream = stream
     stream = stream or sys.stderr
     t0 = time.monotonic()
-    # Everything that can fail on bad input fails here, before the run folder or Ray exist.
+    # What can fail on bad input fails here, before the run folder or Ray exist (but for the
+    # data's contents, read while Ray starts).
     spec.validate()
     spec.storage = absolute_storage(spec.storage)
     check_run_folder(run_dir, resume, spec.storage)
-    data = load_checked_data(spec, resume)
     configs = space.shuffled(spec.configs(), spec.seed)
     storage_path, tune_name = tune_location(run_dir, spec.storage)
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
+    # The data's files are found (or downloaded) first, so that a wrong --data-dir fails before
+    # Ray starts; they are read, checked and split while it starts (BENCHMARKS.md section 8).
+    locate_files(spec.dataset, spec.data_dir)
+    loading = Background(load_checked_data, spec, resume)
     with interrupts_kept() as interrupted:
         started = start_ray(spec.address, verbose, local_cpus(spec))
+    handed_over = False
     try:
         if interrupted:  # a Ctrl-C that Python dropped while Ray started: stop before writing
             raise KeyboardInterrupt
+        data = loading.result()
         check_where(spec, storage_path, stream)  # before anything is written
         locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name)
         recorder = RunRecorder(run_dir, spec.epochs, spec.storage, rounds=spec.extend_edges > 0)
@@ -119,9 +122,12 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               file=stream, flush=True)
         held, data = [data], None  # fit_rounds drops it once no round needs it
         disk_full, total, complete = fit_rounds(spec, held, configs, run_dir, resume, recorder,
-                                                searcher_limit(spec, started), verbose, stream, progress)
+                                                searcher_limit(spec, started), verbose, stream,
+                                                Progress(recorder, len(configs), progress_stream,
+                                                         at_tail=(slots(spec, started), at_tail)))
+        handed_over = started and stop_later and complete and disk_full is None
     finally:
-        if started:
+        if started and not handed_over:
             stop_ray()
     if disk_full is not None:
         with contextlib.suppress(DiskFull):  # atomic: the tables as they were, or brought up to date
@@ -131,18 +137,17 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     recorder.write()
     recorder.close()
     finished = len(recorder.rows)
-    return SweepOutcome(run_dir, total, finished, not complete,
-                        time.monotonic() - t0, recorder.peak_paused, locks)
+    return SweepOutcome(run_dir, total, finished, not complete, time.monotonic() - t0,
+                        recorder.peak_paused, locks, stop_ray if handed_over else None)
 
 
 def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, resume: bool,
-               recorder: RunRecorder, searcher_max: int, verbose: bool, stream, progress_stream=None):
+               recorder: RunRecorder, searcher_max: int, verbose: bool, stream, progress: Progress):
     """Fit the grid's trials, then (--extend-edges) each round that extends it, one Tune
     experiment each, skipping those a resume finds complete. `held` holds the data (emptied
     once it is in Ray's object store and no round will need it again). Returns (a full disk or
     None, the trials of the rounds run, whether every one finished)."""
-    round_, total, disk_full = 0, 0, None
-    progress = Progress(recorder, len(configs), stream=progress_stream)  # one line for every round
+    round_, total, disk_full = 0, 0, None  # `progress`: one line for every round
     while True:
         if round_:
             planned = plan_round(run_dir, spec, round_, recorder)
@@ -203,12 +208,6 @@ def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
               f"{sources}", file=stream, flush=True)
 
 
-def at_a_time(spec: SweepSpec, started: bool) -> str:
-    """"N trials at a time": the slots the cluster's CPUs give, within --max-concurrent."""
-    slots = int(ray.cluster_resources().get("CPU", 0) // spec.cpus_per_trial)
-    if spec.max_concurrent and not started:
-        slots = min(slots, spec.max_concurrent)
-    return f"{slots} trial{'s' if slots != 1 else ''} at a time"
 
 
 def fit_until_full(tuner, verbose: bool) -> DiskFull | None:
