@@ -172,6 +172,47 @@ def test_the_exported_model_is_the_chosen_trial_as_it_trained(run, tmp_path):
     pd.testing.assert_frame_equal(retrained[1], hist, check_exact=True)
 
 
+def test_the_plot_process_draws_the_drivers_figures_and_falls_back_when_it_dies(run, tmp_path):
+    """The search plots drawn in the second process (as `run` draws them, beside the export) are
+    byte for byte the ones the driver draws itself; when that process dies, the driver draws
+    them; an error in it reaches the caller as itself, naming the file."""
+    import multiprocessing
+
+    from results.plot_process import PlotProcess
+    from results.retrain import draw_search_plots
+    from results.table import RunError
+
+    run_dir, _ = run
+    here, there, orphan = (tmp_path / n for n in ("here", "there", "orphan"))
+    for d in (here, there, orphan):
+        shutil.copytree(run_dir, d)
+        shutil.rmtree(d / "plots")
+    draw_search_plots(here)
+    with PlotProcess() as plots:
+        plots.start()
+        plots.search_plots(there)()
+        names = sorted(p.name for p in (here / "plots").glob("search_*.png"))
+        assert len(names) == 4 and names == sorted(p.name for p in (there / "plots").glob("*.png"))
+        for name in names:
+            assert (here / "plots" / name).read_bytes() == (there / "plots" / name).read_bytes(), name
+            assert (run_dir / "plots" / name).read_bytes() == (here / "plots" / name).read_bytes(), name
+        (orphan / "results.csv").unlink()
+        with pytest.raises(RunError, match="results.csv"):
+            plots.search_plots(orphan)()
+        for killed_while_drawing in (True, False):  # the process dies at its task, or before
+            shutil.rmtree(there / "plots")
+            if killed_while_drawing:
+                drawn = plots.search_plots(there)
+            for child in multiprocessing.active_children():
+                child.kill()
+                child.join()
+            if not killed_while_drawing:
+                drawn = plots.search_plots(there)
+            drawn()  # in this process, where the other could not finish
+            for name in names:
+                assert (there / "plots" / name).read_bytes() == (here / "plots" / name).read_bytes(), name
+
+
 def test_retrain_with_seeds(run):
     run_dir, _ = run
     r = cli("retrain", run_dir, "--seeds", "2")
