@@ -92,7 +92,9 @@ def finish(run_dir: str | Path, retrain: bool = True, log=None, trial: str | Non
     export's outcome."""
     run_dir = Path(run_dir)
     log = log or (lambda message: None)
-    wait_for_plots = plots.search_plots(run_dir) if plots else draw_search_plots(run_dir)
+    if plots is None:
+        draw_search_plots(run_dir)
+    wait_for_plots = plots.search_plots(run_dir) if plots else None
     if not retrain:
         outcome = None
     elif train:

@@ -95,9 +95,9 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
 
 def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
         retrain: bool = True, verbose: bool = False, stream=None, log=None, **values) -> Run:
-    """Run (or resume) a sweep, then draw its search plots, retrain its best configuration
-    (unless `retrain` is False) and write its report; returns the finished run, whose `results`
-    is the table as a DataFrame. Raises SweepError for a bad setting (nothing started or written)
+    """Run (or resume) a sweep, then draw its search plots, export its best trial (unless
+    `retrain` is False) and write its report; returns the finished run, whose `results` is the
+    table as a DataFrame. Raises SweepError for a bad setting (nothing started or written)
     and SweepInterrupted when the sweep stopped early (Ctrl-C); resume it with `resume=True`.
     Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
     in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
