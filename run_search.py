@@ -180,10 +180,14 @@ def print_findings(run) -> None:
 
 
 def cmd_retrain(args) -> int:
+    from results.plot_process import PlotProcess
     from results.run import finish
 
-    report, outcome = finish(args.run_dir, trial=args.trial, seeds=args.seeds, data_dir=args.data_dir,
-                             log=lambda m: print(m, file=sys.stderr))
+    # the search plots are drawn in a second process while this one trains (with the trial's
+    # BLAS threads, one by default: the other core is free)
+    with PlotProcess() as plots:
+        report, outcome = finish(args.run_dir, trial=args.trial, seeds=args.seeds, data_dir=args.data_dir,
+                                 log=lambda m: print(m, file=sys.stderr), plots=plots)
     print(outcome.summary())
     print(f"report: {report}")
     return 0
