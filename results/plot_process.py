@@ -48,18 +48,20 @@ class PlotProcess:
         from .retrain import draw_search_plots
 
         self.start()
-        if not self._pool:
-            return lambda: draw_search_plots(run_dir)
-        try:
-            drawn = self._pool.submit(draw_search_plots, str(run_dir))
-        except BrokenProcessPool:
-            return lambda: draw_search_plots(run_dir)
+        drawn = None
+        if self._pool:
+            try:
+                drawn = self._pool.submit(draw_search_plots, str(run_dir))
+            except BrokenProcessPool:  # it died before this task
+                pass
 
         def wait() -> None:
-            try:
-                drawn.result()
-            except BrokenProcessPool:  # the process died (killed, out of memory): draw them here
-                draw_search_plots(run_dir)
+            if drawn is not None:
+                try:
+                    return drawn.result()
+                except BrokenProcessPool:  # the process died (killed, out of memory)
+                    pass
+            draw_search_plots(run_dir)  # no process to draw them: drawn here
         return wait
 
     def close(self) -> None:
