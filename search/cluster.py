@@ -288,8 +288,3 @@ def slots(spec: SweepSpec, started: bool) -> int:
     """The trials that run at once: the slots the cluster's CPUs give, within --max-concurrent."""
     n = int(ray.cluster_resources().get("CPU", 0) // spec.cpus_per_trial)
     return min(n, spec.max_concurrent) if spec.max_concurrent and not started else n
-
-
-def at_a_time(spec: SweepSpec, started: bool) -> str:
-    n = slots(spec, started)
-    return f"{n} trial{'s' if n != 1 else ''} at a time"

@@ -26,7 +26,6 @@ from results.spec import SweepSpec
 from .background import Background
 from .callbacks import RunRecorder
 from .cluster import (
-    at_a_time,
     check_cluster_code,
     check_storage,
     cluster_address,
@@ -116,15 +115,17 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         check_where(spec, storage_path, stream)  # before anything is written
         locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name)
         recorder = RunRecorder(run_dir, spec.epochs, spec.storage, rounds=spec.extend_edges > 0)
+        n_slots = slots(spec, started)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
-              f"{at_a_time(spec, started)}" + (f" (resuming: {len(recorder.rows)} done)" if resume else ""),
+              f"{n_slots} trial{'s' if n_slots != 1 else ''} at a time"
+              + (f" (resuming: {len(recorder.rows)} done)" if resume else ""),
               file=stream, flush=True)
         held, data = [data], None  # fit_rounds drops it once no round needs it
         disk_full, total, complete = fit_rounds(spec, held, configs, run_dir, resume, recorder,
                                                 searcher_limit(spec, started), verbose, stream,
                                                 Progress(recorder, len(configs), progress_stream,
-                                                         at_tail=(slots(spec, started), at_tail)))
+                                                         at_tail=(n_slots, at_tail)))
         handed_over = started and stop_later and complete and disk_full is None
     finally:
         if started and not handed_over:
@@ -206,8 +207,6 @@ def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
         nodes, sources = check_cluster_code("--address")
         print(f"cluster: {nodes} node(s) with CPUs, each running this project's sources "
               f"{sources}", file=stream, flush=True)
-
-
 
 
 def fit_until_full(tuner, verbose: bool) -> DiskFull | None:
