@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mlp_core.data import read_idx_pair, write_idx, write_split  # noqa: F401 (the tests import them from here)
+from results.compare import differences, tables  # noqa: F401 (the tests import them from here)
+from results.settings import HYPERPARAMETERS
 from search.localcluster import processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,29 +92,10 @@ def kill_session(sid: int) -> None:
             pass
 
 
-# A run's tables compared across runs: keyed by configuration, without the columns of timing and
-# placement.
-KEY = ["hidden_size", "learning_rate", "l2"]
-VOLATILE = {"trial_id", "time_s", "node_id", "ended_at"}
-
-
-def tables(run_dir) -> dict[str, pd.DataFrame]:
-    """The run's three tables keyed by configuration, without the columns that depend on timing
-    or placement, in a fixed order."""
-    results = pd.read_csv(run_dir / "results.csv")
-    ids = results[["trial_id", *KEY]]
-    out = {"results.csv": results}
-    for name in ("history.csv", "partial_epochs.csv"):
-        if (run_dir / name).exists():  # a full grid reports inside no epoch
-            out[name] = pd.read_csv(run_dir / name).merge(ids, on="trial_id")
-    for name, df in out.items():
-        order = KEY + (["epoch"] if "epoch" in df else [])
-        out[name] = (df.drop(columns=[c for c in df.columns if c in VOLATILE])
-                     .sort_values(order).reset_index(drop=True))
-    return out
+KEY = list(HYPERPARAMETERS)  # a trial's configuration: how tables of two runs are keyed
 
 
 def assert_same(a, b):
-    ta, tb = tables(a), tables(b)
-    for name in ta:
-        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=True, obj=f"{b.name}/{name}")
+    """Run b's tables are run a's (results.compare: all but ids, times and nodes)."""
+    found = differences(a, b)
+    assert not found, "\n".join(found)
