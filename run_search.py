@@ -13,6 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
+from results.columns import SWEEP_FILE  # (imports nothing: the commands still start fast)
+
 # How the user called it: the installed `mlp-sweep`, or `python run_search.py`. Help, errors and
 # the commands it suggests (resume, run again) use that name.
 INSTALLED = "mlp-sweep"
@@ -32,12 +34,19 @@ class Stops:
 
     def __init__(self):
         self.terminated = False
+        # (a run folder, the command that resumes it) while a sweep runs: said at once on SIGTERM,
+        # for when the same SIGTERM also ends Ray's own processes (a whole process group, as
+        # Slurm's scancel signals a job) and the driver dies with them before it can say more
+        self.resumable: tuple[Path, str] | None = None
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum, frame):
+        if not self.terminated and self.resumable and (self.resumable[0] / SWEEP_FILE).is_file():
+            print(f"\nterminated (SIGTERM): stopping the sweep. Resume with:\n  {self.resumable[1]}",
+                  file=sys.stderr, flush=True)
         self.terminated = True
         handler = signal.getsignal(signal.SIGINT)
         if not callable(handler):  # SIGINT ignored or default: still a stop
@@ -132,7 +141,6 @@ def cmd_run(args) -> int:
     """`run`: search.api.run, as a notebook calls it, with the command line's messages."""
     from mlp_core.files import DiskFull
     from results.runfolder import default_name
-    from results.table import SWEEP_FILE
     from search import api
 
     name = args.name if args.name or args.resume else default_name()  # a resume names its folder
@@ -140,6 +148,7 @@ def cmd_run(args) -> int:
     resume_cmd = (f"{COMMAND} run --out {args.out} --name {name} --resume"
                   + (f" --address {args.address}" if args.address else ""))
     values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}
+    STOPS.resumable = (run_dir, resume_cmd)
     try:
         run = api.run(args.out, name, args.resume, retrain=not args.no_retrain, verbose=args.verbose,
                       log=lambda m: print(m, file=sys.stderr), **values)
@@ -150,12 +159,17 @@ def cmd_run(args) -> int:
         print(f"what was finished is in {run_dir}; free some space, then resume with:\n  {resume_cmd}",
               file=sys.stderr)
         return EXIT_FAILURE
+    except api.SweepStalled as e:
+        print(f"\n{PROG}: error: {e}", file=sys.stderr)
+        print(f"what was finished is in {run_dir}; resume with:\n  {resume_cmd}", file=sys.stderr)
+        return EXIT_FAILURE
     except (api.SweepInterrupted, KeyboardInterrupt) as e:
         if not (run_dir / SWEEP_FILE).is_file():  # stopped before the run folder was written
             print(f"\n{STOPS.what} before the sweep started: nothing was written", file=sys.stderr)
         else:
             said = f": {e}" if isinstance(e, api.SweepInterrupted) else f"; results so far are in {run_dir}"
-            print(f"\n{STOPS.what}{said}. Resume with:\n  {resume_cmd}", file=sys.stderr)
+            again = "" if STOPS.terminated else f" Resume with:\n  {resume_cmd}"  # (said at the SIGTERM)
+            print(f"\n{STOPS.what}{said}.{again}", file=sys.stderr)
         return STOPS.code
     print_findings(run)
     return 0

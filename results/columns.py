@@ -18,6 +18,8 @@ JOURNAL_FILE = "journal.jsonl"
 # In each of a trial's Tune checkpoints (a folder checkpoint_NNNNNN in its trial folder): its
 # trainer's state and the report it was saved with.
 STATE_FILE = "state.npz"
+# What Ray and Tune said of failing trials (tracebacks, dead workers), appended to by every driver.
+RAY_LOG = "ray.log"
 
 TRIAL_ID = "trial_id"
 STATUS = "status"

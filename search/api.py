@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlp_core.files import size_text
+from results.columns import RAY_LOG
 from results.errors import SweepError
 from results.plot_process import PlotProcess
 from results.runfolder import absolute_storage, default_name, run_folder
@@ -22,6 +23,7 @@ from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
 
 from . import rayenv
 from .background import Background
+from .errors import MAX_FAILURES, SweepStalled  # noqa: F401 (SweepStalled: part of this module's API)
 
 if TYPE_CHECKING:
     from results.run import Run
@@ -98,7 +100,8 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     """Run (or resume) a sweep, then draw its search plots, export its best trial (unless
     `retrain` is False) and write its report; returns the finished run, whose `results` is the
     table as a DataFrame. Raises SweepError for a bad setting (nothing started or written)
-    and SweepInterrupted when the sweep stopped early (Ctrl-C); resume it with `resume=True`.
+    and SweepInterrupted when the sweep stopped early (Ctrl-C), SweepStalled when it could not
+    go on (no trial could run, even after restoring it); resume either with `resume=True`.
     Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
     in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
     spec, run_dir = settings(out, name, resume, **values)
@@ -128,6 +131,12 @@ def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: b
                                f"finished; results so far are in {run_dir}", Run(run_dir))
     say = stream or sys.stderr
     print(f"sweep finished in {outcome.seconds:.1f} s: {run_dir / RESULTS_FILE}", file=say)
+    failures, restores = outcome.faults
+    if failures:
+        print(f"{failures} trial failure{'s' if failures != 1 else ''} (a worker's or node's death, or an error); "
+              f"a trial is retried up to {MAX_FAILURES} failures as Tune counts them"
+              + (f"; the experiment was restored {restores} time{'s' if restores != 1 else ''}" if restores else "")
+              + f"; Ray's own reports are in {run_dir / RAY_LOG}", file=say)
     paused, held = outcome.peak_paused
     if paused:  # early stopping's barriers: what they cost in checkpoints
         print(f"at most {paused} trials waited paused at a rung at once"

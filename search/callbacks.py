@@ -24,6 +24,7 @@ from results.halving import RUNG_LOG, stopped_at
 from results.runfolder import epoch_states, trial_folder
 
 from .errors import SweepHalted, halting_when_full
+from .faults import lost_for_good
 from .ray_api import Callback, Trial
 from .scheduler import LIVE
 from .trainable import DISK_FULL, unpacked
@@ -65,6 +66,7 @@ class RunRecorder(Callback):
         self.threads: dict[str, int] = {}
         self.diverged: set[str] = set()
         self.running: set[str] = set()
+        self.owed: set[str] = set()  # trials Tune ended as errors with retries left (faults.py)
         self.counts: Counter = Counter()  # finished trials by status, for the progress line
         self.best: float | None = None  # the best finite validation accuracy reported so far
         # Trials paused at a rung and the bytes of the checkpoints they hold (halving's
@@ -170,7 +172,9 @@ class RunRecorder(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
-        if trial.trial_id not in self.rows:
+        if not lost_for_good(trial):  # ended by Tune with retries left: the sweep runs it again
+            self.owed.add(trial.trial_id)
+        elif trial.trial_id not in self.rows:
             self._finish(trial, T.Status.ERROR)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):

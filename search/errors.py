@@ -1,5 +1,6 @@
 """How the Ray side stops a sweep from inside Tune's loop (SweepHalted), finds a full disk in
-what Tune raised, and the error it shares with the run folder's layer (results.errors.SweepError).
+what Tune raised, the error it shares with the run folder's layer (results.errors.SweepError),
+and the one a sweep that cannot move stops with (SweepStalled; search/faults.py). No Ray here.
 """
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import contextlib
 
 from mlp_core.files import FULL, DiskFull
 from results.errors import SweepError  # noqa: F401 (raised by search's modules too)
+
+# How many failures of a trial Tune retries (FailureConfig), each from its last checkpoint: twice
+# the deaths a trial is promised to survive (3), since Tune counts one death twice when the dead
+# worker had two tasks in flight (saving the checkpoint of a pause, and the pause itself).
+MAX_FAILURES = 6
 
 
 class SweepHalted(BaseException):
@@ -39,3 +45,8 @@ def disk_full_in(e: BaseException) -> DiskFull | None:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
+
+
+class SweepStalled(Exception):
+    """The sweep stopped because it could not move, even after a restore: its tables are written,
+    and --resume goes on from there (the message says what it waited for)."""

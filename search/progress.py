@@ -15,6 +15,7 @@ from mlp_core.files import size_text
 from results import table as T
 
 from .callbacks import _LIVE, RunRecorder, _live
+from .faults import failure_line
 from .ray_api import Callback
 from .trainable import DETAILS, RESTORE_NOTE, unpacked
 
@@ -39,6 +40,8 @@ class Progress(Callback):
         self.t0 = time.monotonic()
         self.done_at_start = len(recorder.rows)
         self._last = 0.0
+        self.failures = 0  # trial failures said (a worker's death, a node's, an error)
+        self.restores = 0  # restores of the experiment by the sweep (fitting.fit_retrying)
         _LIVE[("progress", str(recorder.run_dir))] = self
 
     def __reduce__(self):
@@ -84,6 +87,14 @@ class Progress(Callback):
             if note:
                 config = ", ".join(f"{k}={trial.config[k]}" for k in T.HYPERPARAMETERS)
                 self.say(f"trial {trial.trial_id} ({config}): {note}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.failures += 1
+        self.say(failure_line(trial, self.recorder.nodes.get(trial.trial_id)))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failures += 1
+        self.say(failure_line(trial, self.recorder.nodes.get(trial.trial_id)))
 
     def say(self, text: str) -> None:
         """One line of its own, above the progress line."""

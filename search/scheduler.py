@@ -15,8 +15,10 @@ Implementation notes (HalvingScheduler)
   settled at the next choose_trial_to_run.
 - A worker or node that dies: Tune calls on_trial_error, then adds the trial again as PENDING
   (it restarts from its last checkpoint and reports its true value). Only a trial that has
-  failed for good (should_recover() false) counts as NaN at its rung, as does one that ended
-  before its rung (on_trial_complete, on_trial_remove).
+  spent its retries (faults.lost_for_good) counts as NaN at its rung, as does one that ended
+  before it (on_trial_complete, on_trial_remove); its rung waits for one owed a retry.
+- Liveness: when no trial runs and none can start, every fate is settled again from Tune's
+  states; if that starts nothing within IDLE_GRACE_S, SweepIdle ends Tuner.fit (faults.py).
 - Tune pickles the scheduler into its experiment state; a resumed one reads the record back, and
   the restored trials replay their checkpoint's report before they train on.
 
@@ -34,6 +36,7 @@ from results.halving import Halving, append_record, replay_record, rungs_used
 from results.settings import grid_key
 
 from .errors import halting_when_full
+from .faults import IdleWatch, lost_for_good
 from .queues import PendingQueue
 from .ray_api import Trial, TrialScheduler
 from .trainable import unpacked
@@ -44,7 +47,7 @@ from .trainable import unpacked
 LIVE: dict[str, Halving] = {}
 
 
-class HalvingScheduler(PendingQueue, TrialScheduler):
+class HalvingScheduler(IdleWatch, PendingQueue, TrialScheduler):
     """Successive halving for Tune, with barriers that leave no core idle while work remains: a
     trial that reaches a rung before the rung is complete is paused (its checkpoint saved, its
     CPU given to another trial) and resumed or stopped once the rung is decided.
@@ -78,6 +81,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         self._ready: list[tuple] = []  # heap of paused trials a decision let go on: largest first
         self._unsure: list[Trial] = []  # fate to settle once paused: restored, or saving when decided
         self._pushed = 0  # a tie-break for the heap, in push order
+        self._watched, self._idle_since = 0.0, None  # IdleWatch's
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -107,9 +111,7 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
 
     # -- Tune's scheduler API -------------------------------------------------------------------
     def set_search_properties(self, metric, mode, **spec) -> bool:
-        if metric and metric != self.metric_name or mode and mode != "max":
-            return False
-        return True
+        return not (metric and metric != self.metric_name or mode and mode != "max")
 
     @property
     def metric(self):
@@ -149,18 +151,16 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         # decision that can only go against it.
         return self.STOP if self.halving.beaten(trial.trial_id, j) else self.PAUSE
 
-    def on_trial_complete(self, tune_controller, trial: Trial, result: dict):
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict | None = None):
         self._ended(tune_controller, trial)
+
+    on_trial_remove = on_trial_complete  # (paused or pending, stopped)
 
     def on_trial_error(self, tune_controller, trial: Trial):
-        # Tune calls this both when it retries a trial (its worker or node died; it is then added
-        # again, restarts from its last checkpoint and reports its true value at the rung) and
-        # when the trial has failed for good: only the second counts as NaN at its rung.
-        if not trial.should_recover():
+        # Called for a retry too (the trial is added again, restarts from its last checkpoint and
+        # reports its true value at the rung): NaN at its rung only once its retries are spent.
+        if lost_for_good(trial):
             self._ended(tune_controller, trial)
-
-    def on_trial_remove(self, tune_controller, trial: Trial):
-        self._ended(tune_controller, trial)
 
     def _ended(self, tune_controller, trial: Trial):
         j = self.halving.pending_rung(trial.trial_id)
@@ -238,8 +238,16 @@ class HalvingScheduler(PendingQueue, TrialScheduler):
         """A pending trial, else a paused one whose rung let it go on, largest hidden size first
         (the longest work first shortens the wait at the next barrier). Paused trials that a
         decision stopped while the driver was down are stopped here. Queues with entries dropped
-        as their trial moves on: no call walks every trial."""
+        as their trial moves on: only an idle sweep's watch walks every trial."""
         self._settle(tune_controller)
+        trial = self._next_to_run()
+        if trial is None and self._watch(tune_controller):  # settled again: one may start now
+            trial = self._next_to_run()
+        if trial is not None:
+            self._idle_since = None
+        return trial
+
+    def _next_to_run(self) -> Trial | None:
         pending = self._next_pending()
         if pending is not None:
             return pending

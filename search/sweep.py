@@ -7,8 +7,8 @@ sweep (results/).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -37,11 +37,12 @@ from .cluster import (
     start_ray,
     stop_ray,
 )
-from .errors import SweepError, SweepHalted, disk_full_in
+from .errors import MAX_FAILURES, SweepError
+from .fitting import Silent, fit_retrying
 from .prepare import claim_run_folder, load_checked_data
 from .progress import Progress
 from .queues import QueuedASHA, QueuedFIFO
-from .ray_api import BasicVariantGenerator, ProgressReporter, ray, tune
+from .ray_api import BasicVariantGenerator, ray, tune
 from .scheduler import HalvingScheduler
 from .trainable import Shared, train_mlp
 
@@ -78,6 +79,8 @@ class SweepOutcome:
     # Ray's stop, left to the caller (run_sweep's `stop_later`) when the sweep started Ray and
     # finished: the work after the sweep runs while Ray stops.
     stop_ray: Callable[[], None] | None = None
+    # Trial failures (each said as it happened) and restores of the experiment (search/faults.py).
+    faults: tuple = (0, 0)
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
@@ -119,13 +122,11 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
               f"{n_slots} trial{'s' if n_slots != 1 else ''} at a time"
-              + (f" (resuming: {len(recorder.rows)} done)" if resume else ""),
-              file=stream, flush=True)
+              + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
         held, data = [data], None  # fit_rounds drops it once no round needs it
+        progress = Progress(recorder, len(configs), progress_stream, at_tail=(n_slots, at_tail))
         disk_full, total, complete = fit_rounds(spec, held, configs, run_dir, resume, recorder,
-                                                searcher_limit(spec, started), verbose, stream,
-                                                Progress(recorder, len(configs), progress_stream,
-                                                         at_tail=(n_slots, at_tail)))
+                                                searcher_limit(spec, started), verbose, stream, progress)
         handed_over = started and stop_later and complete and disk_full is None
     finally:
         if started and not handed_over:
@@ -139,7 +140,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     recorder.close()
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, total, finished, not complete, time.monotonic() - t0,
-                        recorder.peak_paused, locks, stop_ray if handed_over else None)
+                        recorder.peak_paused, locks, stop_ray if handed_over else None,
+                        (progress.failures, progress.restores))
 
 
 def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, resume: bool,
@@ -164,16 +166,15 @@ def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, 
             storage_path, tune_name = tune_location(run_dir, spec.storage, round_)
             tune_path = f"{storage_path}/{tune_name}"
             again = resume if round_ == 0 else tune.Tuner.can_restore(tune_path)
-            tuner = build_tuner(spec, held[0], configs, run_dir, tune_path, again,
-                                [recorder, progress], searcher_max, verbose, round_)
+            build = functools.partial(build_tuner, spec, configs=configs, run_dir=run_dir, tune_path=tune_path,
+                                      callbacks=[recorder, progress], searcher_max=searcher_max,
+                                      verbose=verbose, round_=round_)
+            tuner = build(held[0], resume=again)
             if not spec.extend_edges:
                 held.clear()  # in Ray's object store now: the driver's own copy is not needed
-            disk_full = fit_until_full(tuner, verbose)
-            # Tune's trials and their kept results are garbage now, much of it in reference
-            # cycles that Python's collector would reach only later: freed here, the work after
-            # the sweep reuses their memory instead of adding to the driver's peak.
-            del tuner
-            gc.collect()
+            disk_full = fit_retrying(tuner, functools.partial(restored, build, held, spec),
+                                     recorder, progress, verbose)
+            gc.collect()  # the fit's trials and results, many in reference cycles (fit_retrying)
             if disk_full is not None or not all_finished(configs, recorder):
                 return disk_full, total, False
         round_ += 1
@@ -199,6 +200,12 @@ def plan_round(run_dir: Path, spec: SweepSpec, round_: int, recorder: RunRecorde
     return planned and (planned[0], space.shuffled(planned[1], spec.seed))
 
 
+def restored(build: Callable, held: list, spec: SweepSpec):
+    """The sweep's Tuner restored from its snapshot (`build`: build_tuner for the round); the
+    data read again, as --resume reads it, where the driver no longer holds it."""
+    return build(held[0] if held else load_checked_data(spec, True), resume=True)
+
+
 def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
     """The checks that need the cluster's nodes, so come after Ray's start: storage every node
     can reach, and (on a cluster, now that the nodes have the code) nodes that can run it."""
@@ -207,22 +214,6 @@ def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
         nodes, sources = check_cluster_code("--address")
         print(f"cluster: {nodes} node(s) with CPUs, each running this project's sources "
               f"{sources}", file=stream, flush=True)
-
-
-def fit_until_full(tuner, verbose: bool) -> DiskFull | None:
-    """tuner.fit(); a full disk stops it as a crash of the driver would (Tune's last experiment
-    snapshot, the tables and the journal are each whole, so --resume goes on from there), and
-    is returned."""
-    try:
-        fit_quietly(tuner, verbose)
-    except SweepHalted as e:  # our callbacks' or scheduler's writes
-        return e.cause
-    except Exception as e:  # Tune's own writes: its experiment snapshot
-        full = disk_full_in(e)
-        if full is None:
-            raise
-        return full
-    return None
 
 
 def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_path: str,
@@ -246,7 +237,7 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
         name=tune_name, storage_path=storage_path,
         # every checkpoint kept while a trial runs; its weights dropped when it ends
         # (callbacks.drop_checkpoint_weights says why)
-        failure_config=tune.FailureConfig(max_failures=3),
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         callbacks=callbacks, verbose=2 if verbose else 0,
         # Tune's own reporter, in a Jupyter kernel, clears the cell's output as it starts (which
         # would take the progress line with it) and leaves an empty table there
@@ -260,26 +251,3 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
                                              max_concurrent=searcher_max),
             num_samples=len(configs), reuse_actors=True),
         run_config=run_config)
-
-
-class Silent(ProgressReporter):
-    """No report from Tune itself: the progress line (progress.py) says what is going on."""
-
-    def should_report(self, trials, done: bool = False) -> bool:
-        return False
-
-    def report(self, trials, done: bool, *sys_info) -> None:
-        pass
-
-
-def fit_quietly(tuner, verbose: bool) -> None:
-    """tuner.fit(), with Tune's logger at ERROR unless verbose (e.g. "failed to fetch metrics"
-    for the per-trial logs turned off)."""
-    tune_logger = logging.getLogger("ray.tune")
-    level = tune_logger.level
-    if not verbose:
-        tune_logger.setLevel(logging.ERROR)
-    try:
-        tuner.fit()
-    finally:
-        tune_logger.setLevel(level)

@@ -122,7 +122,7 @@ class Controller:
     def add(self, tid, hidden, status=Trial.RUNNING):
         trial = SimpleNamespace(trial_id=tid, status=status, is_saving=False, last_result={},
                                 config={"hidden_size": hidden, "learning_rate": 0.1, "l2": 0.0},
-                                retries_left=0)
+                                retries_left=0, num_failures=1, max_failures=6)
         trial.should_recover = lambda: trial.retries_left > 0  # as Tune's Trial answers
         self.trials.append(trial)
         self.scheduler.on_trial_add(self, trial)
@@ -181,12 +181,17 @@ def test_tune_scheduler_pauses_at_an_open_rung_then_resumes_the_best_and_stops_t
 
 
 def test_a_rung_of_ten_thousand_trials_is_decided_and_served_without_walking_them_all():
-    """Choosing the next trial never walks Tune's trial list (get_trials is never called) and
-    asks each trial's fate a bounded number of times: the driver's work per trial does not grow
-    with the grid. The promoted trials resume largest grid position first."""
+    """Choosing the next trial walks Tune's trial list only when it finds nothing to start (the
+    liveness watch, at most once a second) and asks each trial's fate a bounded number of times:
+    the driver's work per trial does not grow with the grid. The promoted trials resume largest
+    grid position first."""
     class NoWalk(Controller):
+        walks = 0
+
         def get_trials(self):
-            raise AssertionError("choose_trial_to_run walked every trial")
+            assert s._next_pending() is None and not s._ready, "walked every trial with trials to start"
+            NoWalk.walks += 1
+            return self.trials
 
     n = 10_000
     s = HalvingScheduler(n, rungs=(0.25, 1), epochs=2, reduction_factor=4)
@@ -224,6 +229,7 @@ def test_a_rung_of_ten_thousand_trials_is_decided_and_served_without_walking_the
     keys = [grid_key(t.config) for t in served]
     assert keys == sorted(keys, reverse=True)  # all queued before the first was served
     assert len(fates) <= 3 * n  # a report's, and a promoted trial's twice (queued, served)
+    assert NoWalk.walks <= 1  # once, when the last promoted trial had started
 
 
 @pytest.mark.parametrize("name", ["none", "asha"])
@@ -521,3 +527,80 @@ def test_the_per_rung_view_of_an_interrupted_sweep_leaves_an_incomplete_rung_und
     append_record(tmp_path / RUNG_LOG, "d", 1, 0.1, ("d",))
     (decided,) = rung_summary(tmp_path, sweep, 4, rows, [])
     assert (decided["entered"], decided["went_on"], decided["stopped"], decided["cutoff"]) == (4, 2, 2, 0.7)
+
+
+class Clock:
+    """time.monotonic for the scheduler's liveness watch, moved on by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def idle_watch(monkeypatch, scheduler, controller, clock):
+    """choose_trial_to_run as an idle Tune calls it: once now, once after the grace period."""
+    from search import faults
+    monkeypatch.setattr("search.faults.time.monotonic", clock)
+    first = scheduler.choose_trial_to_run(controller)
+    clock.now += faults.IDLE_GRACE_S + 1
+    return first
+
+
+def test_a_trial_tune_ended_with_retries_left_keeps_its_rung_open_and_an_idle_sweep_says_so(monkeypatch):
+    """Tune ends a trial as ERROR on a second failure of one death while the trial waits to
+    restart: it is owed its retries, so its rung waits; with nothing else to run, the watch
+    ends the fit (SweepIdle) naming it, for the driver to restore it."""
+    from search.faults import SweepIdle
+    s = HalvingScheduler(4, rungs=(1,), epochs=2, reduction_factor=2)
+    c = Controller(s)
+    x, y, z, w = c.add("x", 16), c.add("y", 32), c.add("z", 64), c.add("w", 128)
+    assert c.report(x, 1, 0.5) == PAUSE
+    assert c.report(y, 1, 0.6) == PAUSE  # neither certain: z and w could rank above both
+    for t in (z, w):
+        t.retries_left = 2
+        s.on_trial_error(c, t)  # Tune's final branch for a trial it had just requeued
+        t.status = Trial.ERROR
+    assert s.halving.pending_rung("z") == 0 and s.halving.promoted == []  # not NaN: owed a retry
+    clock = Clock()
+    assert idle_watch(monkeypatch, s, c, clock) is None  # idle: settled again, nothing to start
+    with pytest.raises(SweepIdle) as e:
+        s.choose_trial_to_run(c)
+    assert e.value.rung == 1 and len(e.value.waiting) == 2
+    assert e.value.waiting[0].startswith("z (hidden_size 64") and "error" in e.value.waiting[0]
+    assert "rung 1 waits for 2 trials" in str(e.value)
+
+
+def test_the_watch_takes_a_lost_decision_again_and_counts_a_trial_tune_ended_unseen(monkeypatch):
+    """Whatever path lost them, an idle sweep's watch settles every trial from Tune's states: a
+    trial that ended without telling the scheduler counts as NaN at its rung, and a paused trial
+    whose rung let it go on is started, so the sweep moves on without a restore."""
+    s = HalvingScheduler(4, rungs=(1,), epochs=2, reduction_factor=2)
+    c = Controller(s)
+    x, y, z, w = c.add("x", 16), c.add("y", 32), c.add("z", 64), c.add("w", 128)
+    assert c.report(x, 1, 0.5) == PAUSE
+    assert c.report(y, 1, 0.6) == PAUSE
+    z.status = w.status = Trial.TERMINATED  # ended, and the scheduler was never told
+    clock = Clock()
+    monkeypatch.setattr("search.faults.time.monotonic", clock)
+    assert s.choose_trial_to_run(c) is y  # NaN for z and w decided the rung: y goes on (and x)
+    assert s.halving.promoted == [["y", "x"]]
+    y.status = Trial.RUNNING  # started: the sweep is busy
+    clock.now += 2
+    assert s.choose_trial_to_run(c) is x
+    y.status = Trial.PAUSED  # (as a stale PAUSE would leave it)
+    s._ready.clear()  # a decision lost on the way: nothing queued though x and y may go on
+    clock.now += 2
+    assert s.choose_trial_to_run(c) is y  # the watch settles them, and they are started
+
+
+def test_a_busy_sweep_is_never_idle(monkeypatch):
+    s = HalvingScheduler(4, rungs=(1,), epochs=2, reduction_factor=2)
+    c = Controller(s)
+    x, y, _, _ = c.add("x", 16), c.add("y", 32), c.add("z", 64), c.add("w", 128)  # z and w run on
+    assert c.report(x, 1, 0.5) == PAUSE
+    assert c.report(y, 1, 0.6) == PAUSE
+    clock = Clock()
+    for _ in range(3):
+        assert idle_watch(monkeypatch, s, c, clock) is None
