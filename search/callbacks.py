@@ -27,7 +27,7 @@ from .errors import SweepHalted, halting_when_full
 from .faults import lost_for_good
 from .ray_api import Callback, Trial
 from .scheduler import LIVE
-from .trainable import DISK_FULL, unpacked
+from .trainable import DISK_FULL, EARLIER, unpacked
 
 # Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
 # those copies. Ours pickle as a reference to the live instance of this driver, so a resumed
@@ -146,22 +146,28 @@ class RunRecorder(Callback):
             return
         self.nodes[tid] = result.get(T.NODE_ID, "")
         self.threads[tid] = result.get(T.BLAS_THREADS)
-        row = {c: result.get(c) for c in T.HISTORY_COLUMNS}
-        row[T.TRIAL_ID] = tid
-        # A trial restored from an older checkpoint (or from scratch) replays epochs it had
-        # reported: training is seeded, so each replayed row replaces its twin. The rows of the
-        # epochs it has not reached again are kept: Tune can stop a restored trial before it gets
-        # back there (a STOP it had queued for it before a resume), and those rows are still what
-        # the trial computed.
-        if result.get(MID_EPOCH):
-            self.partial.setdefault(tid, {})[float(result[EPOCH])] = row
-        else:
-            self.history.setdefault(tid, {})[int(result[EPOCH])] = row
-            self._note_best(row[VAL_ACCURACY])
+        # A restored trial's replayed report brings its reports before it (EARLIER), which a
+        # driver that died before writing its tables would not have.
+        for report in (*result.get(EARLIER, ()), result):
+            self._keep_row(tid, report)
         if result.get(DIVERGED):
             self.diverged.add(tid)
         with halting_when_full():
             self._write_if_due()  # also between trial ends, so long trials' epochs reach the disk
+
+    def _keep_row(self, tid: str, report: dict) -> None:
+        """A report's history row (or partial row, inside the first epoch). A trial restored from
+        an older checkpoint (or from scratch) replays epochs it had reported: training is seeded,
+        so each replayed row replaces its twin. The rows of the epochs it has not reached again
+        are kept: Tune can stop a restored trial before it gets back there (a STOP it had queued
+        for it before a resume), and those rows are still what the trial computed."""
+        row = {c: report.get(c) for c in T.HISTORY_COLUMNS}
+        row[T.TRIAL_ID] = tid
+        if report.get(MID_EPOCH):
+            self.partial.setdefault(tid, {})[float(report[EPOCH])] = row
+        else:
+            self.history.setdefault(tid, {})[int(report[EPOCH])] = row
+            self._note_best(row[VAL_ACCURACY])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         # Tune calls this only for a trial that ended: its function returned, or the scheduler

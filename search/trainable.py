@@ -50,6 +50,10 @@ DETAILS = "details"
 RESTORE_NOTE = "restore_note"
 # A report holding only this detail: the trial could not write its checkpoint, the disk is full.
 DISK_FULL = "disk_full"
+# A detail of the report a restored trial replays: its reports before that one, kept in each
+# checkpoint. A driver that died before it wrote them to its tables (SIGKILL, or Ray's processes
+# ended under it) would otherwise lose them: the trial restarts from its newest checkpoint only.
+EARLIER = "earlier"
 
 
 def packed(metrics: dict, top: tuple = (EPOCH, VAL_ACCURACY)) -> dict:
@@ -70,17 +74,17 @@ def blas_threads() -> int:
     return max((p["num_threads"] for p in threadpool_info()), default=1)
 
 
-def restore(checkpoint, config: TrainConfig) -> tuple[Trainer | None, dict | None, str | None]:
+def restore(checkpoint, config: TrainConfig) -> tuple[Trainer | None, dict | None, list, str | None]:
     """The trainer saved in a trial's Tune checkpoint (tune.get_checkpoint()), the metrics of
-    its last report, and a note when that checkpoint could not be read (cut short, or another
-    file in its place): the trial then goes on from its newest readable earlier checkpoint, or
-    starts afresh. Training is seeded, so either way it reports what it would have."""
+    its last report and those before it, and a note when that checkpoint could not be read (cut
+    short, or another file in its place): the trial then goes on from its newest readable earlier
+    checkpoint, or starts afresh. Training is seeded, so either way it reports what it would have."""
     if checkpoint is None:
-        return None, None, None
+        return None, None, [], None
     with checkpoint.as_directory() as d:
         path = os.path.join(d, STATE_FILE)
         if not os.path.lexists(path):  # weights dropped when the trial finished: start afresh
-            return None, None, None
+            return None, None, [], None
         try:
             return (*_load_state(config, path), None)
         except UNREADABLE as e:
@@ -91,15 +95,17 @@ def restore(checkpoint, config: TrainConfig) -> tuple[Trainer | None, dict | Non
                     f"from {os.path.basename(earlier)}")
         except UNREADABLE:
             continue
-    return None, None, f"{note}; started again from scratch"
+    return None, None, [], f"{note}; started again from scratch"
 
 
-def save_state(path: str, trainer: Trainer, metrics: dict) -> None:
-    """A checkpoint's state file: the trainer's state and the report it was saved with."""
-    np.savez(path, **trainer.state_dict(), last_metrics=np.array(json.dumps(metrics)))
+def save_state(path: str, trainer: Trainer, metrics: dict, earlier: list = ()) -> None:
+    """A checkpoint's state file: the trainer's state, the report it was saved with and the
+    trial's reports before that one."""
+    np.savez(path, **trainer.state_dict(), last_metrics=np.array(json.dumps(metrics)),
+             earlier_metrics=np.array(json.dumps(list(earlier))))
 
 
-def _load_state(config: TrainConfig, path: str) -> tuple[Trainer, dict | None]:
+def _load_state(config: TrainConfig, path: str) -> tuple[Trainer, dict | None, list]:
     with np.load(path, allow_pickle=False) as npz:
         state = {k: npz[k] for k in npz.files}
     h = config.hidden_size
@@ -107,7 +113,8 @@ def _load_state(config: TrainConfig, path: str) -> tuple[Trainer, dict | None]:
         if state[name].shape != shape:
             raise ValueError(f"{name} has shape {state[name].shape}, not this trial's {shape}")
     last = json.loads(str(state["last_metrics"])) if "last_metrics" in state else None
-    return Trainer.from_state(config, state), last
+    earlier = json.loads(str(state["earlier_metrics"])) if "earlier_metrics" in state else []
+    return Trainer.from_state(config, state), last, earlier
 
 
 def _reason(e: Exception) -> str:
@@ -125,7 +132,7 @@ def _earlier_checkpoints(checkpoint) -> list[str]:
     return [os.path.join(folder, n) for n in sorted(siblings, reverse=True)]
 
 
-def _report(metrics: dict, trainer: Trainer, top: tuple, storage: str) -> None:
+def _report(metrics: dict, trainer: Trainer, top: tuple, storage: str, earlier: list = ()) -> None:
     """Report `metrics` with a checkpoint of `trainer` (mid-epoch state included, so a trial
     paused at a rung inside its first epoch continues that epoch exactly). A checkpoint that a
     full disk cannot take is not a failure of the trial (which would spend its retries and end
@@ -134,7 +141,7 @@ def _report(metrics: dict, trainer: Trainer, top: tuple, storage: str) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="mlp-ckpt-") as d:
             path = os.path.join(d, STATE_FILE)
-            save_state(path, trainer, metrics)
+            save_state(path, trainer, metrics, earlier)
             nbytes, where = os.path.getsize(path), storage  # Tune copies it there
             tune.report(packed(metrics, top), checkpoint=tune.Checkpoint.from_directory(d))
     except OSError as e:
@@ -170,12 +177,14 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
     # Ray's CPU count is bookkeeping; BLAS would otherwise start a thread per core in every trial.
     with threadpool_limits(limits=shared.cpus):
         threads = blas_threads()
-        trainer, last, note = restore(tune.get_checkpoint(), cfg)
+        trainer, last, earlier, note = restore(tune.get_checkpoint(), cfg)
         if last is not None:
-            _report({**last, **({RESTORE_NOTE: note} if note else {})}, trainer, shared.top, shared.storage)
+            # the reports before it replayed with it (EARLIER), for a driver that lost them
+            _report({**last, EARLIER: earlier, **({RESTORE_NOTE: note} if note else {})}, trainer,
+                    shared.top, shared.storage, earlier)
             if trainer.epochs_done >= cfg.epochs or last.get(DIVERGED):
                 return  # restored from its final checkpoint: its end now reaches the tables
-            note = None
+            note, earlier = None, [*earlier, {k: v for k, v in last.items() if k != RESTORE_NOTE}]
         trainer = trainer or Trainer(cfg)
         for metrics in train(cfg, X_train, y_train, X_val, y_val, trainer=trainer,
                              fractions=shared.report_fractions,
@@ -185,4 +194,5 @@ def train_mlp(config: dict, X_train=None, y_train=None, X_val=None, y_val=None,
             metrics[ENDED_AT] = time.time()
             if note:  # said once, with the first report
                 metrics[RESTORE_NOTE], note = note, None
-            _report(metrics, trainer, shared.top, shared.storage)
+            _report(metrics, trainer, shared.top, shared.storage, earlier)
+            earlier = [*earlier, {k: v for k, v in metrics.items() if k != RESTORE_NOTE}]

@@ -89,6 +89,36 @@ def test_a_driver_killed_between_rewrites_loses_no_finished_trial(tmp_path, no_p
         assert (tmp_path / "k" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
 
 
+def test_a_restored_trials_replayed_report_brings_back_the_rows_a_dead_driver_never_wrote(
+        tmp_path, no_periodic_rewrite):
+    """A driver that dies before writing its tables (SIGKILL, or Ray's processes ended under it
+    by a SIGTERM to the whole process group) had rows of unfinished trials only in memory; a
+    trial restored from its newest checkpoint replays that checkpoint's report with the reports
+    before it (EARLIER), so the resumed tables are the undisturbed ones (found by the chaos
+    campaign: a partial_epochs.csv short of 6 rows)."""
+    from search.trainable import EARLIER, packed
+
+    (tmp_path / "ref").mkdir()
+    ref = RunRecorder(tmp_path / "ref", epochs=2)
+    run_trials(ref, 6)
+    ref.write()
+    (tmp_path / "k").mkdir()
+    resumed = RunRecorder(tmp_path / "k", epochs=2)  # the first driver's tables: empty
+    for i in reversed(range(6)):
+        t = trial(i)
+        rows = [{**r, "partial": r["epoch"] < 1} for r in
+                [*T.load_partial(tmp_path / "ref").query(f"trial_id == '{t.trial_id}'").to_dict("records"),
+                 *T.load_history(tmp_path / "ref").query(f"trial_id == '{t.trial_id}'").to_dict("records")]]
+        rows = [{k: v for k, v in r.items() if k != "trial_id"} for r in rows]
+        resumed.on_trial_start(0, [], t)
+        # restored from its newest checkpoint: that report, with the ones before it, as packed for Tune
+        resumed.on_trial_result(0, [], t, packed({**rows[-1], EARLIER: rows[:-1]}, top=("val_accuracy",)))
+        resumed.on_trial_complete(0, [], t)
+    resumed.write()
+    for name in (T.HISTORY_FILE, T.PARTIAL_FILE):
+        assert (tmp_path / "k" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
 def test_a_journal_line_cut_short_is_ignored_and_a_malformed_one_named(tmp_path, no_periodic_rewrite):
     rec = RunRecorder(tmp_path, epochs=2)
     run_trials(rec, 3)

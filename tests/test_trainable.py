@@ -29,11 +29,11 @@ def checkpoints(tmp_path, small_dataset, config):
 def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one_then_to_scratch(tmp_path, small_dataset):
     config = TrainConfig(hidden_size=16, learning_rate=0.05, epochs=3, batch_size=256, seed=1)
     folders = checkpoints(tmp_path, small_dataset, config)
-    intact, note = restore(tune.Checkpoint.from_directory(str(folders[2])), config)[::2]
+    intact, note = restore(tune.Checkpoint.from_directory(str(folders[2])), config)[::3]
     assert note is None and intact.epochs_done == 3
     state = folders[2] / STATE_FILE
     state.write_bytes(state.read_bytes()[:1000])  # cut short
-    trainer, last, note = restore(tune.Checkpoint.from_directory(str(folders[2])), config)
+    trainer, last, _, note = restore(tune.Checkpoint.from_directory(str(folders[2])), config)
     assert note.startswith("its checkpoint checkpoint_000002 could not be read (")
     assert note.endswith("; went on from checkpoint_000001")
     assert trainer.epochs_done == 2 and last["epoch"] == 2
@@ -44,7 +44,7 @@ def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one_then_to_
     other = TrainConfig(hidden_size=32, learning_rate=0.05, epochs=3, batch_size=256, seed=1)
     save_state(str(folders[1] / STATE_FILE), Trainer(other), {"epoch": 2})
     (folders[0] / STATE_FILE).write_bytes(b"not a checkpoint\n" * 50)
-    trainer, last, note = restore(tune.Checkpoint.from_directory(str(folders[2])), config)
+    trainer, last, _, note = restore(tune.Checkpoint.from_directory(str(folders[2])), config)
     assert trainer is None and last is None
     assert note.endswith("; started again from scratch")
 
@@ -53,4 +53,4 @@ def test_a_checkpoint_whose_weights_were_dropped_starts_afresh_without_a_note(tm
     config = TrainConfig(hidden_size=16, learning_rate=0.05, epochs=3, batch_size=256, seed=1)
     folders = checkpoints(tmp_path, small_dataset, config)
     (folders[2] / STATE_FILE).unlink()  # a finished trial's weights are dropped
-    assert restore(tune.Checkpoint.from_directory(str(folders[2])), config) == (None, None, None)
+    assert restore(tune.Checkpoint.from_directory(str(folders[2])), config) == (None, None, [], None)
