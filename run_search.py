@@ -90,7 +90,7 @@ def _setting_type(parse):
 
 
 def build_parser() -> Parser:
-    from results import settings  # no Ray: the declarations and the grid's parsers
+    from results.sweep import settings  # no Ray: the declarations and the grid's parsers
 
     positive_int = _setting_type(settings.whole(lambda v: v >= 1, "must be a positive integer").parse)
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
@@ -140,7 +140,7 @@ def build_parser() -> Parser:
 def cmd_run(args) -> int:
     """`run`: search.api.run, as a notebook calls it, with the command line's messages."""
     from mlp_core.files import DiskFull
-    from results.runfolder import default_name
+    from results.folder.runfolder import default_name
     from search import api
 
     name = args.name if args.name or args.resume else default_name()  # a resume names its folder
@@ -177,8 +177,8 @@ def cmd_run(args) -> int:
 
 def print_findings(run) -> None:
     """What a finished run found: the top trials, its notes, the retrained model, the report."""
-    from results import table as T
-    from results.report import failed_note
+    from results.folder import table as T
+    from results.model.report import failed_note
 
     results = run.results
     print(format_table(results.head(5), "text"))
@@ -194,7 +194,7 @@ def print_findings(run) -> None:
 
 
 def cmd_retrain(args) -> int:
-    from results.plot_process import PlotProcess
+    from results.model.plot_process import PlotProcess
     from results.run import finish
 
     # the search plots are drawn in a second process while this one trains (with the trial's
@@ -230,7 +230,7 @@ def format_table(df, fmt: str, decimals: int | None = None) -> str:
 
 
 def cmd_show(args) -> int:
-    from results import table as T
+    from results.folder import table as T
 
     results = T.load_results(args.run_dir)
     sweep = T.load_sweep(args.run_dir)
@@ -238,7 +238,7 @@ def cmd_show(args) -> int:
         raise CliError(f"{args.run_dir}: no finished trials yet ({T.RESULTS_FILE} has none); "
                        f"resume the sweep or wait for it")
     if args.rungs:
-        from results.halving import sweep_rungs
+        from results.sweep.halving import sweep_rungs
         if not sweep_rungs(sweep):
             raise CliError(f"{args.run_dir}: this sweep ran without early stopping (scheduler "
                            f"{sweep.get('scheduler')}): it has no rungs")
@@ -276,8 +276,8 @@ def cmd_show(args) -> int:
 
 
 def print_rounds(run_dir, sweep, results, fmt: str) -> None:
-    """The rounds of --extend-edges (results.rounds), for a sweep that ran with it."""
-    from results import rounds
+    """The rounds of --extend-edges (results.views.rounds), for a sweep that ran with it."""
+    from results.views import rounds
 
     if rounds.extends(sweep):
         print("\nrounds of --extend-edges (round 0: the grid given):")
@@ -287,17 +287,17 @@ def print_rounds(run_dir, sweep, results, fmt: str) -> None:
 def notes(run_dir, sweep, results) -> list[str]:
     """What a finished run's reader should know: where the best sits on the grid's edge, and
     whether rounds of --extend-edges ran out there."""
-    from results import rounds
-    from results import table as T
+    from results.folder import table as T
+    from results.views import rounds
 
     said = rounds.rounds_note(run_dir, sweep, results)
     return T.edge_advice(results, sweep) + ([said] if said else [])
 
 
 def print_importance(run_dir, results, fmt: str) -> None:
-    """What explains validation accuracy over the grid (results.effects), as a small table."""
-    from results import effects
-    from results import table as T
+    """What explains validation accuracy over the grid (results.views.effects), as a small table."""
+    from results.folder import table as T
+    from results.views import effects
 
     point, shares = effects.importance_at_common_point(results, T.load_history(run_dir),
                                                        T.load_partial(run_dir))
@@ -309,7 +309,7 @@ def print_importance(run_dir, results, fmt: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from results.inference import evaluate_model
+    from results.model.inference import evaluate_model
 
     r = evaluate_model(args.model_dir, args.data_dir, args.dataset)
     print(f"{r['dataset']} test set, {r['n']} images: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
@@ -326,7 +326,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from results.inference import predict_files
+    from results.model.inference import predict_files
 
     for r in predict_files(args.model_dir, args.files):
         label = r["class"] if r["class"] == str(r["digit"]) else f"{r['digit']} ({r['class']})"
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from mlp_core.data import DataError
         from mlp_core.model import ModelFileError
-        from results.table import RunError
+        from results.folder.table import RunError
         known = (DataError, ModelFileError, RunError, OSError, ValueError)
         kind = "" if isinstance(e, known) else f"{type(e).__name__}: "
         print(f"{PROG}: error: {kind}{e}" + ("" if isinstance(e, known) else

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def one_run(checkout: Path, args: list[str], out: Path, slots: int) -> dict:
     """One whole command from `checkout`, and the phases its tables give."""
-    from results import table as T
+    from results.folder import table as T
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.time()

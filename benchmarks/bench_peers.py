@@ -57,10 +57,10 @@ def data_for(name: str, tmp: Path) -> tuple[str, str]:
 
 
 def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
-    from results import table as T
-    from results.finalist import export_chosen
-    from results.retrain import retrain
-    from results.runfolder import run_folder
+    from results.folder import table as T
+    from results.folder.runfolder import run_folder
+    from results.model.finalist import export_chosen
+    from results.model.retrain import retrain
     from search.sweep import SweepSpec, run_sweep
     run_dir = run_folder(str(out), name)
     spec = SweepSpec(dataset=dataset, data_dir=data_dir, scheduler=scheduler)
@@ -79,7 +79,7 @@ def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
 
 
 def grid_subset(k: int | None, best_pair: tuple[float, float] | None):
-    from results.settings import DEFAULTS
+    from results.sweep.settings import DEFAULTS
     pairs = [(lr, l2) for lr in DEFAULTS["lr"] for l2 in DEFAULTS["l2"]]
     if k is None:
         chosen = pairs
@@ -119,7 +119,7 @@ def seed_test_accuracies(name: str, row: dict, ds, seeds: int) -> list[float]:
     the way that peer retrains."""
     H, lr, l2 = row["best"]
     if name.startswith(("1 ", "2 ")):
-        from results.retrain import retrain
+        from results.model.retrain import retrain
         return list(retrain(row["run_dir"], seeds=seeds, log=lambda m: None).seed_test_accuracies)
     if name.startswith("3 "):
         return [original_retrain_accuracy(ds, H, lr, l2, seed) for seed in range(seeds)]

@@ -89,7 +89,7 @@ def timeline(run_dir: str | Path, n_train: int, n_val: int) -> dict:
     """What history.csv says about a finished run: how busy the trial slots were between the
     first epoch's start and the last epoch's end, the time between two epochs of a trial, and
     the median epoch's rate per hidden size (GFLOP/s, training FLOPs only and with validation)."""
-    from results import table as T
+    from results.folder import table as T
     history = T.load_history(run_dir).merge(
         T.load_results(run_dir)[[T.TRIAL_ID, T.HIDDEN_SIZE]], on=T.TRIAL_ID)
     history = history.sort_values([T.TRIAL_ID, "epoch"])
@@ -113,7 +113,7 @@ def idle_share(run_dir: str | Path, slots: int) -> dict:
     Each report's busy span ends at its `ended_at` and lasts its `time_s` less that of the
     trial's report before it in the same epoch (a report inside the first epoch, or the first
     epoch resumed after a pause at one, counts from the epoch's start)."""
-    from results import table as T
+    from results.folder import table as T
     frames = [f for f in (T.load_partial(run_dir), T.load_history(run_dir)) if len(f)]
     reports = pd.concat(frames).sort_values([T.TRIAL_ID, T.ENDED_AT])
     epoch = reports["epoch"].astype(float)
@@ -174,9 +174,9 @@ def main():
         print(json.dumps(timeline(args.timeline, len(ds.X_train), len(ds.X_val)), indent=2))
         return
 
-    from results import space
-    from results import table as T
-    from results.runfolder import run_folder
+    from results.folder import table as T
+    from results.folder.runfolder import run_folder
+    from results.sweep import space
     from search.sweep import SweepSpec, run_sweep
 
     from .common import tuner_fit_seconds

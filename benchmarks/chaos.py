@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results.compare import differences
+from results.views.compare import differences
 from search.localcluster import LocalCluster, cluster_env, processes
 
 from .common import ROOT, write_small_mnist

@@ -13,7 +13,7 @@ Leaves out Ray (nothing is trained). Usage:
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR [--rf 3 4 5] [--rungs ray 1,2,4] [--seeds 10]
     python -m benchmarks.replay_asha FULL_GRID_RUN_DIR --scheduler halving [--rf 4] [--rungs 0.25,1,2,4] \
         [--workers 2 16 64 256] [--before 7.3 --after 4.7]
-The second replays the default synchronous successive halving (results.halving decides, as in
+The second replays the default synchronous successive halving (results.sweep.halving decides, as in
 the sweep) at each worker count and says whether the decisions agree.
 Each reduction factor is replayed with each rung schedule: `ray` is Ray's geometric rungs
 (1, rf, rf**2, ... epochs), a list such as 1,2,4 or 0.25,1,2,4 is the tool's --rungs. Rungs
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from results import settings, space
-from results.halving import Halving, geometric_rungs, partial_rungs, rungs_used
+from results.sweep import settings, space
+from results.sweep.halving import Halving, geometric_rungs, partial_rungs, rungs_used
 
 from .flops import validation_per_training_flop
 
@@ -139,7 +139,7 @@ def replay(run_dir: Path, rf: int, seed: int, grace: int = 1, workers: int = 2,
 
 
 def replay_halving(run_dir: Path, rf: int, milestones: tuple, workers: int = 2, seed: int = 0) -> dict:
-    """Successive halving as the sweep runs it (results.halving.Halving decides): pending trials
+    """Successive halving as the sweep runs it (results.sweep.halving.Halving decides): pending trials
     start in the seeded order, a trial that reaches an undecided rung gives its worker up, and
     the trials a rung lets go on resume largest hidden size first (HalvingScheduler's choice).
     Pausing and resuming cost nothing here. Returns the decisions (`promoted`, per rung) with the

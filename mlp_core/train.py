@@ -32,7 +32,7 @@ MID_EPOCH = "partial"
 
 
 # What each training value must be: (whole or real, the test, the requirement). The one place these
-# are checked: TrainConfig on construction, and the sweep's settings (results/settings.py) for the
+# are checked: TrainConfig on construction, and the sweep's settings (results/sweep/settings.py) for the
 # flags that set these fields.
 RULES = {
     "hidden_size": (int, lambda v: v >= 1, "must be a positive integer"),

@@ -13,14 +13,14 @@ import pandas as pd
 
 from mlp_core.model import Params
 
-from . import effects, rounds
-from . import table as T
-from .export import load_model
-from .finalist import export_chosen
-from .plot_process import PlotProcess
-from .report import write_report
-from .retrain import BEST_DIR, RetrainOutcome, draw_search_plots
-from .retrain import retrain as retrain_best
+from .folder import table as T
+from .model.export import load_model
+from .model.finalist import export_chosen
+from .model.plot_process import PlotProcess
+from .model.report import write_report
+from .model.retrain import BEST_DIR, RetrainOutcome, draw_search_plots
+from .model.retrain import retrain as retrain_best
+from .views import effects, rounds
 
 
 class Run:

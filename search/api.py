@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from mlp_core.files import size_text
 from results.columns import RAY_LOG
 from results.errors import SweepError
-from results.plot_process import PlotProcess
-from results.runfolder import absolute_storage, default_name, run_folder
-from results.settings import BY_NAME, PLACEMENT, SWEEP, shown_value
-from results.settings import DEFAULTS as DECLARED_DEFAULTS
-from results.spec import SweepSpec
-from results.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
+from results.folder.runfolder import absolute_storage, default_name, run_folder
+from results.folder.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
+from results.model.plot_process import PlotProcess
+from results.sweep.settings import BY_NAME, PLACEMENT, SWEEP, shown_value
+from results.sweep.settings import DEFAULTS as DECLARED_DEFAULTS
+from results.sweep.spec import SweepSpec
 
 from . import rayenv
 from .background import Background
@@ -142,7 +142,7 @@ def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: b
         print(f"at most {paused} trials waited paused at a rung at once"
               + (f", holding {size_text(held)} of checkpoints" if held else ""), file=say, flush=True)
     done = Run(run_dir)
-    # the chosen trial's own weights, not a second training (results/finalist.py), exported
+    # the chosen trial's own weights, not a second training (results/model/finalist.py), exported
     # while Ray stops
     finishing = Background(finish, run_dir, retrain=retrain, log=log, train=False, plots=plots)
     if outcome.stop_ray:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from mlp_core.files import DiskFull
 from mlp_core.train import DIVERGED, EPOCH, MID_EPOCH, VAL_ACCURACY
-from results import table as T
-from results import writer as W
-from results.edges import rung_log
-from results.halving import RUNG_LOG, stopped_at
-from results.runfolder import epoch_states, trial_folder
+from results.folder import table as T
+from results.folder import writer as W
+from results.folder.runfolder import epoch_states, trial_folder
+from results.sweep.edges import rung_log
+from results.sweep.halving import RUNG_LOG, stopped_at
 
 from .errors import SweepHalted, halting_when_full
 from .faults import lost_for_good

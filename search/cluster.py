@@ -19,7 +19,7 @@ from .errors import SweepError
 from .ray_api import ray
 
 if TYPE_CHECKING:
-    from results.spec import SweepSpec
+    from results.sweep.spec import SweepSpec
 
 
 def cluster_address(address: str | None) -> str | None:

@@ -2,14 +2,14 @@
 a sweep that can no longer move ends Tuner.fit (to retry what Tune gave up too early, or to stop
 with a resume command) instead of waiting for ever.
 
-Leaves out the decisions at a rung (results/halving.py, scheduler.py) and the tables (callbacks.py).
+Leaves out the decisions at a rung (results/sweep/halving.py, scheduler.py) and the tables (callbacks.py).
 """
 from __future__ import annotations
 
 import time
 
-from results.halving import Halving
-from results.settings import HYPERPARAMETERS
+from results.sweep.halving import Halving
+from results.sweep.settings import HYPERPARAMETERS
 
 from .ray_api import Trial
 

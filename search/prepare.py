@@ -9,9 +9,9 @@ import datetime as _dt
 from pathlib import Path
 
 from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
-from results import table as T
-from results.runfolder import LOCK_FILE, create_run_folder, take_folders
-from results.spec import SweepSpec
+from results.folder import table as T
+from results.folder.runfolder import LOCK_FILE, create_run_folder, take_folders
+from results.sweep.spec import SweepSpec
 
 from .errors import SweepError
 

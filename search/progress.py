@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from mlp_core.files import size_text
-from results import table as T
+from results.folder import table as T
 
 from .callbacks import _LIVE, RunRecorder, _live
 from .faults import failure_line

@@ -1,7 +1,7 @@
 """Tune's stock schedulers (--scheduler none and asha) started from a queue of pending trials,
 and that queue, which the halving scheduler (scheduler.py) serves from too.
 
-Leaves out early stopping's decisions (results/halving.py, scheduler.py).
+Leaves out early stopping's decisions (results/sweep/halving.py, scheduler.py).
 """
 from __future__ import annotations
 

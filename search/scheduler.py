@@ -1,5 +1,5 @@
 """Ray Tune's side of early stopping: the schedulers a sweep runs under, on Tune's public
-TrialScheduler API. The halving scheduler's decisions, rungs and record are results/halving.py's.
+TrialScheduler API. The halving scheduler's decisions, rungs and record are results/sweep/halving.py's.
 
 Implementation notes (HalvingScheduler)
 - A trial reports at each rung (on_trial_result). Its value is appended to the record, then
@@ -32,8 +32,8 @@ import os
 from collections import deque
 
 from mlp_core.train import EPOCH, VAL_ACCURACY
-from results.halving import Halving, append_record, replay_record, rungs_used
-from results.settings import grid_key
+from results.sweep.halving import Halving, append_record, replay_record, rungs_used
+from results.sweep.settings import grid_key
 
 from .errors import halting_when_full
 from .faults import IdleWatch, lost_for_good

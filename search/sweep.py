@@ -1,6 +1,6 @@
 """The sweep: its scheduler, and the Tune experiment run (or resumed) into the run folder.
 
-Leaves out the settings and the run folder (results/spec.py, results/runfolder.py), Ray start-up
+Leaves out the settings and the run folder (results/sweep/spec.py, results/folder/runfolder.py), Ray start-up
 and the cluster checks (cluster.py), argument parsing (run_search.py) and everything after the
 sweep (results/).
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 from mlp_core.data import locate_files
 from mlp_core.files import DiskFull
 from mlp_core.train import EPOCH, VAL_ACCURACY
-from results import edges, settings, space
-from results.edges import describe, rung_log
-from results.runfolder import absolute_storage, check_run_folder, tune_location
-from results.spec import SweepSpec
+from results.folder.runfolder import absolute_storage, check_run_folder, tune_location
+from results.sweep import edges, settings, space
+from results.sweep.edges import describe, rung_log
+from results.sweep.spec import SweepSpec
 
 from .background import Background
 from .callbacks import RunRecorder

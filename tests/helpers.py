@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from mlp_core.data import read_idx_pair, write_idx, write_split  # noqa: F401 (the tests import them from here)
-from results.compare import differences, tables  # noqa: F401 (the tests import them from here)
-from results.settings import HYPERPARAMETERS
+from results.sweep.settings import HYPERPARAMETERS
+from results.views.compare import differences, tables  # noqa: F401 (the tests import them from here)
 from search.localcluster import processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,6 @@ KEY = list(HYPERPARAMETERS)  # a trial's configuration: how tables of two runs a
 
 
 def assert_same(a, b):
-    """Run b's tables are run a's (results.compare: all but ids, times and nodes)."""
+    """Run b's tables are run a's (results.views.compare: all but ids, times and nodes)."""
     found = differences(a, b)
     assert not found, "\n".join(found)

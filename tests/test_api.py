@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import ROOT, write_small_mnist
+from results.folder.table import RunError
 from results.run import Run
-from results.table import RunError
 from search import api
 from search.sweep import SweepError
 
@@ -106,7 +106,7 @@ def test_every_setting_is_checked_as_the_command_line_checks_it(values, message,
 def test_settings_take_numpy_values_and_a_resume_must_match(tmp_path):
     import numpy as np
 
-    from results.table import write_json_atomic
+    from results.folder.table import write_json_atomic
 
     spec, run_dir = api.settings(tmp_path, "n", hidden=np.array([16, 32]), lr=[np.float64(0.1)])
     assert spec.hidden == (16, 32) and type(spec.hidden[0]) is int and spec.lr == (0.1,)

@@ -178,9 +178,9 @@ def test_the_plot_process_draws_the_drivers_figures_and_falls_back_when_it_dies(
     them; an error in it reaches the caller as itself, naming the file."""
     import multiprocessing
 
-    from results.plot_process import PlotProcess
-    from results.retrain import draw_search_plots
-    from results.table import RunError
+    from results.folder.table import RunError
+    from results.model.plot_process import PlotProcess
+    from results.model.retrain import draw_search_plots
 
     run_dir, _ = run
     here, there, orphan = (tmp_path / n for n in ("here", "there", "orphan"))

@@ -1,8 +1,8 @@
-"""results.edges: the value beyond an edge, which edges a round extends (with its bounds), the
+"""results.sweep.edges: the value beyond an edge, which edges a round extends (with its bounds), the
 grid points it adds (the table stays a full factorial), and the record a resume reads back."""
 from __future__ import annotations
 
-from results import edges, settings
+from results.sweep import edges, settings
 
 GRID = {"hidden": [64, 128, 256, 512, 1024], "lr": [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1],
         "l2": [0.001, 0.005, 0.01, 0.05, 0.1]}

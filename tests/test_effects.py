@@ -1,4 +1,4 @@
-"""results.effects: the point every trial reached, the accuracies there, and the variance
+"""results.views.effects: the point every trial reached, the accuracies there, and the variance
 decomposition checked against hand-worked grids."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results import effects
+from results.views import effects
 
 
 def grid_values(f, hidden=(64, 128), lr=(0.01, 0.1), l2=(0.001, 0.01)) -> pd.DataFrame:

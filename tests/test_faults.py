@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from helpers import cli, cmdline, kill_session, session_pids, start, wait_for
-from results import table as T
+from results.folder import table as T
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +168,7 @@ def test_one_driver_per_run_folder_until_it_dies(small_data_dir, tmp_path):
     """While a driver runs, a second `run` of its folder, new or resuming, is refused in one line
     naming the folder and the first driver's PID; once the first is killed
     (SIGKILL), the kernel has dropped its lock and the folder is free."""
-    from results.runfolder import holder
+    from results.folder.runfolder import holder
 
     args = ["run", "--data-dir", small_data_dir, "--out", tmp_path, "--name", "one",
             "--hidden", "1024", "--lr", "0.001,0.01,0.05,0.1", "--l2", "0.001,0.01", "--epochs", "30",

@@ -19,7 +19,7 @@ from PIL import Image
 from helpers import MNIST_DIR, cli, read_idx_raw
 from mlp_core.files import umask
 from mlp_core.model import ModelFileError, init_params, load_params, save_params
-from results.export import load_model
+from results.model.export import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_the_report_escapes_what_every_file_holds(run):
     (run / "best" / "model.json").write_text(json.dumps({**model, "dataset": {**model["dataset"], "name": script},
                                                          "model_npz_sha256": None}))
     try:
-        from results.report import write_report
+        from results.model.report import write_report
         page = write_report(run).read_text()
         assert "<script" not in page and page.count("&lt;script&gt;") >= 4
     finally:
@@ -108,7 +108,7 @@ def test_a_trial_that_failed_for_good_is_named_in_the_report(run):
     results.loc[worst, "status"] = "error"
     results.to_csv(run / "results.csv", index=False)
     try:
-        from results.report import write_report
+        from results.model.report import write_report
         page = write_report(run).read_text()
         assert "<h2>Failed trials</h2><p>1 trial failed on every try" in page
         assert results.loc[worst, "trial_id"] in page.split("<h2>Failed trials</h2>")[1].split("<h2>")[0]
@@ -200,7 +200,7 @@ def test_a_name_with_a_trailing_newline_is_refused(tmp_path):
 def test_a_resume_refuses_folders_others_could_have_written(tmp_path, small_data_dir):
     """Ray Tune unpickles tuner.pkl on a resume: a run folder, sweep.json or tune/ that is
     group- or world-writable is refused before anything is read, like ssh refuses such keys."""
-    from results.table import write_json_atomic
+    from results.folder.table import write_json_atomic
     from search.sweep import SweepError, SweepSpec, run_sweep
 
     run_dir = tmp_path / "shared"

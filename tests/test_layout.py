@@ -15,20 +15,37 @@ MAY_IMPORT = {"mlp_core": set(), "results": {"mlp_core"}, "search": {"mlp_core",
 RAY = {"mlp_core": False, "results": False, "search": True}
 
 
-def modules(package: str):
-    return sorted((ROOT / package).glob("*.py"))
+# results/'s rooms, bottom up: a module may import its own room and the rooms below it
+# (columns.py and errors.py import nothing; run.py is the façade over the rest)
+RESULTS_ORDER = {"columns": 0, "errors": 0, "sweep": 1, "folder": 2, "views": 3, "model": 4, "run": 5}
 
 
-def imported(path: Path) -> set[str]:
-    """The top-level names of everything `path` imports, at any depth of its code (a function's
-    late import counts too); relative imports as its own package."""
+def modules(package: str, root: Path = ROOT):
+    """Every module of the package, its subpackages' too."""
+    return sorted((root / package).rglob("*.py"))
+
+
+def dotted_imports(path: Path, root: Path = ROOT) -> set[str]:
+    """The dotted names of everything `path` imports, at any depth of its code (a function's late
+    import counts too), relative imports made absolute (`from . import x` names the package.x)."""
+    here = list(path.relative_to(root).with_suffix("").parts)[:-1]  # the module's package
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
+            names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            names.add(path.parent.name if node.level else node.module.split(".")[0])
+            base = here[:len(here) - node.level + 1] if node.level else []
+            module = [*base, *(node.module.split(".") if node.module else [])]
+            if node.module is None:  # from . import a, b: modules of that package
+                names.update(".".join([*module, a.name]) for a in node.names)
+            else:
+                names.add(".".join(module))
     return names
+
+
+def imported(path: Path, root: Path = ROOT) -> set[str]:
+    """The top-level names of everything `path` imports."""
+    return {name.split(".")[0] for name in dotted_imports(path, root)}
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -41,11 +58,34 @@ def test_imports_run_one_way(package):
             assert "ray" not in found, f"{path.relative_to(ROOT)} imports Ray"
 
 
+def room(dotted: str) -> str:
+    """The room of results.X.Y, or the module at results/'s root: X."""
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_results_rooms_import_downwards_only():
+    found = []
+    for path in modules("results"):
+        mine = room(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        for name in dotted_imports(path):
+            if name.startswith("results.") and RESULTS_ORDER[room(name)] > RESULTS_ORDER.get(mine, 5):
+                found.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not found, found
+    rooms = ({p.stem for p in (ROOT / "results").glob("*.py")}
+             | {p.parent.name for p in (ROOT / "results").glob("*/__init__.py")})
+    assert rooms - {"__init__"} == set(RESULTS_ORDER)  # every room has its place in the order
+
+
 def test_the_imports_test_can_fail(tmp_path):
-    bad = tmp_path / "results" / "x.py"
-    bad.parent.mkdir()
-    bad.write_text("def f():\n    from search import api\n    from . import table\n")
-    assert imported(bad) == {"search", "results"}
+    bad = tmp_path / "results" / "views" / "x.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("def f():\n    from search import api\n    from . import compare\n"
+                   "    from ..model import report\n    from ..columns import STATUS\n")
+    assert imported(bad, tmp_path) == {"search", "results"}
+    # (`from ..model import report` names the room: what the order is about)
+    assert dotted_imports(bad, tmp_path) == {"search", "results.views.compare", "results.model", "results.columns"}
+    assert RESULTS_ORDER[room("results.model.report")] > RESULTS_ORDER[room("results.views.x")]
 
 
 @pytest.mark.parametrize("package", ["results", "search"])

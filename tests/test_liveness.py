@@ -23,7 +23,7 @@ GRID = ["--hidden", "16,32", "--lr", "0.01,0.1", "--l2", "0.001,0.01", "--epochs
 # its rung records the value (rungs.jsonl) and waits for it for ever, as a lost report would.
 LOSES_A_VALUE = """
 import sys, run_search
-from results import halving
+from results.sweep import halving
 record = halving.Halving.record
 def losing(self, tid, j, value, key):
     return [] if tuple(key) == (32, 0.1, 0.01) else record(self, tid, j, value, key)

@@ -12,8 +12,8 @@ import pytest
 
 from mlp_core.model import forward
 from mlp_core.train import TrainConfig, Trainer, train
-from results.export import export_model, load_model
-from results.onnx_export import MODEL_ONNX, main
+from results.model.export import export_model, load_model
+from results.model.onnx_export import MODEL_ONNX, main
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from results import table as T
-from results import writer as W
+from results.folder import table as T
+from results.folder import writer as W
 from search.callbacks import RunRecorder
 from search.progress import Progress
 
@@ -185,7 +185,7 @@ def test_a_line_the_disk_cannot_take_is_cut_off_again_and_the_journal_named(tmp_
     import errno
 
     from mlp_core.files import DiskFull, append_line
-    from results import writer as W
+    from results.folder import writer as W
 
     journal = W.open_journal(tmp_path)
     append_line(journal, '{"trial_id": "a"}\n')

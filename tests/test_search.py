@@ -15,7 +15,7 @@ import pytest
 from helpers import ROOT
 from mlp_core.data import load_dataset
 from mlp_core.train import TrainConfig, train
-from results.runfolder import run_folder
+from results.folder.runfolder import run_folder
 from search.cluster import start_ray
 from search.localcluster import processes
 from search.sweep import SweepError, SweepSpec, run_sweep
@@ -240,13 +240,13 @@ def test_a_folder_held_by_a_live_driver_is_refused_naming_its_pid(small_data_dir
     import subprocess
     import sys
 
-    from results.runfolder import lock_folder
+    from results.folder.runfolder import lock_folder
 
     run_dir = run_folder(str(tmp_path), "busy")
     run_dir.mkdir()
     (run_dir / "sweep.json").write_text("{}")
     # another process holds it, as a running driver does
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from results.runfolder import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from results.folder.runfolder import "
                                f"lock_folder; f = lock_folder({str(run_dir)!r}); print('held', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -265,7 +265,7 @@ def test_a_folder_held_by_a_live_driver_is_refused_naming_its_pid(small_data_dir
 def test_two_sweeps_whose_shared_storage_folders_collide_are_refused(ray_local, small_data_dir, tmp_path):
     """Two sweeps named alike under different --out but the same --storage would share
     STORAGE/NAME: while one driver holds it, the other is refused, naming it and the PID."""
-    from results.runfolder import lock_folder
+    from results.folder.runfolder import lock_folder
 
     storage = tmp_path / "shared"
     (storage / "same").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""results.settings: each setting declared once, and everything that names a setting derived from
+"""results.sweep.settings: each setting declared once, and everything that names a setting derived from
 that declaration: the command line's flags, the API's keywords, SweepSpec, sweep.json's shape,
 the tables' columns and the training config."""
 from dataclasses import fields
@@ -7,9 +7,10 @@ import pytest
 
 import run_search
 from mlp_core.train import TrainConfig
-from results import schema, settings
-from results import table as T
-from results.spec import SweepSpec
+from results.folder import schema
+from results.folder import table as T
+from results.sweep import settings
+from results.sweep.spec import SweepSpec
 from search import api
 
 

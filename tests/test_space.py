@@ -1,8 +1,8 @@
-"""results.space and the grid of results.settings: the default grid, list parsing with errors that
+"""results.sweep.space and the grid of results.sweep.settings: the default grid, list parsing with errors that
 name the flag, seeded order."""
 import pytest
 
-from results import halving, settings, space
+from results.sweep import halving, settings, space
 
 
 def test_default_grid_is_the_175_combinations():

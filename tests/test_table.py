@@ -1,4 +1,4 @@
-"""results.table and results.plots on hand-built frames: summaries, ranking, pivots, edge
+"""results.folder.table and results.model.plots on hand-built frames: summaries, ranking, pivots, edge
 advice, atomic writes, and figures with titles, labels and legends."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from mlp_core.model import init_params
-from results import plots
-from results import table as T
-from results import writer as W
+from results.folder import table as T
+from results.folder import writer as W
+from results.model import plots
 
 
 def results_frame(rows: list[dict]) -> pd.DataFrame:

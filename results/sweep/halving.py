@@ -16,7 +16,7 @@ from pathlib import Path
 from mlp_core.files import append_line
 from mlp_core.train import EPOCH, VAL_ACCURACY
 
-from .columns import EPOCHS, STATUS, TRIAL_ID, Status
+from ..columns import EPOCHS, STATUS, TRIAL_ID, Status
 
 # One line per value recorded at a rung, appended before the decision is returned: what a resumed
 # sweep's scheduler reads back (Tune restores the trials, not a scheduler's state), and what the

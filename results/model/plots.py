@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from mlp_core.files import atomic_write
 from mlp_core.model import Params
 
-from .table import (
+from ..folder.table import (
     EPOCHS,
     HIDDEN_SIZE,
     HYPERPARAMETERS,

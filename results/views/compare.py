@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .columns import ENDED_AT, NODE_ID, TRIAL_ID
-from .settings import HYPERPARAMETERS
+from ..columns import ENDED_AT, NODE_ID, TRIAL_ID
+from ..sweep.settings import HYPERPARAMETERS
 
 TABLES = ("results.csv", "history.csv", "partial_epochs.csv")
 # What differs between two runs of the same sweep by design: ids, wall-clock times and nodes.

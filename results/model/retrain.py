@@ -29,8 +29,10 @@ from mlp_core.train import (
     train,
 )
 
-from . import effects, plots, settings
-from . import table as T
+from ..folder import table as T
+from ..sweep import settings
+from ..views import effects
+from . import plots
 from .export import export_model
 
 BEST_DIR = "best"

@@ -3,7 +3,7 @@ resume trusts, and one driver at a time (an advisory lock held for the driver's 
 the kernel drops when the process dies, so a driver killed with SIGKILL leaves nothing stale),
 and where a trial's checkpoints are.
 
-Leaves out what a run folder holds (results/table.py).
+Leaves out what a run folder holds (results/folder/table.py).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import numpy as np
 from mlp_core.model import UNREADABLE
 from mlp_core.train import Trainer
 
-from .edges import read_rounds
-from .errors import SweepError
+from ..errors import SweepError
+from ..sweep.edges import read_rounds
 from .table import STATE_FILE, SWEEP_FILE
 
 TUNE_DIR = "tune"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import edges
-from . import table as T
+from ..folder import table as T
+from ..sweep import edges
 
 
 def extends(sweep: dict) -> bool:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlp_core.train import EPOCH, VAL_ACCURACY
 
-from .table import EPOCHS, HYPERPARAMETERS, STATUS, TRIAL_ID, Status, epoch_value
+from ..folder.table import EPOCHS, HYPERPARAMETERS, STATUS, TRIAL_ID, Status, epoch_value
 
 # A diverged model predicts no better than guessing: that is its accuracy in the decomposition.
 CHANCE = 0.1

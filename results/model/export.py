@@ -13,9 +13,9 @@ from pathlib import Path
 from mlp_core.data import sha256_file
 from mlp_core.model import ModelFileError, Params, load_params, save_params
 
+from ..folder.schema import MODEL_FIELDS, read_json
+from ..folder.table import write_json_atomic
 from .onnx_export import write_onnx
-from .schema import MODEL_FIELDS, read_json
-from .table import write_json_atomic
 
 MODEL_NPZ = "model.npz"
 MODEL_JSON = "model.json"
@@ -78,6 +78,6 @@ def load_model(path: str | Path) -> tuple[Params, dict]:
 
 
 def read_model_json(js: Path) -> dict:
-    """model.json, checked against its declared fields (results/schema.py): ModelFileError
+    """model.json, checked against its declared fields (results/folder/schema.py): ModelFileError
     naming the file and the field."""
     return read_json(js, MODEL_FIELDS, ModelFileError)

@@ -14,9 +14,9 @@ from threadpoolctl import threadpool_limits
 from mlp_core.model import PARAM_NAMES, UNREADABLE, Params, evaluate, params_from_arrays
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 
-from . import table as T
+from ..folder import table as T
+from ..folder.runfolder import epoch_states, trial_folder
 from .retrain import BEST_HISTORY_COLUMNS, RetrainOutcome, export_best, held_out_test_set, retrain, trial_threads
-from .runfolder import epoch_states, trial_folder
 
 
 def load_weights(path: Path) -> Params:

@@ -18,8 +18,7 @@ import pandas as pd
 from mlp_core.files import atomic_write
 from mlp_core.train import EPOCH, TIME_S, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_IMAGES, VAL_LOSS
 
-from . import edges, halving, settings
-from .columns import (  # noqa: F401
+from ..columns import (  # noqa: F401
     BEST_EPOCH,
     BLAS_THREADS,
     ENDED_AT,
@@ -37,6 +36,7 @@ from .columns import (  # noqa: F401
     TRIAL_ID,
     Status,
 )
+from ..sweep import edges, halving, settings
 from .schema import SWEEP_FIELDS, read_json
 
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared

@@ -10,8 +10,8 @@ import json
 import numbers
 from pathlib import Path
 
-from . import settings
-from .settings import NUMBER, NUMBERS, TEXT, WHOLE
+from ..sweep import settings
+from ..sweep.settings import NUMBER, NUMBERS, TEXT, WHOLE
 
 OBJECT, FLAG = "an object", "true or false"
 

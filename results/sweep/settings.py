@@ -24,7 +24,7 @@ from mlp_core.train import RULES
 from . import space
 from .halving import geometric_rungs
 
-# sweep.json's kinds of value (results/schema.py checks a file against them)
+# sweep.json's kinds of value (results/folder/schema.py checks a file against them)
 NUMBER, WHOLE, TEXT, NUMBERS = "a number", "a whole number", "text", "a list of numbers"
 
 
@@ -184,7 +184,7 @@ SETTINGS = (
     Setting("partial_val", "scaled", choice("scaled", "full"),
             "validation at a rung inside the first epoch: scaled, on that fraction of the "
             "validation set, a fixed subset; full, on all of it"),
-    # Following the grid's edge (results/edges.py): rounds after the grid's sweep, each adding the
+    # Following the grid's edge (results/sweep/edges.py): rounds after the grid's sweep, each adding the
     # value beyond every edge the best sits on; hidden sizes added no larger than max_hidden.
     Setting("extend_edges", 0, whole(lambda v: v >= 0, "must be 0 (off) or a positive number of rounds"),
             "after the grid, rounds that extend each axis whose best value is at the grid's edge",

@@ -3,7 +3,7 @@ runtimes people run a small classifier in (onnxruntime in a service, a web page,
 
 Leaves out the weights' own format (export.py). Needs the `onnx` package (`pip install -e
 '.[onnx]'`); without it the export writes the rest and says so in one line. Also a command, for
-a model exported without it:  python -m results.onnx_export runs/NAME/best
+a model exported without it:  python -m results.model.onnx_export runs/NAME/best
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MODEL_ONNX = "model.onnx"
 OPSET, IR_VERSION = 13, 7
 INPUT, LOGITS, PROBABILITIES = "pixels", "logits", "probabilities"
 MISSING = (f"{MODEL_ONNX} not written: the onnx package is not installed (pip install -e '.[onnx]', "
-           f"then python -m results.onnx_export MODEL_DIR)")
+           f"then python -m results.model.onnx_export MODEL_DIR)")
 
 
 def onnx_bytes(params: Params) -> bytes:
@@ -67,12 +67,12 @@ def write_onnx(model_dir: str | Path, params: Params) -> tuple[str | None, str |
 
 def main(argv: list[str] | None = None) -> int:
     """Write model.onnx beside an exported model.npz and record its SHA-256 in model.json."""
+    from ..folder.table import write_json_atomic
     from .export import MODEL_JSON, load_model, model_paths
-    from .table import write_json_atomic
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m results.onnx_export MODEL_DIR", file=sys.stderr)
+        print("usage: python -m results.model.onnx_export MODEL_DIR", file=sys.stderr)
         return 2
     model_dir = model_paths(args[0])[0].parent  # the folder, or its model.npz
     params, meta = load_model(model_dir)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..errors import SweepError
 from . import settings
-from .errors import SweepError
 from .halving import partial_rungs
 
 _DEFAULT = settings.DEFAULTS

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from mlp_core.files import atomic_write
 
-from . import effects, halving, rounds
-from . import table as T
+from ..folder import table as T
+from ..sweep import halving
+from ..sweep.settings import AXES, shown_value
+from ..views import effects, rounds
 from .export import MODEL_JSON, read_model_json
 from .retrain import BEST_DIR, PLOTS_DIR
-from .settings import AXES, shown_value
 
 PLOT_CAPTIONS = [
     ("search_effects.png", "Each hyperparameter's effect: every trial at the furthest point all "
