@@ -30,25 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from results.views.compare import differences
-from search.localcluster import LocalCluster, cluster_env, processes
+from search.localcluster import LocalCluster, cluster_env, kill_session, processes, session_pids
 
 from .common import ROOT, write_small_mnist
 
 WORKER = "ray::ImplicitFunc"
 # the run command of this checkout, or of --checkout (the same campaign against older code)
 RUN = [sys.executable, str(ROOT / "run_search.py"), "run", "--no-retrain"]
-
-
-def session_pids(sid: int, marker: str | None = None) -> list[int]:
-    return [p.pid for p in processes() if p.sid == sid and (marker is None or marker in p.cmdline)]
-
-
-def kill_session(sid: int) -> None:
-    for pid in session_pids(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def rung_reports(run_dir: Path) -> int:

@@ -401,7 +401,7 @@ def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
                  files: dict | None = None) -> Dataset:
     """Split the training images into train and validation by `seed`, then scale each part:
     split as bytes, so no float32 copy of the whole training set is made beside its parts (the
-    driver's peak; BENCHMARKS.md section 3)."""
+    driver's peak; BENCHMARKS.md, "Per-trial overhead")."""
     y = train_labels.astype(np.int64)
     tr, va = split_indices(len(train_images), val_fraction, seed)
     return Dataset(name, to_features(train_images[tr]), y[tr], to_features(train_images[va]), y[va],

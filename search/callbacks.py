@@ -44,7 +44,7 @@ def _live(kind: str, run_dir: str) -> Callback:
 
 class RunRecorder(Callback):
     # The tables are rewritten at most this often, and less often when a rewrite is slow, so that
-    # rewriting never takes more than 5% of the driver's time (BENCHMARKS.md section 3).
+    # rewriting never takes more than 5% of the driver's time (BENCHMARKS.md, "Per-trial overhead").
     WRITE_EVERY_S = 5.0
 
     def __reduce__(self):

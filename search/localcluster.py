@@ -177,3 +177,19 @@ def with_descendants(roots: set[int], procs: list[Proc] | None = None) -> set[in
         found |= new
         grown = bool(new)
     return found
+
+
+def session_pids(sid: int, marker: str | None = None) -> list[int]:
+    """Processes of session `sid` (a driver started with start_new_session=True: its Ray
+    processes stay in its session even after the driver dies), those whose command line holds
+    `marker` if given."""
+    return [p.pid for p in processes() if p.sid == sid and (marker is None or marker in p.cmdline)]
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid`."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

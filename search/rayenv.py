@@ -29,7 +29,7 @@ def configure(address: str | None = None) -> None:
         return
     _configured = True
     # Tune's own settings that cost per trial stay at Tune's defaults, which a user's value
-    # overrides (BENCHMARKS.md section 3 has why): TUNE_GLOBAL_CHECKPOINT_S "auto" (a resume
+    # overrides (BENCHMARKS.md, "Per-trial overhead" has why): TUNE_GLOBAL_CHECKPOINT_S "auto" (a resume
     # needs no fresher snapshot: trials that ended after it are in the run's tables and return
     # at once), TUNE_RESULT_BUFFER_LENGTH 1 (the halving scheduler decides each report at a rung
     # as it arrives) and TUNE_MAX_PENDING_TRIALS_PG "auto".

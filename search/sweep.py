@@ -105,7 +105,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
     # The data's files are found (or downloaded) first, so that a wrong --data-dir fails before
-    # Ray starts; they are read, checked and split while it starts (BENCHMARKS.md section 8).
+    # Ray starts; they are read, checked and split while it starts (BENCHMARKS.md, "The time around the trials").
     locate_files(spec.dataset, spec.data_dir)
     loading = Background(load_checked_data, spec, resume)
     with interrupts_kept() as interrupted:

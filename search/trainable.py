@@ -29,7 +29,7 @@ from .ray_api import ray, tune
 class Shared:
     """What every trial of a sweep shares, sent once through tune.with_parameters rather than in
     each trial's config: Tune copies a trial's config into every result it keeps in memory and
-    in its snapshots (BENCHMARKS.md section 3). A trial's config is its grid point alone."""
+    in its snapshots (BENCHMARKS.md, "Per-trial overhead"). A trial's config is its grid point alone."""
     train: dict  # TrainConfig's fields set by the sweep's settings (settings.train_values)
     cpus: int = 1  # CPUs, and so BLAS threads, per trial
     # Fractions of the first epoch at which a trial also reports (the rungs below one epoch).
@@ -44,7 +44,7 @@ class Shared:
 # time attribute) and everything else as one JSON text under DETAILS, which the driver unpacks
 # (`unpacked`): Tune keeps, for every trial and every numeric key of its reports, a running
 # analysis (min, max, mean, the last 5 and 10 values) in memory and in each experiment snapshot,
-# which at many trials is most of the driver's memory (BENCHMARKS.md section 3).
+# which at many trials is most of the driver's memory (BENCHMARKS.md, "Per-trial overhead").
 DETAILS = "details"
 # A detail of the first report after a resume whose checkpoint could not be read: what happened.
 RESTORE_NOTE = "restore_note"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import numpy as np
 from mlp_core.data import read_idx_pair, write_idx, write_split  # noqa: F401 (the tests import them from here)
 from results.sweep.settings import HYPERPARAMETERS
 from results.views.compare import differences, tables  # noqa: F401 (the tests import them from here)
-from search.localcluster import processes
+from search.localcluster import kill_session, processes, session_pids  # noqa: F401 (the tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The real MNIST test set the repository carries (tests/data/README.md says where it is from).
@@ -74,22 +73,8 @@ def wait_for(predicate, timeout=180, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def session_pids(sid: int) -> list[int]:
-    """Processes of session `sid` (the driver started with start_new_session=True: its Ray
-    processes stay in its session even after the driver dies)."""
-    return [p.pid for p in processes() if p.sid == sid]
-
-
 def cmdline(pid: int) -> str:
     return next((p.cmdline for p in processes() if p.pid == pid), "")
-
-
-def kill_session(sid: int) -> None:
-    for pid in session_pids(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 KEY = list(HYPERPARAMETERS)  # a trial's configuration: how tables of two runs are keyed

@@ -48,7 +48,7 @@ def csv_field(value) -> str:
 def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathLike,
                       cache: dict | None = None) -> None:
     """Write rows (dicts, missing keys empty) as a CSV with these columns, atomically, without
-    building a DataFrame, whose cost per rewrite grows with the trials (BENCHMARKS.md section 3). The bytes
+    building a DataFrame, whose cost per rewrite grows with the trials (BENCHMARKS.md, "Per-trial overhead"). The bytes
     are those pandas' DataFrame.to_csv writes for the same rows (tests/test_table.py compares
     the two).
     `cache` (a dict kept by the caller for one table) keeps each row's CSV line, for rows that are

@@ -175,12 +175,12 @@ SETTINGS = (
     # Epochs at which early stopping compares the trials and keeps the best 1/reduction_factor:
     # whole epochs, or fractions of the first epoch, at which trials then also report. Rungs at
     # or past `epochs` are not used. With "asha", Ray's own geometric rungs from the first of
-    # these. Why 0.25, 1, 2, 4: BENCHMARKS.md section 2.
+    # these. Why 0.25, 1, 2, 4: BENCHMARKS.md, "The default sweep on full Fashion-MNIST".
     Setting("rungs", (0.25, 1, 2, 4), number_list(partial(space.parse_rungs, ""), noun="rung"),
             "epochs at which early stopping compares trials, comma-separated: whole epochs or "
             "fractions of the first"),
-    # Why a fixed subset: BENCHMARKS.md section 2 (the first rung's validation passes were much of
-    # its work).
+    # Why a fixed subset: BENCHMARKS.md, "The default sweep on full Fashion-MNIST" (the first
+    # rung's validation passes were much of its work).
     Setting("partial_val", "scaled", choice("scaled", "full"),
             "validation at a rung inside the first epoch: scaled, on that fraction of the "
             "validation set, a fixed subset; full, on all of it"),
