@@ -63,6 +63,18 @@ def wait(proc: subprocess.Popen, t0: float, hang_after: float) -> int | None:
         return None
 
 
+def longest_quiet(run_dir: Path) -> float | None:
+    """The longest time in which no trial reported (between two reports' `ended_at`, over the
+    final tables): a bound on how long the sweep sat with no trial running. For a run stopped
+    and resumed, it spans the time it was down."""
+    import pandas as pd
+
+    times = [pd.read_csv(run_dir / name)["ended_at"] for name in ("history.csv", "partial_epochs.csv")
+             if (run_dir / name).exists()]
+    ended = sorted(pd.concat(times).dropna()) if times else []
+    return round(max(b - a for a, b in zip(ended, ended[1:], strict=False)), 1) if len(ended) > 1 else None
+
+
 def kill_workers(proc, run_dir: Path, times: list[float], at_rung: list[bool], rng, t0: float) -> list:
     """SIGKILL a random trial worker at each moment (or, for an at-rung kill, at the first rung
     report after it); returns what was done: (seconds since start, pid or None, at a rung)."""
@@ -187,6 +199,7 @@ def main(argv=None) -> int:
         row = {"run": name, **KINDS[kind](args, run_dir, log, rng, opts)}
         row["hang"] = None in row["codes"]
         row["same"] = not row["hang"] and (run_dir / "results.csv").exists() and not differences(reference, run_dir)
+        row["longest_quiet_s"] = longest_quiet(run_dir) if (run_dir / "results.csv").exists() else None
         text = log.read_text(errors="replace")
         row["lines"] = len(text.splitlines())
         row["failures_said"] = text.count(" failed")

@@ -69,7 +69,7 @@ def fit_until_full(tuner, verbose: bool, log_path: Path) -> DiskFull | None:
 
 def fit_quietly(tuner, verbose: bool, log_path: Path) -> None:
     """tuner.fit(), with what Ray and Tune say of failing trials (their tracebacks, the raylet's
-    "A worker died" notices) in the log at `log_path` and, unless verbose, not on the terminal,
+    notices of dead workers and nodes) in the log at `log_path` and, unless verbose, not on the terminal,
     where the progress line says each failure in one line (progress.py). Tune's other messages
     reach the terminal from ERROR up unless verbose (e.g. not "failed to fetch metrics" for the
     per-trial logs turned off), and the log from WARNING up."""
@@ -99,20 +99,21 @@ def fit_quietly(tuner, verbose: bool, log_path: Path) -> None:
 
 # How Tune's controller begins its message for a trial that failed (the traceback follows).
 TRIAL_FAILED = "Trial task failed"
-# How Ray begins the notice of a dead worker that its raylet sends the driver, which prints it on
-# stdout whatever the logging settings (ray._private.worker.listen_error_messages).
-WORKER_DIED = "A worker died or was killed"
+# How Ray marks what a raylet says to the driver (a worker died, a node was marked dead, the
+# raylet's own state dump when it is killed), which the driver prints on stdout whatever the
+# logging settings (ray._private.worker.listen_error_messages, print_worker_logs).
+RAYLET = "(raylet)"
 
 
 class Diverted:
-    """stdout, but for Ray's notices of dead workers, which go to the log (and, when verbose,
-    to stdout as well)."""
+    """stdout, but for what raylets say of dead workers and nodes, which goes to the log (and,
+    when verbose, to stdout as well)."""
 
     def __init__(self, stream, log_path: Path, verbose: bool):
         self._stream, self._log_path, self._verbose = stream, log_path, verbose
 
     def write(self, text: str) -> int:
-        if WORKER_DIED in text:
+        if RAYLET in text:
             with open(self._log_path, "a", encoding="utf-8") as log:
                 log.write(text if text.endswith("\n") else text + "\n")
             if not self._verbose:
