@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file beside the target, flushed, then renamed over it; lines
-appended whole or not at all; a full disk named in one line.
+appended whole or not at all, and the append-only logs of JSON lines made of them; a full disk
+named in one line.
 
 Readers see the old file or the complete new one, never a part; a failure leaves no stray file.
 A link planted at the target is replaced by the new file, never followed; the file gets the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -70,6 +72,55 @@ def append_line(f, line: str) -> None:
             os.ftruncate(f.fileno(), size)  # shrinking frees space: this succeeds on a full disk
         raise_if_full(e, f.name, len(line.encode()))
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Append-only logs of JSON lines: one record type for every log a run folder keeps
+# ---------------------------------------------------------------------------------------------
+class RecordError(ValueError):
+    """A whole line of a JSON-lines log that is not JSON (a hand edit, another file)."""
+
+
+def open_log(path: str | os.PathLike):
+    """A JSON-lines log opened for appending (created with the umask's permissions). A link
+    planted at `path` is refused, not followed; a last line a crash cut short is cut off first,
+    so that no record ever follows half a line. Opened by its path, so that the file's name says
+    where a full disk refused a write."""
+    def no_follow(p, flags):
+        return os.open(p, flags | os.O_NOFOLLOW, 0o666)
+    f = open(path, "a", encoding="utf-8", opener=no_follow)
+    end = os.fstat(f.fileno()).st_size
+    if end:
+        with open(path, "rb", opener=no_follow) as r:
+            r.seek(end - 1)
+            if r.read(1) != b"\n":
+                r.seek(0)
+                os.ftruncate(f.fileno(), r.read().rfind(b"\n") + 1)
+    return f
+
+
+def log_append(log, entry: dict, default=None) -> None:
+    """One record as one line of an open log, whole or not at all (append_line). `default`: as
+    json.dumps's, for values JSON does not know."""
+    append_line(log, json.dumps(entry, default=default, separators=(",", ":")) + "\n")
+
+
+def log_entries(path: str | os.PathLike) -> list[dict]:
+    """A log's records, oldest first (none when there is no log); a last line cut short by a
+    crash is left out; a whole line that is not JSON is a RecordError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                if line.endswith("\n"):
+                    raise RecordError(f"{path}: line {len(entries) + 1} is not JSON") from None
+                break  # the last line, cut short by a crash
+    return entries
 
 
 class DiskFull(OSError):

@@ -36,6 +36,7 @@ from ..columns import (  # noqa: F401
     TRIAL_ID,
     Status,
 )
+from ..errors import RunError, read_log  # noqa: F401 (RunError: T.RunError to its readers)
 from ..sweep import edges, halving, settings
 from .schema import SWEEP_FIELDS, read_json
 
@@ -49,10 +50,6 @@ RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL
 LATER_COLUMNS = (STOPPED_AT_RUNG, VAL_IMAGES)
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S,
                    ENDED_AT, VAL_IMAGES]
-
-
-class RunError(Exception):
-    """A run folder is missing, incomplete or malformed; the message names the file."""
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -115,19 +112,7 @@ def _finite(x) -> bool:
 
 def read_journal(run_dir: str | os.PathLike) -> list[dict]:
     """The journal's entries, oldest first; a last line cut short by a crash is left out."""
-    path = Path(run_dir) / JOURNAL_FILE
-    if not path.is_file():
-        return []
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                if line.endswith("\n"):
-                    raise RunError(f"{path}: line {len(entries) + 1} is not JSON") from None
-                break  # the last line, cut short by a crash
-    return entries
+    return read_log(Path(run_dir) / JOURNAL_FILE)
 
 
 # ---------------------------------------------------------------------------------------------

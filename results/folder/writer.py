@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from mlp_core.files import append_line, atomic_write
+from mlp_core.files import atomic_write, log_append, open_log
 
 from .table import (
     BEST_EPOCH,
@@ -72,19 +71,16 @@ def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathL
 
 
 def open_journal(run_dir: str | os.PathLike):
-    """The run folder's journal, opened for appending (created with the umask's permissions; a
-    link planted there is refused, not followed)."""
-    def no_follow(path, flags):
-        return os.open(path, flags | os.O_NOFOLLOW, 0o666)
-    # opened by its path (not an fd) so that the file's name says where a full disk refused it
-    return open(Path(run_dir) / JOURNAL_FILE, "a", encoding="utf-8", opener=no_follow)
+    """The run folder's journal, opened for appending (mlp_core.files.open_log: a link planted
+    there is refused, a line a crash cut short is cut off)."""
+    return open_log(Path(run_dir) / JOURNAL_FILE)
 
 
 def append_journal(journal, entry: dict) -> None:
     """One entry as one line, handed to the kernel in one write: a reader or a resumed driver
     sees the whole line or, after a crash mid-write, a last line cut short that it ignores; a
     line a full disk cut short is removed again (DiskFull)."""
-    append_line(journal, json.dumps(entry, default=_plain, separators=(",", ":")) + "\n")
+    log_append(journal, entry, default=_plain)
 
 
 def _plain(x):

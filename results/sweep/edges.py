@@ -13,13 +13,13 @@ never the best, so that direction ends by itself.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
-from mlp_core.files import append_line
+from mlp_core.files import log_append, open_log
 
+from ..errors import read_log
 from . import settings
 from .halving import RUNG_LOG
 
@@ -110,32 +110,17 @@ def plan_round(run_dir: str | os.PathLike, grid_axes: dict[str, list], round_: i
 # The record
 # ---------------------------------------------------------------------------------------------
 def append_round(run_dir: str | os.PathLike, round_: int, added: dict, trials: int) -> None:
-    """A round's line, written before its trials start: a resume runs it again from here."""
-    line = json.dumps({"round": round_, "trials": trials,
-                       "added": {k: {"direction": d, "value": v} for k, (d, v) in added.items()}})
-    path = Path(run_dir) / ROUNDS_LOG
-    if path.is_file():  # a last line a crash cut short never started its round: it goes
-        text = path.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):
-            path.write_text(text[:text.rfind("\n") + 1], encoding="utf-8")
-    with open(path, "a", encoding="utf-8") as f:
-        append_line(f, line + "\n")
+    """A round's line, written before its trials start: a resume runs it again from here (a last
+    line a crash cut short never started its round, and is cut off: mlp_core.files.open_log)."""
+    with open_log(Path(run_dir) / ROUNDS_LOG) as log:
+        log_append(log, {"round": round_, "trials": trials,
+                         "added": {k: {"direction": d, "value": v} for k, (d, v) in added.items()}})
 
 
 def read_rounds(run_dir: str | os.PathLike) -> list[dict]:
     """The rounds started, in order: {"round", "trials", "added": {name: (direction, value)}}."""
-    path = Path(run_dir) / ROUNDS_LOG
-    rounds = []
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # cut short by a crash: the round did not start
-                    break
-                entry["added"] = {k: (a["direction"], a["value"]) for k, a in entry["added"].items()}
-                rounds.append(entry)
-    return rounds
+    return [{**entry, "added": {k: (a["direction"], a["value"]) for k, a in entry["added"].items()}}
+            for entry in read_log(Path(run_dir) / ROUNDS_LOG)]
 
 
 def axes_after(sweep_axes: dict[str, list], rounds: list[dict]) -> dict[str, list]:

@@ -8,15 +8,15 @@ Leaves out pausing and resuming trials in Ray Tune (search/scheduler.py) and par
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import os
 from pathlib import Path
 
-from mlp_core.files import append_line
+from mlp_core.files import log_append, open_log
 from mlp_core.train import EPOCH, VAL_ACCURACY
 
 from ..columns import EPOCHS, STATUS, TRIAL_ID, Status
+from ..errors import read_log
 
 # One line per value recorded at a rung, appended before the decision is returned: what a resumed
 # sweep's scheduler reads back (Tune restores the trials, not a scheduler's state), and what the
@@ -234,22 +234,14 @@ class Halving:
 # ---------------------------------------------------------------------------------------------
 def append_record(path: str | os.PathLike, tid: str, rung: float, value: float, key: tuple) -> None:
     """One value at a rung, as one line of the run's record, whole or not at all (DiskFull)."""
-    line = json.dumps({"trial_id": tid, "rung": rung, "value": value, "key": list(key)})
-    with open(path, "a", encoding="utf-8") as f:
-        append_line(f, line + "\n")
+    with open_log(path) as log:
+        log_append(log, {"trial_id": tid, "rung": rung, "value": value, "key": list(key)})
 
 
 def replay_record(path: str | os.PathLike, halving: Halving) -> Halving:
     """`halving` with every value the record at `path` holds, decided as they were."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a crash: nothing after it
-                    break
-                halving.record(entry["trial_id"], halving.rung_at(entry["rung"]), entry["value"],
-                               tuple(entry["key"]))
+    for entry in read_log(path):
+        halving.record(entry["trial_id"], halving.rung_at(entry["rung"]), entry["value"], tuple(entry["key"]))
     return halving
 
 
