@@ -226,10 +226,12 @@ def rank_key(row: dict) -> tuple | None:
 
 
 def best_trial(results: pd.DataFrame) -> pd.Series:
-    ok = results[np.isfinite(results[VAL_ACCURACY].astype(float)) & (results[STATUS] != Status.ERROR)]
-    if ok.empty:
+    """The chosen trial: the first of `ranked` among those rank_key admits (one ranking rule, the
+    one the driver keeps the best so far by)."""
+    keys = [(key, i) for i, row in enumerate(results.to_dict("records")) if (key := rank_key(row)) is not None]
+    if not keys:
         raise RunError("no trial has a finite validation accuracy: nothing to pick")
-    return ranked(ok).iloc[0]
+    return results.iloc[[min(keys)[1]]].reset_index(drop=True).iloc[0]
 
 
 def pivot(results: pd.DataFrame, value: str = VAL_ACCURACY) -> dict[int, pd.DataFrame]:
@@ -242,26 +244,21 @@ def pivot(results: pd.DataFrame, value: str = VAL_ACCURACY) -> dict[int, pd.Data
 
 def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
     """Sentences saying where the best configuration sits on the edge of the searched grid and
-    which way to extend it. Empty when it is inside on every axis (or the axis had one value)."""
+    which way to extend it (the edges --extend-edges would follow: sweep.edges.edges). Empty
+    when it is inside on every axis (or the axis had one value)."""
     best = best_trial(results)
+    # the grid given and what rounds of --extend-edges added (in the table)
+    axes = {a.name: set((sweep or {}).get(a.name) or ()) | set(results[a.column].tolist()) for a in settings.AXES}
     notes = []
-    for axis in settings.AXES:
-        hp, flag = axis.column, axis.flag
-        # the grid given and what rounds of --extend-edges added (in the table)
-        values = sorted(set((sweep or {}).get(axis.name) or ()) | set(results[hp].tolist()))
-        if len(values) < 2:
-            continue
-        v = best[hp]
-        if v == values[-1]:
-            suggestion = edges.beyond(hp, values, upward=True)
-            notes.append(f"The best {hp} ({_fmt(v)}) is the largest value searched: the optimum may "
-                         f"lie above it; consider extending {flag} upward (e.g. {_fmt(suggestion)}).")
-        elif v == values[0]:
-            suggestion = edges.beyond(hp, values, upward=False)
-            if suggestion is None:  # L2 at 0, a hidden size of 1
-                continue
-            notes.append(f"The best {hp} ({_fmt(v)}) is the smallest value searched: the optimum may "
-                         f"lie below it; consider extending {flag} downward (e.g. {_fmt(suggestion)}).")
+    for name, (direction, new) in edges.edges(best, axes, max_hidden=math.inf).items():
+        axis = settings.BY_NAME[name]
+        hp, v = axis.column, _fmt(best[axis.column])
+        if direction == "up":
+            notes.append(f"The best {hp} ({v}) is the largest value searched: the optimum may lie above it; "
+                         f"consider extending {axis.flag} upward (e.g. {_fmt(new)}).")
+        else:
+            notes.append(f"The best {hp} ({v}) is the smallest value searched: the optimum may lie below it; "
+                         f"consider extending {axis.flag} downward (e.g. {_fmt(new)}).")
     return notes
 
 
