@@ -11,7 +11,7 @@ from pathlib import Path
 from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
 from results.folder import table as T
 from results.folder.runfolder import LOCK_FILE, create_run_folder, take_folders
-from results.sweep.spec import SweepSpec
+from results.sweep.spec import SweepSpec, changed_files
 
 from .errors import SweepError
 
@@ -29,11 +29,10 @@ def load_checked_data(spec: SweepSpec, resume: bool):
         raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
                          f"({len(data.X_train)} images)")
     if resume and spec.dataset_files:
-        changed = [r for r, f in data.files.items()
-                   if spec.dataset_files.get(r, {}).get("sha256") != f["sha256"]]
+        changed = changed_files(spec.dataset_files, data.files)
         if changed:
             raise SweepError(f"--resume: the dataset differs from the one the sweep started with "
-                             f"({', '.join(data.files[r]['path'] for r in changed)})")
+                             f"({', '.join(changed)})")
     spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
     spec.dataset_files = data.files
     return data

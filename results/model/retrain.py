@@ -31,6 +31,7 @@ from mlp_core.train import (
 
 from ..folder import table as T
 from ..sweep import settings
+from ..sweep.spec import changed_files
 from ..views import effects
 from . import plots
 from .export import export_model
@@ -95,9 +96,7 @@ def held_out_test_set(sweep: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_files(sweep: dict, files: dict) -> None:
-    recorded = sweep.get("dataset_files") or {}
-    changed = [f["path"] for role, f in files.items()
-               if role in recorded and (recorded[role] or {}).get("sha256") != f["sha256"]]
+    changed = changed_files(sweep.get("dataset_files") or {}, files)
     if changed:
         raise DataError(f"{', '.join(changed)}: not the file the sweep trained on (another SHA-256 "
                         f"than sweep.json records); point --data-dir at the sweep's data")

@@ -74,3 +74,10 @@ class SweepSpec:
         """From sweep.json, settings it predates filled in as it ran (settings.completed)."""
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in settings.completed(d).items() if k in names})
+
+
+def changed_files(recorded: dict, files: dict) -> list[str]:
+    """The paths among `files` (the dataset's files by role: path and SHA-256) whose SHA-256 is
+    not the one sweep.json records for that role (`recorded`, its dataset_files)."""
+    return [f["path"] for role, f in files.items()
+            if role in recorded and (recorded[role] or {}).get("sha256") != f["sha256"]]
