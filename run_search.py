@@ -178,7 +178,7 @@ def cmd_run(args) -> int:
 def print_findings(run) -> None:
     """What a finished run found: the top trials, its notes, the retrained model, the report."""
     from results.folder import table as T
-    from results.model.report import failed_note
+    from results.views.notes import edge_notes, failed_note
 
     results = run.results
     print(format_table(results.head(5), "text"))
@@ -186,7 +186,7 @@ def print_findings(run) -> None:
     if failed:
         print("note: " + failed_note(failed))
     print_rounds(run.path, run.settings, results, "text")
-    for note in notes(run.path, run.settings, results):
+    for note in edge_notes(run.path, run.settings, results):
         print("note: " + note)
     if run.retrained is not None:
         print(run.retrained.summary())
@@ -270,7 +270,9 @@ def cmd_show(args) -> int:
             print_rounds(args.run_dir, sweep, results, args.format)
             print_importance(args.run_dir, results, args.format)
     if args.format in ("text", "markdown"):
-        for note in notes(args.run_dir, sweep, results):
+        from results.views.notes import edge_notes
+
+        for note in edge_notes(args.run_dir, sweep, results):
             print(("\n> " if args.format == "markdown" else "\nnote: ") + note)
     return 0
 
@@ -282,16 +284,6 @@ def print_rounds(run_dir, sweep, results, fmt: str) -> None:
     if rounds.extends(sweep):
         print("\nrounds of --extend-edges (round 0: the grid given):")
         print(format_table(rounds.rounds_frame(run_dir, results), fmt))
-
-
-def notes(run_dir, sweep, results) -> list[str]:
-    """What a finished run's reader should know: where the best sits on the grid's edge, and
-    whether rounds of --extend-edges ran out there."""
-    from results.folder import table as T
-    from results.views import rounds
-
-    said = rounds.rounds_note(run_dir, sweep, results)
-    return T.edge_advice(results, sweep) + ([said] if said else [])
 
 
 def print_importance(run_dir, results, fmt: str) -> None:

@@ -8,11 +8,7 @@ import contextlib
 
 from mlp_core.files import FULL, DiskFull
 from results.errors import SweepError  # noqa: F401 (raised by search's modules too)
-
-# How many failures of a trial Tune retries (FailureConfig), each from its last checkpoint: twice
-# the deaths a trial is promised to survive (3), since Tune counts one death twice when the dead
-# worker had two tasks in flight (saving the checkpoint of a pause, and the pause itself).
-MAX_FAILURES = 6
+from results.sweep.spec import MAX_FAILURES  # noqa: F401 (search's modules take it from here)
 
 
 class SweepHalted(BaseException):

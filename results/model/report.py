@@ -15,6 +15,7 @@ from ..folder import table as T
 from ..sweep import halving
 from ..sweep.settings import AXES, shown_value
 from ..views import effects, rounds
+from ..views.notes import edge_notes, failed_note
 from .export import MODEL_JSON, read_model_json
 from .retrain import BEST_DIR, PLOTS_DIR
 
@@ -80,8 +81,7 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
                      "points of the full grid with the same early stopping.</p>")
         parts.append(rounds.rounds_frame(run_dir, results).to_html(
             index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
-    note = rounds.rounds_note(run_dir, sweep, results)
-    advice = T.edge_advice(results, sweep) + ([note] if note else [])
+    advice = edge_notes(run_dir, sweep, results)
     if advice:
         parts.append("<h2>Grid edge</h2><ul>" + "".join(f"<li>{esc(a)}</li>" for a in advice) + "</ul>")
     if halving.sweep_rungs(sweep):
@@ -113,13 +113,6 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
     with atomic_write(out, "w", encoding="utf-8") as f:
         f.write(doc)
     return out
-
-
-def failed_note(n: int) -> str:
-    return (f"{n} trial{'s' if n != 1 else ''} failed on every try (Ray Tune retries a trial whose "
-            f"worker or node dies up to 3 times): status error in {T.RESULTS_FILE}, and NaN at "
-            f"{'their' if n != 1 else 'its'} rung, so the choice was made without "
-            f"{'them' if n != 1 else 'it'}. `run --resume` tries {'them' if n != 1 else 'it'} again.")
 
 
 def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:

@@ -15,6 +15,12 @@ from .halving import partial_rungs
 _DEFAULT = settings.DEFAULTS
 
 
+# How many failures of a trial Ray Tune retries (FailureConfig), each from its last checkpoint:
+# twice the deaths a trial is promised to survive (3), since Tune counts one death twice when the
+# dead worker had two tasks in flight (saving the checkpoint of a pause, and the pause itself).
+MAX_FAILURES = 6
+
+
 @dataclass
 class SweepSpec:
     """A sweep's settings, defaults and all (each field is settings.BY_NAME[name])."""
