@@ -34,6 +34,15 @@ class ModelFileError(Exception):
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, ModelFileError)
 
 
+def read_state(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
+    """The arrays of a trial's checkpoint state file (a training state: weights, RNG, epochs done,
+    the reports saved with it), never unpickled: those named in `keys` that it holds (only they
+    are read from the file), or all. The one reader of checkpoints: a trial's restore, which
+    epochs a trial kept, the chosen trial's weights; what a damaged file raises is UNREADABLE."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in (npz.files if keys is None else [k for k in keys if k in npz.files])}
+
+
 @dataclass
 class Params:
     W1: np.ndarray  # (784, H)

@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.files import FULL, DiskFull
-from mlp_core.model import N_IN, N_OUT, UNREADABLE
+from mlp_core.model import N_IN, N_OUT, UNREADABLE, read_state
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig, Trainer, train
 from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID, STATE_FILE
 
@@ -106,8 +106,7 @@ def save_state(path: str, trainer: Trainer, metrics: dict, earlier: list = ()) -
 
 
 def _load_state(config: TrainConfig, path: str) -> tuple[Trainer, dict | None, list]:
-    with np.load(path, allow_pickle=False) as npz:
-        state = {k: npz[k] for k in npz.files}
+    state = read_state(path)
     h = config.hidden_size
     for name, shape in (("W1", (N_IN, h)), ("b1", (h,)), ("W2", (h, N_OUT)), ("b2", (N_OUT,))):
         if state[name].shape != shape:

@@ -13,9 +13,7 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
-
-from mlp_core.model import UNREADABLE
+from mlp_core.model import UNREADABLE, read_state
 from mlp_core.train import Trainer
 
 from ..errors import SweepError
@@ -118,8 +116,7 @@ def epoch_states(folder: Path | None) -> dict[int, Path]:
     found: dict[int, Path] = {}
     for path in sorted(Path(folder).glob(f"checkpoint_*/{STATE_FILE}")) if folder else []:
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                epoch = Trainer.epoch_ended(npz)
+            epoch = Trainer.epoch_ended(read_state(path, ("epochs_done", "mid_epoch_counts")))
         except UNREADABLE:
             continue
         if epoch is not None:

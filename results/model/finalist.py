@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mlp_core.model import PARAM_NAMES, UNREADABLE, Params, evaluate, params_from_arrays
+from mlp_core.model import PARAM_NAMES, UNREADABLE, Params, evaluate, params_from_arrays, read_state
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 
 from ..folder import table as T
@@ -20,8 +19,7 @@ from .retrain import BEST_HISTORY_COLUMNS, RetrainOutcome, export_best, held_out
 
 
 def load_weights(path: Path) -> Params:
-    with np.load(path, allow_pickle=False) as npz:
-        return params_from_arrays({k: npz[k] for k in PARAM_NAMES}, str(path))
+    return params_from_arrays(read_state(path, PARAM_NAMES), str(path))
 
 
 def export_chosen(run_dir: str | Path, log=print) -> RetrainOutcome:
