@@ -150,7 +150,10 @@ def sigterm_run(args, run_dir, log, rng, opts) -> dict:
     finally:
         kill_session(proc.pid)
     while codes[-1] not in (0, None) and len(codes) < 4:  # resumed until complete
-        proc = start([*args, "--resume"], log)
+        # stopped before its run folder was written (during Ray's start): nothing to resume, and
+        # the same command again is what the driver's message says
+        again = ["--resume"] if (run_dir / "sweep.json").exists() else []
+        proc = start([*args, *again], log)
         try:
             codes.append(wait(proc, time.monotonic(), opts.hang_after))
         finally:
