@@ -73,8 +73,8 @@ def failure_line(trial: Trial, node: str | None) -> str:
 
 
 def named(trial: Trial) -> str:
-    """A trial's id and configuration."""
-    return f"{trial.trial_id} (" + ", ".join(f"{c} {trial.config.get(c)}" for c in HYPERPARAMETERS) + ")"
+    """A trial's id and configuration, as every message of the sweep names a trial."""
+    return f"{trial.trial_id} (" + ", ".join(f"{c}={trial.config.get(c)}" for c in HYPERPARAMETERS) + ")"
 
 
 def describe(trial: Trial) -> str:

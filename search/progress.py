@@ -15,7 +15,7 @@ from mlp_core.files import size_text
 from results.folder import table as T
 
 from .callbacks import _LIVE, RunRecorder, _live
-from .faults import failure_line
+from .faults import failure_line, named
 from .ray_api import Callback
 from .trainable import DETAILS, RESTORE_NOTE, unpacked
 
@@ -85,16 +85,13 @@ class Progress(Callback):
         if RESTORE_NOTE in result.get(DETAILS, ""):  # rare: a text search before any JSON
             note = unpacked(result).get(RESTORE_NOTE)
             if note:
-                config = ", ".join(f"{k}={trial.config[k]}" for k in T.HYPERPARAMETERS)
-                self.say(f"trial {trial.trial_id} ({config}): {note}")
+                self.say(f"trial {named(trial)}: {note}")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.failures += 1
         self.say(failure_line(trial, self.recorder.nodes.get(trial.trial_id)))
 
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.failures += 1
-        self.say(failure_line(trial, self.recorder.nodes.get(trial.trial_id)))
+    on_trial_error = on_trial_recover  # the line says which: retried, or an error for good
 
     def say(self, text: str) -> None:
         """One line of its own, above the progress line."""

@@ -44,13 +44,13 @@ def recorder(tmp_path, rows=(), owed=()):
 
 
 def test_an_idle_fit_is_restored_while_restores_help_and_stopped_once_one_does_not(tmp_path, monkeypatch):
-    idle = [SweepIdle(0.25, ["t1 (hidden_size 32, ...): paused"], (10, 3)),
-            SweepIdle(0.25, ["t1 (hidden_size 32, ...): paused"], (12, 5)),  # moved on: restored again
-            SweepIdle(0.25, ["t1 (hidden_size 32, ...): paused"], (12, 5))]  # did not: stop
+    idle = [SweepIdle(0.25, ["t1 (hidden_size=32, ...): paused"], (10, 3)),
+            SweepIdle(0.25, ["t1 (hidden_size=32, ...): paused"], (12, 5)),  # moved on: restored again
+            SweepIdle(0.25, ["t1 (hidden_size=32, ...): paused"], (12, 5))]  # did not: stop
     calls = fits(monkeypatch, idle)
     restored, progress = [], Said()
     with pytest.raises(SweepStalled, match=r"the sweep cannot go on: no trial running and none can start: "
-                                           r"rung 0.25 waits for 1 trial \(t1 \(hidden_size 32"):
+                                           r"rung 0.25 waits for 1 trial \(t1 \(hidden_size=32"):
         fitting.fit_retrying("first", lambda: restored.append(1) or f"restored{len(restored)}",
                              recorder(tmp_path), progress, verbose=False)
     assert calls == ["first", "restored1", "restored2"] and progress.restores == 2

@@ -48,7 +48,7 @@ def test_a_sweep_that_cannot_move_stops_naming_what_it_waits_for_and_resumes_to_
     said = [line for line in err.splitlines() if line.startswith("run_search.py: error:")]
     assert len(said) == 1, err
     assert "the sweep cannot go on: no trial running and none can start: rung 0.25 waits for 1 trial" in said[0]
-    assert "(hidden_size 32, learning_rate 0.1, l2 0.01): paused" in said[0]
+    assert "(hidden_size=32, learning_rate=0.1, l2=0.01): paused" in said[0]
     assert f"resume with:\n  python run_search.py run --out {tmp_path} --name stuck --resume" in err
     assert "Traceback" not in err
     assert took < 180  # two idle spells of IDLE_GRACE_S and a restore, not a wait for ever

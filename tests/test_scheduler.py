@@ -568,7 +568,7 @@ def test_a_trial_tune_ended_with_retries_left_keeps_its_rung_open_and_an_idle_sw
     with pytest.raises(SweepIdle) as e:
         s.choose_trial_to_run(c)
     assert e.value.rung == 1 and len(e.value.waiting) == 2
-    assert e.value.waiting[0].startswith("z (hidden_size 64") and "error" in e.value.waiting[0]
+    assert e.value.waiting[0].startswith("z (hidden_size=64") and "error" in e.value.waiting[0]
     assert "rung 1 waits for 2 trials" in str(e.value)
 
 
