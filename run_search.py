@@ -62,8 +62,6 @@ class Stops:
         return "terminated (SIGTERM)" if self.terminated else "interrupted"
 
 
-STOPS = Stops()
-
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code `code`."""
@@ -148,7 +146,7 @@ def cmd_run(args) -> int:
     resume_cmd = (f"{COMMAND} run --out {args.out} --name {name} --resume"
                   + (f" --address {args.address}" if args.address else ""))
     values = {k: getattr(args, k) for k in (*api.DEFAULTS, *api.PLACEMENT)}
-    STOPS.resumable = (run_dir, resume_cmd)
+    args.stops.resumable = (run_dir, resume_cmd)
     try:
         run = api.run(args.out, name, args.resume, retrain=not args.no_retrain, verbose=args.verbose,
                       log=lambda m: print(m, file=sys.stderr), **values)
@@ -165,12 +163,12 @@ def cmd_run(args) -> int:
         return EXIT_FAILURE
     except (api.SweepInterrupted, KeyboardInterrupt) as e:
         if not (run_dir / SWEEP_FILE).is_file():  # stopped before the run folder was written
-            print(f"\n{STOPS.what} before the sweep started: nothing was written", file=sys.stderr)
+            print(f"\n{args.stops.what} before the sweep started: nothing was written", file=sys.stderr)
         else:
             said = f": {e}" if isinstance(e, api.SweepInterrupted) else f"; results so far are in {run_dir}"
-            again = "" if STOPS.terminated else f" Resume with:\n  {resume_cmd}"  # (said at the SIGTERM)
-            print(f"\n{STOPS.what}{said}.{again}", file=sys.stderr)
-        return STOPS.code
+            again = "" if args.stops.terminated else f" Resume with:\n  {resume_cmd}"  # (said at the SIGTERM)
+            print(f"\n{args.stops.what}{said}.{again}", file=sys.stderr)
+        return args.stops.code
     print_findings(run)
     return 0
 
@@ -338,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--debug")
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["run"] + argv  # `run_search.py` alone, or with run's flags, runs the sweep
-    STOPS.install()
+    stops = Stops()  # the process's SIGTERM handler, which the commands read (args.stops)
+    stops.install()
     try:
         args = build_parser().parse_args(argv)
+        args.stops = stops
         return COMMANDS[args.command](args)
     except CliError as e:
         if debug:
@@ -349,8 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.code
     except KeyboardInterrupt:
         again = " ".join([COMMAND, *argv])
-        print(f"\n{STOPS.what}; nothing half-written was left. Run again with:\n  {again}", file=sys.stderr)
-        return STOPS.code
+        print(f"\n{stops.what}; nothing half-written was left. Run again with:\n  {again}", file=sys.stderr)
+        return stops.code
     except Exception as e:  # noqa: BLE001 - known error types print one line; others too, unless --debug
         if debug:
             raise

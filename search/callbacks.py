@@ -26,20 +26,8 @@ from results.sweep.halving import RUNG_LOG, stopped_at
 from .errors import SweepHalted, halting_when_full
 from .faults import lost_for_good
 from .ray_api import Callback, Trial
-from .scheduler import LIVE
+from .session import member, open_session
 from .trainable import DISK_FULL, EARLIER, unpacked
-
-# Tune pickles the RunConfig (callbacks included) into tuner.pkl and, on a resume, hands back
-# those copies. Ours pickle as a reference to the live instance of this driver, so a resumed
-# sweep reports to the recorder that loaded the run's tables, not to an empty stale copy.
-_LIVE: dict[tuple[str, str], Callback] = {}
-
-
-def _live(kind: str, run_dir: str) -> Callback:
-    try:
-        return _LIVE[(kind, run_dir)]
-    except KeyError:
-        raise RuntimeError(f"no live {kind} for {run_dir}: resume through run_sweep") from None
 
 
 class RunRecorder(Callback):
@@ -47,8 +35,8 @@ class RunRecorder(Callback):
     # rewriting never takes more than 5% of the driver's time (BENCHMARKS.md, "Per-trial overhead").
     WRITE_EVERY_S = 5.0
 
-    def __reduce__(self):
-        return _live, ("recorder", str(self.run_dir))
+    def __reduce__(self):  # a restored experiment reports to this driver's (session.py says why)
+        return member, (str(self.run_dir), "recorder")
 
     def __init__(self, run_dir: Path, epochs: int, storage: str | None = None, rounds: bool = False):
         self.run_dir = Path(run_dir)
@@ -82,7 +70,6 @@ class RunRecorder(Callback):
         self._load_existing()
         self._journal = W.open_journal(self.run_dir)  # appended to as trials end (T.JOURNAL_FILE)
         self.write()  # the tables exist from the start, and hold the journal of a driver before
-        _LIVE[("recorder", str(self.run_dir))] = self
 
     def start_round(self, round_: int) -> None:
         """The trials that end from now on are of this round of --extend-edges, decided by its
@@ -214,7 +201,8 @@ class RunRecorder(Callback):
         config = {k: trial.config[k] for k in T.HYPERPARAMETERS}
         history = list(self.history.get(tid, {}).values())
         partial = list(self.partial.get(tid, {}).values())
-        halving = LIVE.get(str(self.run_dir / self.rung_log))  # None: no halving, or ASHA
+        session = open_session(self.run_dir)
+        halving = session and session.decisions.get(self.rung_log)  # None: no halving, or ASHA
         row = T.summarise_trial(tid, config, status, history, self.nodes.get(tid),
                                 self.threads.get(tid), partial,
                                 stopped_at(halving, tid) if halving is not None else None)

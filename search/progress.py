@@ -14,9 +14,10 @@ from collections.abc import Callable
 from mlp_core.files import size_text
 from results.folder import table as T
 
-from .callbacks import _LIVE, RunRecorder, _live
+from .callbacks import RunRecorder
 from .faults import failure_line, named
 from .ray_api import Callback
+from .session import member
 from .trainable import DETAILS, RESTORE_NOTE, unpacked
 
 
@@ -42,10 +43,9 @@ class Progress(Callback):
         self._last = 0.0
         self.failures = 0  # trial failures said (a worker's death, a node's, an error)
         self.restores = 0  # restores of the experiment by the sweep (fitting.fit_retrying)
-        _LIVE[("progress", str(recorder.run_dir))] = self
 
-    def __reduce__(self):
-        return _live, ("progress", str(self.recorder.run_dir))
+    def __reduce__(self):  # a restored experiment reports to this driver's (session.py says why)
+        return member, (str(self.recorder.run_dir), "progress")
 
     def line(self) -> str:
         rec = self.recorder

@@ -39,12 +39,8 @@ from .errors import halting_when_full
 from .faults import IdleWatch, lost_for_good
 from .queues import PendingQueue
 from .ray_api import Trial, TrialScheduler
+from .session import open_session
 from .trainable import unpacked
-
-# The decisions of the halving scheduler that is live in this driver, by its record's path: the
-# run's recorder reads each stopped trial's rung from there (Tune unpickles its own copy of the
-# scheduler on a resume, which is the live one then).
-LIVE: dict[str, Halving] = {}
 
 
 class HalvingScheduler(IdleWatch, PendingQueue, TrialScheduler):
@@ -68,11 +64,15 @@ class HalvingScheduler(IdleWatch, PendingQueue, TrialScheduler):
         self._load_log()
 
     def _load_log(self):
-        """The decisions recorded so far (a resume's), and this scheduler as the run's live one."""
+        """The decisions recorded so far (a resume's), put in the sweep's session, where the
+        recorder reads each stopped trial's rung (Tune unpickles its own copy of the scheduler
+        on a restore, which is the live one then)."""
         if self.log_path:
             replay_record(self.log_path, self.halving)
             self.halving.take_certain()  # restored paused trials are settled as Tune adds them
-            LIVE[self.log_path] = self.halving
+            session = open_session(os.path.dirname(self.log_path))
+            if session is not None:
+                session.decisions[os.path.basename(self.log_path)] = self.halving
 
     def _forget_trials(self):
         """The trials Tune has added, and the queues choose_trial_to_run serves from."""

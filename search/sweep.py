@@ -44,6 +44,7 @@ from .progress import Progress
 from .queues import QueuedASHA, QueuedFIFO
 from .ray_api import BasicVariantGenerator, ray, tune
 from .scheduler import HalvingScheduler
+from .session import SweepSession
 from .trainable import Shared, train_mlp
 
 
@@ -94,19 +95,9 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     progress_stream = stream
     stream = stream or sys.stderr
     t0 = time.monotonic()
-    # What can fail on bad input fails here, before the run folder or Ray exist (but for the
-    # data's contents, read while Ray starts).
-    spec.validate()
-    spec.storage = absolute_storage(spec.storage)
-    check_run_folder(run_dir, resume, spec.storage)
-    configs = space.shuffled(spec.configs(), spec.seed)
+    configs = checked_before_start(spec, run_dir, resume)
     storage_path, tune_name = tune_location(run_dir, spec.storage)
-    if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
-        raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
-                         "starts itself; on an existing cluster the trials use the CPUs it offers")
-    # The data's files are found (or downloaded) first, so that a wrong --data-dir fails before
-    # Ray starts; they are read, checked and split while it starts (BENCHMARKS.md, "The time around the trials").
-    locate_files(spec.dataset, spec.data_dir)
+    # The data is read, checked and split while Ray starts (BENCHMARKS.md, "The time around the trials").
     loading = Background(load_checked_data, spec, resume)
     with interrupts_kept() as interrupted:
         started = start_ray(spec.address, verbose, local_cpus(spec))
@@ -123,10 +114,13 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
               f"{n_slots} trial{'s' if n_slots != 1 else ''} at a time"
               + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
-        held, data = [data], None  # fit_rounds drops it once no round needs it
-        progress = Progress(recorder, len(configs), progress_stream, at_tail=(n_slots, at_tail))
-        disk_full, total, complete = fit_rounds(spec, held, configs, run_dir, resume, recorder,
-                                                searcher_limit(spec, started), verbose, stream, progress)
+        session = SweepSession(spec, run_dir, resume, recorder, data=data,
+                               searcher_max=searcher_limit(spec, started), verbose=verbose, stream=stream)
+        data = None  # the session's only: fit_rounds drops it once no round needs it
+        session.progress = progress = Progress(recorder, len(configs), progress_stream,
+                                               at_tail=(n_slots, at_tail))
+        with session:
+            disk_full, total, complete = fit_rounds(session, configs)
         handed_over = started and stop_later and complete and disk_full is None
     finally:
         if started and not handed_over:
@@ -144,36 +138,49 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                         (progress.failures, progress.restores))
 
 
-def fit_rounds(spec: SweepSpec, held: list, configs: list[dict], run_dir: Path, resume: bool,
-               recorder: RunRecorder, searcher_max: int, verbose: bool, stream, progress: Progress):
+def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool) -> list[dict]:
+    """The sweep's grid points in its seeded order, once what can fail on bad input has failed,
+    before the run folder or Ray exist (but for the data's contents, read while Ray starts)."""
+    spec.validate()
+    spec.storage = absolute_storage(spec.storage)
+    check_run_folder(run_dir, resume, spec.storage)
+    if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
+        raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
+                         "starts itself; on an existing cluster the trials use the CPUs it offers")
+    # The data's files are found (or downloaded) first, so that a wrong --data-dir fails before
+    # Ray starts
+    locate_files(spec.dataset, spec.data_dir)
+    return space.shuffled(spec.configs(), spec.seed)
+
+
+def fit_rounds(session: SweepSession, configs: list[dict]):
     """Fit the grid's trials, then (--extend-edges) each round that extends it, one Tune
-    experiment each, skipping those a resume finds complete. `held` holds the data (emptied
-    once it is in Ray's object store and no round will need it again). Returns (a full disk or
-    None, the trials of the rounds run, whether every one finished)."""
+    experiment each, skipping those a resume finds complete. The session's data is dropped once
+    it is in Ray's object store and no round will need it again. Returns (a full disk or None,
+    the trials of the rounds run, whether every one finished)."""
+    spec, recorder, progress = session.spec, session.recorder, session.progress
     round_, total, disk_full = 0, 0, None  # `progress`: one line for every round
     while True:
         if round_:
-            planned = plan_round(run_dir, spec, round_, recorder)
+            planned = plan_round(session, round_)
             if planned is None:
                 break
             added, configs = planned
             print(f"round {round_} of --extend-edges: {describe(added)}: {len(configs)} more trials",
-                  file=stream, flush=True)
+                  file=session.stream, flush=True)
         total += len(configs)
         progress.total = total
         if not all_finished(configs, recorder):
             recorder.start_round(round_)
-            storage_path, tune_name = tune_location(run_dir, spec.storage, round_)
+            storage_path, tune_name = tune_location(session.run_dir, spec.storage, round_)
             tune_path = f"{storage_path}/{tune_name}"
-            again = resume if round_ == 0 else tune.Tuner.can_restore(tune_path)
-            build = functools.partial(build_tuner, spec, configs=configs, run_dir=run_dir, tune_path=tune_path,
-                                      callbacks=[recorder, progress], searcher_max=searcher_max,
-                                      verbose=verbose, round_=round_)
-            tuner = build(held[0], resume=again)
+            again = session.resume if round_ == 0 else tune.Tuner.can_restore(tune_path)
+            build = functools.partial(build_tuner, session, configs, tune_path, round_=round_)
+            tuner = build(resume=again)
             if not spec.extend_edges:
-                held.clear()  # in Ray's object store now: the driver's own copy is not needed
-            disk_full = fit_retrying(tuner, functools.partial(restored, build, held, spec),
-                                     recorder, progress, verbose)
+                session.data = None  # in Ray's object store now: the driver's own copy is not needed
+            disk_full = fit_retrying(tuner, functools.partial(build, resume=True), recorder, progress,
+                                     session.verbose)
             gc.collect()  # the fit's trials and results, many in reference cycles (fit_retrying)
             if disk_full is not None or not all_finished(configs, recorder):
                 return disk_full, total, False
@@ -189,21 +196,16 @@ def all_finished(configs: list[dict], recorder: RunRecorder) -> bool:
     return all(settings.grid_key(c) in done for c in configs)
 
 
-def plan_round(run_dir: Path, spec: SweepSpec, round_: int, recorder: RunRecorder):
+def plan_round(session: SweepSession, round_: int):
     """Round `round_`'s values and new grid points (edges.plan_round), from the best finished
     trial so far (the one the recorder keeps the weights of), in the sweep's seeded order."""
+    recorder, spec = session.recorder, session.spec
     if recorder.kept is None:  # no trial with a finite value: no edge to follow
         return None
     best = recorder.rows[recorder.kept[1]]
     axes = {s.name: list(getattr(spec, s.name)) for s in settings.AXES}
-    planned = edges.plan_round(run_dir, axes, round_, best, spec.max_hidden)
+    planned = edges.plan_round(session.run_dir, axes, round_, best, spec.max_hidden)
     return planned and (planned[0], space.shuffled(planned[1], spec.seed))
-
-
-def restored(build: Callable, held: list, spec: SweepSpec):
-    """The sweep's Tuner restored from its snapshot (`build`: build_tuner for the round); the
-    data read again, as --resume reads it, where the driver no longer holds it."""
-    return build(held[0] if held else load_checked_data(spec, True), resume=True)
 
 
 def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
@@ -216,11 +218,15 @@ def check_where(spec: SweepSpec, storage_path: str, stream) -> None:
               f"{sources}", file=stream, flush=True)
 
 
-def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_path: str,
-                resume: bool, callbacks: list, searcher_max: int, verbose: bool, round_: int = 0):
+def build_tuner(session: SweepSession, configs: list[dict], tune_path: str, resume: bool,
+                round_: int = 0):
     """Tune's Tuner for the sweep, or the interrupted one restored from `tune_path`. The data
     and what every trial shares go once into Ray's object store (with_parameters); a trial's
-    config is its grid point alone, one of a BasicVariantGenerator's, in the sweep's order."""
+    config is its grid point alone, one of a BasicVariantGenerator's, in the sweep's order.
+    Where the driver no longer holds the data (a restore in the same process), it is read again,
+    as --resume reads it."""
+    spec = session.spec
+    data = session.data if session.data is not None else load_checked_data(spec, True)
     shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.report_fractions(),
                     spec.partial_val == "scaled",
                     # Ray's ASHA reads the epoch as its time attribute; ours read it unpacked
@@ -229,7 +235,8 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
     trainable = tune.with_parameters(
         tune.with_resources(train_mlp, {"cpu": spec.cpus_per_trial}),
         X_train=data.X_train, y_train=data.y_train, X_val=data.X_val, y_val=data.y_val,
-        finished=callbacks[0].finished, shared=shared)
+        finished=session.recorder.finished, shared=shared)
+    del data
     if resume:
         return tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
     storage_path, _, tune_name = tune_path.rpartition("/")
@@ -238,16 +245,16 @@ def build_tuner(spec: SweepSpec, data, configs: list[dict], run_dir: Path, tune_
         # every checkpoint kept while a trial runs; its weights dropped when it ends
         # (callbacks.drop_checkpoint_weights says why)
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-        callbacks=callbacks, verbose=2 if verbose else 0,
+        callbacks=session.callbacks(), verbose=2 if session.verbose else 0,
         # Tune's own reporter, in a Jupyter kernel, clears the cell's output as it starts (which
         # would take the progress line with it) and leaves an empty table there
-        progress_reporter=None if verbose else Silent())
+        progress_reporter=None if session.verbose else Silent())
     return tune.Tuner(
         trainable,
         param_space={s.column: tune.choice(list(getattr(spec, s.name))) for s in settings.AXES},
         tune_config=tune.TuneConfig(
-            metric=VAL_ACCURACY, mode="max", scheduler=make_scheduler(spec, len(configs), run_dir, round_),
+            metric=VAL_ACCURACY, mode="max", scheduler=make_scheduler(spec, len(configs), session.run_dir, round_),
             search_alg=BasicVariantGenerator(points_to_evaluate=configs,
-                                             max_concurrent=searcher_max),
+                                             max_concurrent=session.searcher_max),
             num_samples=len(configs), reuse_actors=True),
         run_config=run_config)
