@@ -1,6 +1,7 @@
 """The driver's Tune callback that keeps the run's CSV tables current.
 
-Leaves out the trials themselves and the progress line (progress.py). The driver's work per
+Leaves out the trials themselves, their checkpoints (checkpoints.py) and the progress line
+(progress.py). The driver's work per
 trial does not grow with the number of trials: a trial that ends is appended to the run's
 journal (one line, one write), and the tables are rewritten whole, atomically, at most every few
 seconds and at the end; the journal then starts empty again. A killed driver loses only the
@@ -10,7 +11,6 @@ epoch), so a trial replayed from an older checkpoint after a resume never record
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,13 +19,13 @@ from mlp_core.files import DiskFull
 from mlp_core.train import DIVERGED, EPOCH, MID_EPOCH, VAL_ACCURACY
 from results.folder import table as T
 from results.folder import writer as W
-from results.folder.runfolder import epoch_states, trial_folder
 from results.sweep.edges import rung_log
 from results.sweep.halving import RUNG_LOG, stopped_at
 
+from .checkpoints import BestWeights
 from .errors import SweepHalted, halting_when_full
 from .faults import lost_for_good
-from .ray_api import Callback, Trial
+from .ray_api import Callback
 from .session import member, open_session
 from .trainable import DISK_FULL, EARLIER, unpacked
 
@@ -43,25 +43,19 @@ class RunRecorder(Callback):
         self.epochs = epochs
         # With --extend-edges: results.csv gives each trial's round, the one running now
         self.rounds, self.round, self.rung_log = rounds, 0, RUNG_LOG
-        self.storage = storage  # --storage, where the trials' folders are (None: RUN_DIR/tune)
-        # The best finished trial so far (its rank key, id and folder): the one trial whose
-        # checkpoints keep their weights, so that the chosen trial is exported as it was trained.
-        self.kept: tuple | None = None
+        # The best finished trial so far, the one whose checkpoints keep their weights
+        self.best_weights = BestWeights(self.run_dir, storage)
         self.history: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> history row
         self.partial: dict[str, dict[float, dict]] = {}  # trial id -> fraction -> row (first epoch)
         self.rows: dict[str, dict] = {}  # finished trials only
         self.nodes: dict[str, str] = {}
         self.threads: dict[str, int] = {}
         self.diverged: set[str] = set()
-        self.running: set[str] = set()
         self.owed: set[str] = set()  # trials Tune ended as errors with retries left (faults.py)
-        self.counts: Counter = Counter()  # finished trials by status, for the progress line
-        self.best: float | None = None  # the best finite validation accuracy reported so far
-        # Trials paused at a rung and the bytes of the checkpoints they hold (halving's
-        # barriers), counted at most once a second; the peak is reported at the end.
-        self.checkpoint_bytes: Counter = Counter()  # trial id -> bytes of the checkpoints it keeps
-        self.paused, self.paused_bytes, self.peak_paused = 0, 0, (0, 0)
-        self._last_tally = 0.0
+        # What the tables hold so far, for the progress line: finished trials by status, and
+        # the best finite validation accuracy reported
+        self.counts: Counter = Counter()
+        self.best: float | None = None
         self._last_write = time.monotonic()
         self._period = self.WRITE_EVERY_S
         # Each table's rows as already formatted for its CSV. A stored row is never changed (a
@@ -93,24 +87,7 @@ class RunRecorder(Callback):
         if row[T.STATUS] != T.Status.ERROR:  # a resume retries errored trials
             self.rows[tid] = row
             self.counts[row[T.STATUS]] += 1
-            key = T.rank_key(row)
-            if key is not None and (self.kept is None or key < self.kept[0]):
-                self.kept = (key, tid, None)  # (its folder is looked up if it is ever beaten)
-
-    def _keep_weights_of_best(self, tid: str, row: dict, folder: str | None) -> None:
-        """Of the finished trials only the best so far (in `show`'s ranking) keeps its
-        checkpoints' weights, for the export: a trial that just finished loses them unless it is
-        now the best, and then the one it beat loses them."""
-        key = T.rank_key(row)
-        if key is None or (self.kept is not None and self.kept[0] <= key):
-            drop_checkpoint_weights(folder)
-            return
-        # the export reads one state per whole epoch: the rest (inside the first epoch, a
-        # replay's twins) can go
-        drop_checkpoint_weights(folder, keep=set(epoch_states(folder).values()) if folder else ())
-        beaten, self.kept = self.kept, (key, tid, folder)
-        if beaten is not None:
-            drop_checkpoint_weights(beaten[2] or trial_folder(self.run_dir, self.storage, beaten[1]))
+            self.best_weights.loaded(tid, row)
 
     def _note_best(self, value):
         if isinstance(value, float) and math.isfinite(value) and (self.best is None or value > self.best):
@@ -121,9 +98,6 @@ class RunRecorder(Callback):
         return frozenset(self.rows)
 
     # -- Tune hooks -----------------------------------------------------------------------------
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.running.add(trial.trial_id)
-
     def on_trial_result(self, iteration, trials, trial, result, **info):
         result = unpacked(result)
         if DISK_FULL in result:  # a trial's checkpoint did not fit: stop the sweep (as a crash would)
@@ -159,32 +133,16 @@ class RunRecorder(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         # Tune calls this only for a trial that ended: its function returned, or the scheduler
         # stopped it (an interrupted sweep leaves its trials unfinished, without this call).
-        self.running.discard(trial.trial_id)
         if trial.trial_id not in self.rows:
             self._finish(trial, self._final_status(trial.trial_id))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
         if not lost_for_good(trial):  # ended by Tune with retries left: the sweep runs it again
             self.owed.add(trial.trial_id)
         elif trial.trial_id not in self.rows:
             self._finish(trial, T.Status.ERROR)
 
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        # a running trial keeps every checkpoint it saved (drop_checkpoint_weights says why)
-        self.checkpoint_bytes[trial.trial_id] += folder_bytes(checkpoint.path)
-
-    def on_step_end(self, iteration, trials, **info):
-        now = time.monotonic()
-        if now - self._last_tally >= 1.0:  # a walk over the trials, once a second at most
-            self._last_tally = now
-            paused = [t.trial_id for t in trials if t.status == Trial.PAUSED]
-            self.paused = len(paused)
-            self.paused_bytes = sum(self.checkpoint_bytes.get(tid, 0) for tid in paused)
-            self.peak_paused = max(self.peak_paused, (self.paused, self.paused_bytes))
-
     def on_experiment_end(self, trials, **info):
-        self.paused, self.paused_bytes = 0, 0  # none waits now (the tally runs once a second)
         with halting_when_full():
             self.write()
 
@@ -214,8 +172,7 @@ class RunRecorder(Callback):
             W.append_journal(self._journal, {T.TRIAL_ID: tid, "result": row, "history": history,
                                              "partial": partial})
             self._write_if_due()
-        self.checkpoint_bytes.pop(tid, None)
-        self._keep_weights_of_best(tid, row, trial.path)
+        self.best_weights.finished(tid, row, trial.path)
 
     def _write_if_due(self):
         if time.monotonic() - self._last_write > self._period:
@@ -241,28 +198,3 @@ class RunRecorder(Callback):
             self._journal.close()
             self._journal = None
 
-
-def drop_checkpoint_weights(folder: str | os.PathLike | None, keep=()) -> None:
-    """Free a finished trial's checkpoint weights (in its trial folder), keeping the (now tiny)
-    checkpoint folders.
-
-    Tune keeps every checkpoint (no num_to_keep): with num_to_keep, a checkpoint named by the last
-    experiment snapshot can be deleted before the next snapshot lands, and a resume after the
-    driver is killed then fails to restore that trial. A finished trial is never trained again
-    (it is in results.csv), so its weights can go; its folders stay so that a stale snapshot
-    still restores and the trial returns at once. The state files in `keep` stay (the best
-    trial's, for the export). Local storage only; remote storage keeps all."""
-    path = Path(folder or "")
-    if folder and path.is_dir():
-        for state in path.glob(f"checkpoint_*/{T.STATE_FILE}"):
-            if state in keep:
-                continue
-            state.unlink(missing_ok=True)
-
-
-def folder_bytes(path) -> int:
-    """The bytes of the files directly in a (local) checkpoint folder; 0 when it is not local."""
-    try:
-        return sum(e.stat().st_size for e in os.scandir(path) if e.is_file())
-    except (OSError, TypeError):
-        return 0

@@ -15,6 +15,7 @@ from mlp_core.files import size_text
 from results.folder import table as T
 
 from .callbacks import RunRecorder
+from .checkpoints import PausedCheckpoints
 from .faults import failure_line, named
 from .ray_api import Callback
 from .session import member
@@ -25,13 +26,17 @@ class Progress(Callback):
     """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
 
     def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0,
-                 display=None, at_tail: tuple[int, Callable[[], None] | None] = (0, None)):
+                 display=None, at_tail: tuple[int, Callable[[], None] | None] = (0, None),
+                 paused: PausedCheckpoints | None = None):
         """`display`: an object with update(text), such as IPython's display handle; without
         one, a Jupyter kernel gets one of its own (the line is updated in place in the cell,
         with no carriage returns), a terminal gets the line rewritten in place, and anything
         else a new line every 30 s. `at_tail`: (slots, then), `then()` called once, when fewer
-        trials are left unfinished than there are slots."""
+        trials are left unfinished than there are slots. `paused`: the trials paused at a rung
+        (halving's), said with the checkpoints they hold."""
         self.recorder = recorder
+        self.paused = paused
+        self.running: set[str] = set()  # trials started and not ended (a paused one has not ended)
         self.total = total
         self.slots, self.at_tail = at_tail
         self.stream = stream or sys.stderr
@@ -53,14 +58,15 @@ class Progress(Callback):
         elapsed = time.monotonic() - self.t0
         new = done - self.done_at_start
         eta = f"{_hms(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
-        running = max(0, len(rec.running) - rec.paused)  # a paused trial has started, not ended
+        paused, paused_bytes = (self.paused.paused, self.paused.paused_bytes) if self.paused else (0, 0)
+        running = max(0, len(self.running) - paused)
         parts = [f"trials {done}/{self.total} done", f"{running} running",
                  f"{rec.counts[T.Status.STOPPED_EARLY]} stopped early", f"{rec.counts[T.Status.DIVERGED]} diverged"]
         if rec.counts[T.Status.ERROR]:
             parts.append(f"{rec.counts[T.Status.ERROR]} errors")
-        if rec.paused:
-            parts.append(f"{rec.paused} paused at a rung" + (f" ({size_text(rec.paused_bytes)} of checkpoints)"
-                                                              if rec.paused_bytes else ""))
+        if paused:
+            parts.append(f"{paused} paused at a rung" + (f" ({size_text(paused_bytes)} of checkpoints)"
+                                                         if paused_bytes else ""))
         text = ", ".join(parts)
         if rec.best is not None:
             text += f" | best val_accuracy {rec.best:.4f}"
@@ -87,11 +93,16 @@ class Progress(Callback):
             if note:
                 self.say(f"trial {named(trial)}: {note}")
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.failures += 1
         self.say(failure_line(trial, self.recorder.nodes.get(trial.trial_id)))
 
-    on_trial_error = on_trial_recover  # the line says which: retried, or an error for good
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.on_trial_recover(iteration, trials, trial)  # the line says which: retried, or for good
 
     def say(self, text: str) -> None:
         """One line of its own, above the progress line."""
@@ -105,6 +116,7 @@ class Progress(Callback):
         self._emit()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
         self._emit(force=self.tty)
         if self.at_tail and self.total - len(self.recorder.rows) < self.slots:
             then, self.at_tail = self.at_tail, None

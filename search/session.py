@@ -5,7 +5,7 @@ handed to each.
 Why a session is looked up by its run folder at all: Tune pickles the callbacks into tuner.pkl
 and the scheduler into its experiment snapshot, and a restore (--resume, or fitting's restore in
 the same process) runs the unpickled copies; Tuner.restore takes no new callbacks. So the
-recorder and the progress line pickle as a reference to a member of the open session of their
+recorder, the paused tally and the progress line pickle as a reference to a member of the open session of their
 run folder (`member`), and a halving scheduler, restored, puts its decisions back in that
 session (`decisions`), where the recorder reads each stopped trial's rung. A session is open
 only inside run_sweep's `with`; a copy unpickled outside one fails with a message, not with an
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from results.sweep.spec import SweepSpec
 
     from .callbacks import RunRecorder
+    from .checkpoints import PausedCheckpoints
     from .progress import Progress
 
 _OPEN: dict[str, SweepSession] = {}  # by str(run folder): the sweeps running in this driver
@@ -35,6 +36,7 @@ class SweepSession:
     run_dir: Path
     resume: bool  # --resume: the first round's experiment is restored, not started
     recorder: RunRecorder
+    paused: PausedCheckpoints
     progress: Progress | None = None
     data: Any = None  # the split data; dropped once in Ray's object store and no round needs it
     searcher_max: int = 0  # trials the searcher hands out at once (cluster.searcher_limit)
@@ -56,7 +58,7 @@ class SweepSession:
     def callbacks(self) -> list:
         """Tune's callbacks for this sweep, in the order Tune calls them: the tables first, so that
         the progress line counts a trial that just ended."""
-        return [self.recorder, self.progress]
+        return [self.recorder, self.paused, self.progress]
 
 
 def open_session(run_dir: str | Path) -> SweepSession | None:
@@ -64,7 +66,8 @@ def open_session(run_dir: str | Path) -> SweepSession | None:
 
 
 def member(run_dir: str, name: str):
-    """What a pickled recorder or progress line (`name`) of the sweep of `run_dir` becomes."""
+    """What a pickled callback (`name`: the recorder, paused, progress) of the sweep of `run_dir`
+    becomes."""
     session = open_session(run_dir)
     if session is None:
         raise RuntimeError(f"no sweep of {run_dir} is running in this driver: resume through run_sweep")

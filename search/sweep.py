@@ -25,6 +25,7 @@ from results.sweep.spec import SweepSpec
 
 from .background import Background
 from .callbacks import RunRecorder
+from .checkpoints import PausedCheckpoints
 from .cluster import (
     check_cluster_code,
     check_storage,
@@ -114,11 +115,11 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
               f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
               f"{n_slots} trial{'s' if n_slots != 1 else ''} at a time"
               + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
-        session = SweepSession(spec, run_dir, resume, recorder, data=data,
+        session = SweepSession(spec, run_dir, resume, recorder, PausedCheckpoints(run_dir), data=data,
                                searcher_max=searcher_limit(spec, started), verbose=verbose, stream=stream)
         data = None  # the session's only: fit_rounds drops it once no round needs it
         session.progress = progress = Progress(recorder, len(configs), progress_stream,
-                                               at_tail=(n_slots, at_tail))
+                                               at_tail=(n_slots, at_tail), paused=session.paused)
         with session:
             disk_full, total, complete = fit_rounds(session, configs)
         handed_over = started and stop_later and complete and disk_full is None
@@ -134,7 +135,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     recorder.close()
     finished = len(recorder.rows)
     return SweepOutcome(run_dir, total, finished, not complete, time.monotonic() - t0,
-                        recorder.peak_paused, locks, stop_ray if handed_over else None,
+                        session.paused.peak, locks, stop_ray if handed_over else None,
                         (progress.failures, progress.restores))
 
 
@@ -200,9 +201,10 @@ def plan_round(session: SweepSession, round_: int):
     """Round `round_`'s values and new grid points (edges.plan_round), from the best finished
     trial so far (the one the recorder keeps the weights of), in the sweep's seeded order."""
     recorder, spec = session.recorder, session.spec
-    if recorder.kept is None:  # no trial with a finite value: no edge to follow
+    kept = recorder.best_weights.kept
+    if kept is None:  # no trial with a finite value: no edge to follow
         return None
-    best = recorder.rows[recorder.kept[1]]
+    best = recorder.rows[kept[1]]
     axes = {s.name: list(getattr(spec, s.name)) for s in settings.AXES}
     planned = edges.plan_round(session.run_dir, axes, round_, best, spec.max_hidden)
     return planned and (planned[0], space.shuffled(planned[1], spec.seed))
@@ -243,7 +245,7 @@ def build_tuner(session: SweepSession, configs: list[dict], tune_path: str, resu
     run_config = tune.RunConfig(
         name=tune_name, storage_path=storage_path,
         # every checkpoint kept while a trial runs; its weights dropped when it ends
-        # (callbacks.drop_checkpoint_weights says why)
+        # (checkpoints.drop_checkpoint_weights says why)
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         callbacks=session.callbacks(), verbose=2 if session.verbose else 0,
         # Tune's own reporter, in a Jupyter kernel, clears the cell's output as it starts (which

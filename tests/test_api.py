@@ -136,10 +136,10 @@ def test_progress_in_a_notebook_updates_one_display_in_place():
         def update(self, text):
             self.texts.append(text)
 
-    recorder = SimpleNamespace(rows={}, counts=Counter(), best=None, running={"a"}, paused=0,
-                               run_dir="/nowhere")
+    recorder = SimpleNamespace(rows={}, counts=Counter(), best=None, run_dir="/nowhere")
     handle, stream = Handle(), io.StringIO()
     progress = Progress(recorder, 4, stream=stream, display=handle)
+    progress.on_trial_start(0, [], SimpleNamespace(trial_id="a"))
     progress.on_step_begin(0, [])  # the first update is shown at once
     recorder.rows["a"] = {"status": "completed"}
     recorder.counts["completed"] += 1

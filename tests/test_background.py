@@ -44,8 +44,8 @@ def test_a_full_disk_crosses_a_process_as_itself():
 
 
 def recorder(done: int):
-    return SimpleNamespace(rows=dict.fromkeys(range(done)), run_dir="/nowhere", running=set(), paused=0,
-                           paused_bytes=0, counts={"stopped_early": 0, "diverged": 0, "error": 0}, best=None)
+    return SimpleNamespace(rows=dict.fromkeys(range(done)), run_dir="/nowhere",
+                           counts={"stopped_early": 0, "diverged": 0, "error": 0}, best=None)
 
 
 @pytest.mark.parametrize("slots, calls_after", [
@@ -57,6 +57,6 @@ def test_the_tail_is_announced_once_when_fewer_trials_are_left_than_slots(slots,
     seen = []
     for done in range(1, 6):  # five trials end, one by one
         rec.rows[done] = None
-        progress.on_trial_complete(0, [], None)
+        progress.on_trial_complete(0, [], SimpleNamespace(trial_id=done))
         seen.append(len(calls))
     assert seen == calls_after

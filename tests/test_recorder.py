@@ -14,6 +14,7 @@ import pytest
 from results.folder import table as T
 from results.folder import writer as W
 from search.callbacks import RunRecorder
+from search.checkpoints import PausedCheckpoints
 from search.progress import Progress
 
 NAN = float("nan")
@@ -157,26 +158,33 @@ def test_summaries_without_pandas_match_the_dataframe_rule():
 
 def test_paused_trials_and_their_checkpoints_are_counted(tmp_path, no_periodic_rewrite):
     """What halving's barriers hold: the trials paused at a rung and the bytes of every checkpoint
-    they keep, counted at most once a second; the peak is what the sweep reports at its end."""
-    rec = RunRecorder(tmp_path, epochs=2)
-    trials = [SimpleNamespace(**vars(trial(i)), status="RUNNING") for i in range(3)]
+    they keep, counted at most once a second; the peak is what the sweep reports at its end. A
+    trial retried keeps its checkpoints; one that ends does not count."""
+    rec, tally = RunRecorder(tmp_path, epochs=2), PausedCheckpoints(tmp_path)
+    trials = [SimpleNamespace(**vars(trial(i)), status="RUNNING") for i in range(4)]
     for i, t in enumerate(trials):
         folder = tmp_path / f"ckpt{i}"
         folder.mkdir()
         (folder / "state.npz").write_bytes(b"x" * 1000 * (i + 1))
-        rec.on_checkpoint(0, trials, t, SimpleNamespace(path=str(folder)))
-        rec.on_checkpoint(0, trials, t, SimpleNamespace(path=str(folder)))  # every one is kept
+        tally.on_checkpoint(0, trials, t, SimpleNamespace(path=str(folder)))
+        tally.on_checkpoint(0, trials, t, SimpleNamespace(path=str(folder)))  # every one is kept
+    tally.on_trial_complete(0, trials, trials[3])
+    trials[3].status = "PAUSED"  # (a status Tune would not give it: ended trials hold nothing)
     trials[0].status = trials[2].status = "PAUSED"
-    rec.on_step_end(0, trials)
-    assert (rec.paused, rec.paused_bytes, rec.peak_paused) == (2, 8000, (2, 8000))
+    tally.on_trial_error(0, trials, SimpleNamespace(**vars(trials[2]), should_recover=lambda: True))
+    tally.on_step_end(0, trials)
+    assert (tally.paused, tally.paused_bytes, tally.peak) == (3, 8000, (3, 8000))
     trials[2].status = "RUNNING"
-    rec.on_step_end(0, trials)  # within the second: not counted again
-    assert rec.paused == 2
-    rec._last_tally -= 1.0
-    rec.on_step_end(0, trials)
-    assert (rec.paused, rec.paused_bytes, rec.peak_paused) == (1, 2000, (2, 8000))
-    progress = Progress(rec, 3, stream=open("/dev/null", "w"))
-    assert "1 paused at a rung (2 kB of checkpoints)" in progress.line()
+    tally.on_step_end(0, trials)  # within the second: not counted again
+    assert tally.paused == 3
+    tally._last_tally -= 1.0
+    tally.on_step_end(0, trials)
+    assert (tally.paused, tally.paused_bytes, tally.peak) == (2, 2000, (3, 8000))
+    progress = Progress(rec, 3, stream=open("/dev/null", "w"), paused=tally)
+    for t in trials[:3]:
+        progress.on_trial_start(0, trials, t)
+    assert progress.line().startswith("trials 0/3 done, 1 running")
+    assert "2 paused at a rung (2 kB of checkpoints)" in progress.line()
 
 
 def test_a_line_the_disk_cannot_take_is_cut_off_again_and_the_journal_named(tmp_path):
