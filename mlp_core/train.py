@@ -26,9 +26,7 @@ TEST_ACCURACY = "test_accuracy"
 TIME_S = "time_s"
 VAL_IMAGES = "val_images"  # how many validation images val_loss and val_accuracy were measured on
 DIVERGED = "diverged"
-# The flag of a report from inside the first epoch (train(fractions=...)); its key is "partial"
-# as checkpoints written before the name hold it.
-MID_EPOCH = "partial"
+MID_EPOCH = "mid_epoch"  # the flag of a report from inside the first epoch (train(fractions=...))
 
 
 # What each training value must be: (whole or real, the test, the requirement). The one place these
@@ -284,7 +282,7 @@ def train(config: TrainConfig, X_train: np.ndarray, y_train: np.ndarray,
     The caller can read `trainer.params` between epochs (pass a Trainer to keep a handle).
 
     `fractions`: fractions of an epoch, in (0, 1), at which the *first* epoch also yields its
-    metrics so far, marked MID_EPOCH ("partial") True with `epoch` the fraction: the running train loss and
+    metrics so far, marked MID_EPOCH True with `epoch` the fraction: the running train loss and
     accuracy of the batches so far and a full validation pass (early stopping can then judge a
     trial before its first epoch ends). Partial dicts never follow a finished epoch. A `trainer`
     saved at such a point (its `mid_epoch` state) continues that epoch where it stopped.

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from mlp_core.train import MID_EPOCH
 from results.folder import table as T
 from results.folder import writer as W
 from search.callbacks import RunRecorder
@@ -31,7 +32,7 @@ def report(rec, t, epoch, acc, partial=False, diverged=False):
          "train_accuracy": acc, "time_s": 0.1 * (1 + epoch), "ended_at": 1.8e9 + epoch,
          "node_id": "n", "blas_threads": 1, "diverged": diverged, "val_images": 1600}
     if partial:
-        r["partial"] = True
+        r[MID_EPOCH] = True
     rec.on_trial_result(0, [], t, r)
 
 
@@ -107,7 +108,7 @@ def test_a_restored_trials_replayed_report_brings_back_the_rows_a_dead_driver_ne
     resumed = RunRecorder(tmp_path / "k", epochs=2)  # the first driver's tables: empty
     for i in reversed(range(6)):
         t = trial(i)
-        rows = [{**r, "partial": r["epoch"] < 1} for r in
+        rows = [{**r, MID_EPOCH: r["epoch"] < 1} for r in
                 [*T.load_partial(tmp_path / "ref").query(f"trial_id == '{t.trial_id}'").to_dict("records"),
                  *T.load_history(tmp_path / "ref").query(f"trial_id == '{t.trial_id}'").to_dict("records")]]
         rows = [{k: v for k, v in r.items() if k != "trial_id"} for r in rows]

@@ -14,7 +14,8 @@ import pytest
 
 # search first: it sets Ray's environment (search/rayenv.py) before Ray is imported, which
 # Ray reads once (run alone, or first, this module would otherwise start Ray without it)
-from results.sweep.halving import RUNG_LOG, Halving, geometric_rungs
+from mlp_core.train import MID_EPOCH
+from results.sweep.halving import RUNG_LOG, Halving
 from results.sweep.settings import grid_key
 from search.scheduler import HalvingScheduler
 from search.sweep import SweepError, SweepSpec, make_scheduler
@@ -415,14 +416,6 @@ def test_make_scheduler_for_each_choice():
         SweepSpec(scheduler="sha").validate()
 
 
-def test_a_sweep_json_written_before_rungs_resumes_with_rays_rungs():
-    old = SweepSpec().to_json()
-    del old["rungs"]
-    old.update(grace_period=1, reduction_factor=3, epochs=10)
-    assert SweepSpec.from_json(old).rungs == (1, 3, 9) == geometric_rungs(1, 3, 10)
-    assert SweepSpec.from_json(SweepSpec(rungs=(1, 3)).to_json()).rungs == (1, 3)
-
-
 @pytest.mark.parametrize("rungs, message", [
     ((2, 1), "--rungs: 2,1: rungs must be increasing"),
     ((1, 1), "--rungs: 1,1: rungs must be increasing"),
@@ -454,7 +447,7 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
              "train_accuracy": acc, "time_s": 0.1 * epoch, "ended_at": 0.0, "node_id": "n",
              "blas_threads": 1, "diverged": False}
         if partial:
-            r["partial"] = True
+            r[MID_EPOCH] = True
         rec.on_trial_result(0, [], trial[tid], r)
 
     result("a", 0.25, 0.2, partial=True)
@@ -484,7 +477,7 @@ def test_recorder_keeps_reports_inside_the_first_epoch_apart(tmp_path):
 
 
 def test_a_report_packs_what_tune_need_not_see_into_one_text_and_unpacks_whole():
-    metrics = {"epoch": 0.25, "val_accuracy": 0.5, "train_loss": 1.25, "node_id": "ab", "partial": True}
+    metrics = {"epoch": 0.25, "val_accuracy": 0.5, "train_loss": 1.25, "node_id": "ab", MID_EPOCH: True}
     for top in (("epoch", "val_accuracy"), ("val_accuracy",)):
         report = packed(metrics, top)
         assert set(report) == {*top, DETAILS}  # the numbers Tune analyses: these alone

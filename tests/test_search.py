@@ -14,7 +14,7 @@ import pytest
 
 from helpers import ROOT
 from mlp_core.data import load_dataset
-from mlp_core.train import TrainConfig, train
+from mlp_core.train import MID_EPOCH, TrainConfig, train
 from results.folder.runfolder import run_folder
 from search.cluster import start_ray
 from search.localcluster import processes
@@ -175,7 +175,7 @@ def test_default_sweep_end_to_end(ray_local, small_data_dir, tmp_path):
                        data.X_val, data.y_val, fractions=(0.25,), scaled_partial_val=True))
     tid = results.set_index(["hidden_size", "learning_rate", "l2"]).loc[(32, 0.1, 0.001), "trial_id"]
     swept = history[history["trial_id"] == tid].sort_values("epoch")["val_accuracy"].tolist()
-    assert swept == [m["val_accuracy"] for m in alone if not m.get("partial")]
+    assert swept == [m["val_accuracy"] for m in alone if not m.get(MID_EPOCH)]
 
 
 def test_rays_asha_still_runs_on_request(ray_local, small_data_dir, tmp_path):

@@ -1,6 +1,7 @@
 """results.sweep.settings: each setting declared once, and everything that names a setting derived from
 that declaration: the command line's flags, the API's keywords, SweepSpec, sweep.json's shape,
 the tables' columns and the training config."""
+import json
 from dataclasses import fields
 
 import pytest
@@ -83,13 +84,16 @@ def test_every_default_passes_its_own_check():
     SweepSpec().validate()
 
 
-def test_an_old_sweep_json_reads_back_as_it_ran():
-    """Written before partial_val, rungs and batch_size were recorded: the settings it predates
-    come back as the sweep ran (full validation, Ray's geometric rungs, the default batch)."""
-    old = {"dataset": "mnist", "hidden": [16], "lr": [0.1], "l2": [0.001], "epochs": 10,
-           "grace_period": 1, "reduction_factor": 3, "scheduler": "asha"}
-    sweep = settings.completed(old)
-    assert sweep["partial_val"] == "full" and sweep["rungs"] == (1, 3, 9)
-    assert settings.train_values(sweep) == {"epochs": 10, "batch_size": 256, "seed": 0, "momentum": 0.0}
-    assert sweep["hidden"] == (16,) and sweep["data_dir"] is None
-    assert SweepSpec.from_json(old).rungs == (1, 3, 9)
+def test_a_sweep_json_without_a_later_setting_reads_back_with_its_default(tmp_path):
+    """A setting sweep.json does not name (one a later release adds) or leaves empty (a
+    placement) comes back at its default; one that every sweep.json must name is refused."""
+    written = SweepSpec(hidden=(16,), lr=(0.1,), l2=(0.001,)).to_json()
+    del written["batch_size"], written["partial_val"]
+    sweep = settings.completed(written)
+    assert sweep["batch_size"] == 256 and sweep["partial_val"] == "scaled" and sweep["data_dir"] is None
+    assert sweep["hidden"] == (16,) and SweepSpec.from_json(written) == SweepSpec(hidden=(16,), lr=(0.1,), l2=(0.001,))
+    del written["epochs"]
+    (tmp_path / "sweep.json").write_text(json.dumps(written))
+    with pytest.raises(T.RunError, match="epochs"):
+        T.load_sweep(tmp_path)
+

@@ -118,10 +118,15 @@ def test_edge_advice():
 
 def test_atomic_csv_write(tmp_path):
     df = make_results()
-    T.write_csv_atomic(df, tmp_path / "results.csv")
+    W.write_frame(df, tmp_path / "results.csv")
     back = T.load_results(tmp_path)
     assert list(back.columns) == T.RESULTS_COLUMNS and len(back) == len(df)
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+    assert (tmp_path / "results.csv").read_text() == df.to_csv(index=False)  # pandas' bytes
+    seeds = pd.DataFrame([{"seed": 0, "best_epoch": 9, "val_accuracy": 0.8956, "test_loss": 1 / 3},
+                          {"seed": 1, "best_epoch": 10, "val_accuracy": np.float32(0.9), "test_loss": math.nan}])
+    W.write_frame(seeds, tmp_path / "seeds.csv")
+    assert (tmp_path / "seeds.csv").read_text() == seeds.to_csv(index=False)
 
 
 def test_bad_run_folder_errors(tmp_path):
@@ -241,12 +246,12 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
         {"trial_id": "a", "epoch": np.int64(1), "train_loss": nan, "train_accuracy": 0.1,
          "val_loss": nan, "val_accuracy": nan, "time_s": 0.1, "ended_at": 1e9},
     ]
-    T.write_csv_atomic(history_frame(hist), tmp_path / "old.csv")
+    history_frame(hist).to_csv(tmp_path / "old.csv", index=False)  # pandas: the reference
     W.write_history(hist, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
 
     partial = [dict(hist[1], epoch=0.25), dict(hist[2], epoch=0.5), dict(hist[2], epoch=0.125)]
-    T.write_csv_atomic(history_frame(partial), tmp_path / "old.csv")
+    history_frame(partial).to_csv(tmp_path / "old.csv", index=False)
     W.write_history(partial, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
 
@@ -261,7 +266,7 @@ def test_tables_written_without_pandas_are_the_files_pandas_writes(tmp_path):
             {"trial_id": "t3", **cfg, "status": "diverged", "epochs": 3, "val_accuracy": nan,
              "val_loss": nan, "train_loss": nan, "train_accuracy": nan, "time_s": 3.0,
              "node_id": "n", "best_epoch": 3, "blas_threads": 1}]
-    T.write_csv_atomic(results_frame(rows), tmp_path / "old.csv")
+    results_frame(rows).to_csv(tmp_path / "old.csv", index=False)
     W.write_results(rows, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "old.csv").read_bytes()
     text = (tmp_path / "new.csv").read_text().splitlines()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlp_core.model import Params, evaluate, loss_and_grads
-from mlp_core.train import TrainConfig, Trainer, train
+from mlp_core.train import MID_EPOCH, TrainConfig, Trainer, train
 
 
 def strip(ms: list[dict]) -> list[dict]:
@@ -137,10 +137,10 @@ def test_partial_reports_inside_the_first_epoch_change_nothing(small_dataset):
     for m in train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, trainer=parted, fractions=(0.5, 0.25)):
         mb.append(m)
         seen_at.append(parted.epochs_done)
-        if m.get("partial"):  # validation is of the weights at that point
+        if m.get(MID_EPOCH):  # validation is of the weights at that point
             assert (m["val_loss"], m["val_accuracy"]) == evaluate(parted.params, ds.X_val, ds.y_val)
     assert [m["epoch"] for m in mb] == [0.25, 0.5, 1, 2]
-    assert [m.get("partial", False) for m in mb] == [True, True, False, False]
+    assert [m.get(MID_EPOCH, False) for m in mb] == [True, True, False, False]
     assert seen_at == [0, 0, 1, 2]  # a partial report is not a finished epoch
     assert strip(mb[2:]) == strip(ma)  # the epochs are bit-identical with or without
     np.testing.assert_array_equal(parted.params.W1, plain.params.W1)
@@ -174,7 +174,7 @@ def test_divergence_inside_the_first_epoch_ends_the_run(small_dataset):
     ds = small_dataset
     cfg = TrainConfig(hidden_size=16, learning_rate=1e6, epochs=5)
     ms = list(train(cfg, ds.X_train, ds.y_train, ds.X_val, ds.y_val, fractions=(0.5,)))
-    assert len(ms) == 1 and ms[0]["partial"] and ms[0]["diverged"] and ms[0]["epoch"] == 0.5
+    assert len(ms) == 1 and ms[0][MID_EPOCH] and ms[0]["diverged"] and ms[0]["epoch"] == 0.5
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

@@ -46,16 +46,8 @@ HIDDEN_SIZE, LEARNING_RATE, L2 = HYPERPARAMETERS
 RESULTS_COLUMNS = [TRIAL_ID, HIDDEN_SIZE, LEARNING_RATE, L2, STATUS, EPOCHS, VAL_ACCURACY,
                    VAL_LOSS, TRAIN_LOSS, TRAIN_ACCURACY, TIME_S, NODE_ID, BEST_EPOCH, BLAS_THREADS,
                    STOPPED_AT_RUNG, VAL_IMAGES]
-# Columns added since the first release: a table written before them still loads.
-LATER_COLUMNS = (STOPPED_AT_RUNG, VAL_IMAGES)
 HISTORY_COLUMNS = [TRIAL_ID, EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TIME_S,
                    ENDED_AT, VAL_IMAGES]
-
-
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a CSV so that readers only ever see the old file or the complete new one."""
-    with atomic_write(path, "w", newline="") as f:
-        df.to_csv(f, index=False)
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
@@ -149,21 +141,14 @@ def check_numbers(df: pd.DataFrame, columns: list[str], path: Path) -> None:
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
     """results.csv, with the trials the journal holds (ended after the last rewrite)."""
-    df = read_csv(Path(run_dir) / RESULTS_FILE, _required(RESULTS_COLUMNS))
+    df = read_csv(Path(run_dir) / RESULTS_FILE, RESULTS_COLUMNS)
     check_numbers(df, NUMERIC_RESULTS, Path(run_dir) / RESULTS_FILE)
-    df = _with_journal(df, run_dir, "result", [TRIAL_ID])
-    if STOPPED_AT_RUNG not in df:  # written before the column: a stopped trial ended at its rung
-        df[STOPPED_AT_RUNG] = df[EPOCHS].where(df[STATUS] == Status.STOPPED_EARLY)
-    return df
-
-
-def _required(columns: list[str]) -> list[str]:
-    return [c for c in columns if c not in LATER_COLUMNS]
+    return _with_journal(df, run_dir, "result", [TRIAL_ID])
 
 
 def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     """history.csv, with the trials the journal holds."""
-    return _with_journal(read_csv(Path(run_dir) / HISTORY_FILE, _required(HISTORY_COLUMNS)),
+    return _with_journal(read_csv(Path(run_dir) / HISTORY_FILE, HISTORY_COLUMNS),
                          run_dir, "history", [TRIAL_ID, EPOCH])
 
 
@@ -181,16 +166,14 @@ def _with_journal(df: pd.DataFrame, run_dir, part: str, order: list[str]) -> pd.
 
 
 def load_partial(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """partial_epochs.csv; an empty frame when the run has none (no fractional rungs, or a run
-    written before they existed)."""
+    """partial_epochs.csv; an empty frame when the run has none (no fractional rungs)."""
     path = Path(run_dir) / PARTIAL_FILE
-    df = read_csv(path, _required(HISTORY_COLUMNS)) if path.exists() else pd.DataFrame(columns=HISTORY_COLUMNS)
+    df = read_csv(path, HISTORY_COLUMNS) if path.exists() else pd.DataFrame(columns=HISTORY_COLUMNS)
     return _with_journal(df, run_dir, "partial", [TRIAL_ID, EPOCH])
 
 
 def load_sweep(run_dir: str | os.PathLike) -> dict:
-    """sweep.json, checked against its declared shape, with every setting it predates filled in
-    as the sweep ran (settings.completed)."""
+    """sweep.json, checked against its declared shape (settings.completed)."""
     path = Path(run_dir) / SWEEP_FILE
     if not path.is_file():
         raise RunError(f"{path}: not found (is this a run folder?)")

@@ -1,5 +1,6 @@
-"""How a sweep writes its tables while it runs: rows formatted as pandas' to_csv would write
-them, each table rewritten atomically, and the journal of trials ended since the last rewrite.
+"""How the run folder's CSV tables are written: rows formatted as pandas' to_csv would write
+them, each table rewritten atomically while the sweep runs, the journal of trials ended since
+the last rewrite, and the small tables of the model after the sweep (write_frame).
 
 Leaves out reading them back (table.py, which reads the journal too). No DataFrame on this path.
 """
@@ -68,6 +69,12 @@ def write_rows_atomic(rows: list[dict], columns: list[str], path: str | os.PathL
     with atomic_write(path, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerow(columns)
         f.writelines(lines)
+
+
+def write_frame(df, path: str | os.PathLike) -> None:
+    """A DataFrame (a small one, after the sweep) as a CSV, atomically, with the bytes of
+    pandas' to_csv(index=False): the one CSV writer of the run folder (write_rows_atomic)."""
+    write_rows_atomic(df.to_dict("records"), [str(c) for c in df.columns], path)
 
 
 def open_journal(run_dir: str | os.PathLike):

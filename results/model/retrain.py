@@ -30,6 +30,7 @@ from mlp_core.train import (
 )
 
 from ..folder import table as T
+from ..folder.writer import write_frame
 from ..sweep import settings
 from ..sweep.spec import changed_files
 from ..views import effects
@@ -151,7 +152,7 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
                                        pd.DataFrame(history)[BEST_HISTORY_COLUMNS],
                                        (val_loss, val_acc), (test_loss, test_acc), cfg.seed)
     if seeds > 1:
-        T.write_csv_atomic(pd.DataFrame(per_seed), run_dir / BEST_DIR / "seeds.csv")
+        write_frame(pd.DataFrame(per_seed), run_dir / BEST_DIR / "seeds.csv")
     exported.seed_test_accuracies = [s[TEST_ACCURACY] for s in per_seed]
     return exported
 
@@ -166,7 +167,7 @@ def export_best(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params:
     config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
     (val_loss, val_acc), (test_loss, test_acc) = val, test
     model_dir.mkdir(parents=True, exist_ok=True)
-    T.write_csv_atomic(history, model_dir / "history.csv")
+    write_frame(history, model_dir / "history.csv")
     note = export_model(model_dir, params, {
         "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
         **settings.train_values(sweep), "seed": seed, "best_epoch": best_epoch,

@@ -22,7 +22,6 @@ from mlp_core.data import DATASETS
 from mlp_core.train import RULES
 
 from . import space
-from .halving import geometric_rungs
 
 # sweep.json's kinds of value (results/folder/schema.py checks a file against them)
 NUMBER, WHOLE, TEXT, NUMBERS = "a number", "a whole number", "text", "a list of numbers"
@@ -208,7 +207,7 @@ SWEEP = tuple(s.name for s in SETTINGS if not s.placement)
 PLACEMENT = tuple(s.name for s in SETTINGS if s.placement)
 AXES = tuple(s for s in SETTINGS if s.column)
 HYPERPARAMETERS = tuple(s.column for s in AXES)  # the tables' columns, a trial's configuration
-SWEEP_REQUIRED = ("dataset", "hidden", "lr", "l2", "epochs")  # in every sweep.json ever written
+SWEEP_REQUIRED = ("dataset", "hidden", "lr", "l2", "epochs")  # the least a sweep.json must name
 
 
 def problems(values: dict) -> list[str]:
@@ -218,14 +217,10 @@ def problems(values: dict) -> list[str]:
 
 
 def completed(sweep: dict) -> dict:
-    """A sweep.json's settings with those it does not name filled in as the sweep ran: a file
-    written before a setting existed ran with what that setting now calls its old behaviour
-    (partial_val "full"; Ray's geometric rungs from grace_period), or with its default."""
+    """A sweep.json's settings as a SweepSpec takes them: lists as tuples, and a setting it does
+    not name (added by a later release, whose default is then what the sweep ran with) or leaves
+    empty (a placement: address, storage) at its default."""
     d = dict(sweep)
-    d.setdefault("partial_val", "full")
-    if "rungs" not in d and "grace_period" in d:
-        d["rungs"] = geometric_rungs(int(d["grace_period"]), int(d.get("reduction_factor", 4)),
-                                           int(d.get("epochs", 10)))
     for s in SETTINGS:
         if d.get(s.name) is None:
             d[s.name] = s.default

@@ -77,7 +77,7 @@ class SweepSpec:
 
     @classmethod
     def from_json(cls, d: dict) -> SweepSpec:
-        """From sweep.json, settings it predates filled in as it ran (settings.completed)."""
+        """From sweep.json (settings.completed)."""
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in settings.completed(d).items() if k in names})
 
