@@ -174,7 +174,7 @@ def cmd_run(args) -> int:
 
 
 def print_findings(run) -> None:
-    """What a finished run found: the top trials, its notes, the retrained model, the report."""
+    """What a finished run found: the top trials, its notes, the exported model, the report."""
     from results.folder import table as T
     from results.views.notes import edge_notes, failed_note
 
@@ -186,8 +186,8 @@ def print_findings(run) -> None:
     print_rounds(run.path, run.settings, results, "text")
     for note in edge_notes(run.path, run.settings, results):
         print("note: " + note)
-    if run.retrained is not None:
-        print(run.retrained.summary())
+    if run.exported is not None:
+        print(run.exported.summary())
     print(f"report: {run.report}")
 
 

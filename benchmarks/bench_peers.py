@@ -59,7 +59,7 @@ def data_for(name: str, tmp: Path) -> tuple[str, str]:
 def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
     from results.folder import table as T
     from results.folder.runfolder import run_folder
-    from results.model.finalist import export_chosen
+    from results.model.from_checkpoints import export_from_checkpoints
     from results.model.retrain import retrain
     from search.sweep import SweepSpec, run_sweep
     run_dir = run_folder(str(out), name)
@@ -68,7 +68,7 @@ def this_tool(dataset, data_dir, out: Path, name: str, scheduler: str) -> dict:
     run_sweep(spec, run_dir, stream=open(os.devnull, "w"))
     sweep_s = time.perf_counter() - t0
     t1 = time.perf_counter()  # the export `run` does: no second training where the checkpoints are
-    outcome = (export_chosen if scheduler == "halving" else retrain)(run_dir, log=lambda m: None)
+    outcome = (export_from_checkpoints if scheduler == "halving" else retrain)(run_dir, log=lambda m: None)
     retrain_s = time.perf_counter() - t1
     results = T.load_results(run_dir)
     best = T.best_trial(results)

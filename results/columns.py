@@ -20,6 +20,12 @@ JOURNAL_FILE = "journal.jsonl"
 STATE_FILE = "state.npz"
 # What Ray and Tune said of failing trials (tracebacks, dead workers), appended to by every driver.
 RAY_LOG = "ray.log"
+# After the sweep: the exported model's folder and files, and the plots' folder
+BEST_DIR = "best"
+MODEL_NPZ = "model.npz"
+MODEL_JSON = "model.json"
+MODEL_ONNX = "model.onnx"
+PLOTS_DIR = "plots"
 
 TRIAL_ID = "trial_id"
 STATUS = "status"

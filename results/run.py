@@ -13,13 +13,15 @@ import pandas as pd
 
 from mlp_core.model import Params
 
+from .columns import BEST_DIR
 from .folder import table as T
-from .model.export import load_model
-from .model.finalist import export_chosen
+from .model.export import ExportedModel
+from .model.figures import draw_search_plots
+from .model.from_checkpoints import export_from_checkpoints
+from .model.load import load_model
 from .model.plot_process import PlotProcess
 from .model.report import write_report
-from .model.retrain import BEST_DIR, RetrainOutcome, draw_search_plots
-from .model.retrain import retrain as retrain_best
+from .model.retrain import retrain
 from .views import effects, rounds
 
 
@@ -28,9 +30,9 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        # set by search.api.run, which has just made them: report.html and the retraining
+        # set by search.api.run, which has just made them: report.html and the exported model
         self.report: Path | None = None
-        self.retrained: RetrainOutcome | None = None
+        self.exported: ExportedModel | None = None
         if not (self.path / T.SWEEP_FILE).is_file():
             raise T.RunError(f"{self.path}: not a run folder ({T.SWEEP_FILE} not found)")
 
@@ -81,26 +83,32 @@ class Run:
         return load_model(self.path / BEST_DIR)
 
 
-def finish(run_dir: str | Path, retrain: bool = True, log=None, trial: str | None = None,
-           seeds: int = 1, data_dir: str | None = None, train: bool = True,
-           plots: PlotProcess | None = None) -> tuple[Path, RetrainOutcome | None]:
-    """After a sweep, and for `retrain`: draw its search plots, export a model unless `retrain`
-    is False, and write report.html. The model: with `train`, its best configuration (or
-    `trial`, with `seeds` seeds) trained again; without, the best trial's own weights read from
-    its checkpoints (trained again only where they are gone). With `plots`, the search plots are
-    drawn in that process while the model is exported. Returns the report's path and the
-    export's outcome."""
+# How finish gets the model it exports: the chosen trial's own weights, or trained again
+CHECKPOINTS, RETRAIN = "checkpoints", "retrain"
+
+
+def finish(run_dir: str | Path, model: str | None = RETRAIN, log=None, trial: str | None = None,
+           seeds: int = 1, data_dir: str | None = None, plots: PlotProcess | None = None
+           ) -> tuple[Path, ExportedModel | None]:
+    """After a sweep, or for `retrain`: draw its search plots, export a model, and write
+    report.html. The model: with CHECKPOINTS, the best trial's own weights read from its
+    checkpoints (trained again only where they are gone); with RETRAIN, its best configuration
+    (or `trial`, with `seeds` seeds) trained again; with None, none. With `plots`, the search
+    plots are drawn in that process while the model is exported. Returns the report's path and
+    the exported model."""
+    if model not in (CHECKPOINTS, RETRAIN, None):
+        raise ValueError(f"model: {model!r}; choose {CHECKPOINTS!r}, {RETRAIN!r} or None")
     run_dir = Path(run_dir)
     log = log or (lambda message: None)
     if plots is None:
         draw_search_plots(run_dir)
     wait_for_plots = plots.search_plots(run_dir) if plots else None
-    if not retrain:
-        outcome = None
-    elif train:
-        outcome = retrain_best(run_dir, trial, seeds, data_dir, log=log)
+    if model == RETRAIN:
+        exported = retrain(run_dir, trial, seeds, data_dir, log=log)
+    elif model == CHECKPOINTS:
+        exported = export_from_checkpoints(run_dir, log=log)
     else:
-        outcome = export_chosen(run_dir, log=log)
+        exported = None
     if wait_for_plots:
         wait_for_plots()
-    return write_report(run_dir), outcome
+    return write_report(run_dir), exported

@@ -115,7 +115,7 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
 def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: bool, stream, log,
          plots: PlotProcess) -> Run:
     # Imported here, not above: matplotlib and Pillow are not needed while the sweep runs.
-    from results.run import Run, finish
+    from results.run import CHECKPOINTS, Run, finish
 
     from .sweep import run_sweep
 
@@ -142,10 +142,10 @@ def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: b
         print(f"at most {paused} trials waited paused at a rung at once"
               + (f", holding {size_text(held)} of checkpoints" if held else ""), file=say, flush=True)
     done = Run(run_dir)
-    # the chosen trial's own weights, not a second training (results/model/finalist.py), exported
-    # while Ray stops
-    finishing = Background(finish, run_dir, retrain=retrain, log=log, train=False, plots=plots)
+    # the chosen trial's own weights, not a second training (results/model/from_checkpoints.py),
+    # exported while Ray stops
+    finishing = Background(finish, run_dir, CHECKPOINTS if retrain else None, log=log, plots=plots)
     if outcome.stop_ray:
         outcome.stop_ray()
-    done.report, done.retrained = finishing.result()
+    done.report, done.exported = finishing.result()
     return done

@@ -136,7 +136,7 @@ def test_the_exported_model_is_the_chosen_trial_as_it_trained(run, tmp_path):
     validation figures are its results.csv row's, best/history.csv its history.csv rows, and only
     that trial kept weights in its checkpoints. `retrain` (the trial's seed and BLAS threads)
     gives the same bytes; so does the export when those checkpoints are gone (it trains again)."""
-    from results.run import finish
+    from results.run import CHECKPOINTS, finish
 
     run_dir, r = run
     results = pd.read_csv(run_dir / "results.csv", dtype={"trial_id": str})
@@ -159,7 +159,7 @@ def test_the_exported_model_is_the_chosen_trial_as_it_trained(run, tmp_path):
     for state in copy.glob("tune/*/checkpoint_*/state.npz"):
         state.unlink()
     said = []
-    finish(copy, log=said.append, train=False)
+    finish(copy, CHECKPOINTS, log=said.append)
     assert any("training it again" in s for s in said)
     again = _best_files(copy)
     assert again[0] == npz
@@ -179,8 +179,8 @@ def test_the_plot_process_draws_the_drivers_figures_and_falls_back_when_it_dies(
     import multiprocessing
 
     from results.folder.table import RunError
+    from results.model.figures import draw_search_plots
     from results.model.plot_process import PlotProcess
-    from results.model.retrain import draw_search_plots
 
     run_dir, _ = run
     here, there, orphan = (tmp_path / n for n in ("here", "there", "orphan"))

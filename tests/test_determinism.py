@@ -158,7 +158,7 @@ def test_unreadable_checkpoints_on_resume_restart_the_trial_and_give_the_same_ta
 def test_sigterm_during_retrain_stops_it_leaving_the_export_whole(reference):
     """The first seed's model is exported before the other seeds train: a SIGTERM then stops the
     command within seconds (exit 143, how to run it again), the export whole."""
-    from results.model.export import load_model
+    from results.model.load import load_model
 
     model_json = reference / "best" / "model.json"
     t0 = time.time()

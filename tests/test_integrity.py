@@ -19,7 +19,7 @@ from PIL import Image
 from helpers import MNIST_DIR, cli, read_idx_raw
 from mlp_core.files import umask
 from mlp_core.model import ModelFileError, init_params, load_params, save_params
-from results.model.export import load_model
+from results.model.load import load_model
 
 pytestmark = pytest.mark.slow
 

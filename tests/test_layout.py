@@ -27,10 +27,17 @@ def modules(package: str, root: Path = ROOT):
 
 def dotted_imports(path: Path, root: Path = ROOT) -> set[str]:
     """The dotted names of everything `path` imports, at any depth of its code (a function's late
-    import counts too), relative imports made absolute (`from . import x` names the package.x)."""
+    import counts too, an `if TYPE_CHECKING:` block's does not), relative imports made absolute
+    (`from . import x` names the package.x)."""
     here = list(path.relative_to(root).with_suffix("").parts)[:-1]  # the module's package
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                   for n in ast.walk(block)}  # annotations' names, never imported when it runs
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -86,6 +93,40 @@ def test_the_imports_test_can_fail(tmp_path):
     # (`from ..model import report` names the room: what the order is about)
     assert dotted_imports(bad, tmp_path) == {"search", "results.views.compare", "results.model", "results.columns"}
     assert RESULTS_ORDER[room("results.model.report")] > RESULTS_ORDER[room("results.views.x")]
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Each of the project's modules (dotted) and the project's modules it imports, late imports
+    too (a package imported by name stands for its __init__)."""
+    paths = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for package in PACKAGES for p in modules(package, root)}
+    return {name: {n for n in dotted_imports(path, root) if n in paths and n != name}
+            for name, path in paths.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import cycles: each one as the path that closes it."""
+    found, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                found.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_modules_import_each_other():
+    """Not even through a function's late import: a reader follows each import one way."""
+    assert cycles(import_graph()) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
 
 
 @pytest.mark.parametrize("package", ["results", "search"])

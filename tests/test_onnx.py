@@ -12,8 +12,10 @@ import pytest
 
 from mlp_core.model import forward
 from mlp_core.train import TrainConfig, Trainer, train
-from results.model.export import export_model, load_model
-from results.model.onnx_export import MODEL_ONNX, main
+from results.columns import MODEL_ONNX
+from results.model.export import export_model
+from results.model.load import load_model
+from results.model.onnx_export import main
 
 ort = pytest.importorskip("onnxruntime")
 

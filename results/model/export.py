@@ -1,24 +1,36 @@
-"""The exported model: model.npz (float32 W1, b1, W2, b2) beside model.json (what it is, how it
-scored, on which data, with which libraries).
+"""The chosen model written as the run's best/ folder: model.npz (float32 W1, b1, W2, b2), model.onnx
+(onnx_export.py), model.json (what it is, how it scored, on which data, with which libraries),
+history.csv (its epochs) and its plots; whether its weights were read from the trial's
+checkpoints (from_checkpoints.py) or trained again (retrain.py).
 
-Leaves out training. Loading never unpickles and checks names, shapes, dtypes and finiteness.
+Leaves out training and reading the model back (load.py).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from mlp_core.data import sha256_file
-from mlp_core.model import ModelFileError, Params, load_params, save_params
+import numpy as np
+import pandas as pd
 
-from ..folder.schema import MODEL_FIELDS, read_json
+from mlp_core.data import sha256_file
+from mlp_core.model import Params, save_params
+from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
+
+from ..columns import BEST_DIR, MODEL_JSON, MODEL_NPZ
+from ..folder import table as T
 from ..folder.table import write_json_atomic
+from ..folder.writer import write_frame
+from ..sweep import settings
+from .figures import draw_best_plots
 from .onnx_export import write_onnx
 
-MODEL_NPZ = "model.npz"
-MODEL_JSON = "model.json"
+BEST_HISTORY = "history.csv"  # in best/: the exported model's epochs
+BEST_HISTORY_COLUMNS = [EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY, TEST_LOSS,
+                        TEST_ACCURACY]
 INPUT_FORMAT = ("28x28 image flattened row-major to 784 values, pixels / 255 as float32 "
                 "(white digit on black, as in MNIST); logits = relu(x @ W1 + b1) @ W2 + b2")
 
@@ -54,30 +66,56 @@ def export_model(model_dir: str | Path, params: Params, meta: dict) -> str | Non
     return no_onnx
 
 
-def model_paths(path: str | Path) -> tuple[Path, Path]:
-    """Accept the model folder or its model.npz; return (npz, json) paths."""
-    path = Path(path)
-    if path.is_dir():
-        return path / MODEL_NPZ, path / MODEL_JSON
-    return path, path.with_name(MODEL_JSON)
+
+@dataclass
+class ExportedModel:
+    trial_id: str
+    config: dict
+    best_epoch: int
+    val_accuracy: float
+    test_accuracy: float
+    test_loss: float
+    seed_test_accuracies: list[float]
+    model_dir: Path
+    # "retrained": trained again from scratch (retrain.py); "checkpoints": the trial's own weights
+    # as the sweep trained them, read from its checkpoints (from_checkpoints.py)
+    source: str = "retrained"
+    note: str | None = None  # why best/model.onnx was not written
+
+    def summary(self) -> str:
+        cfg = ", ".join(f"{k}={self.config[k]:g}" if isinstance(self.config[k], float)
+                        else f"{k}={self.config[k]}" for k in T.HYPERPARAMETERS)
+        done = "retrained" if self.source == "retrained" else "exported"
+        text = (f"{done} trial {self.trial_id} ({cfg}): best epoch {self.best_epoch}, "
+                f"val_accuracy {self.val_accuracy:.4f}, test_accuracy {self.test_accuracy:.4f}")
+        accs = self.seed_test_accuracies
+        if len(accs) > 1:
+            text += (f"; over {len(accs)} seeds test_accuracy {np.mean(accs):.4f} "
+                     f"± {np.std(accs, ddof=1):.4f} (mean ± sample std)")
+        return text + f"\nmodel: {self.model_dir}" + (f"\nnote: {self.note}" if self.note else "")
 
 
-def load_model(path: str | Path) -> tuple[Params, dict]:
-    npz, js = model_paths(path)
-    if not npz.exists():
-        raise ModelFileError(f"{npz}: file not found")
-    params = load_params(npz)
-    meta: dict = {}
-    if js.exists():
-        meta = read_model_json(js)
-        recorded = meta.get("model_npz_sha256")
-        if recorded is not None and recorded != sha256_file(npz):
-            raise ModelFileError(f"{js}: describes other weights than {npz} (its model_npz_sha256 "
-                                 f"is not the file's): the two are from different exports")
-    return params, meta
-
-
-def read_model_json(js: Path) -> dict:
-    """model.json, checked against its declared fields (results/folder/schema.py): ModelFileError
-    naming the file and the field."""
-    return read_json(js, MODEL_FIELDS, ModelFileError)
+def write_export(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params: Params,
+                best_epoch: int, history: pd.DataFrame, val: tuple, test: tuple, seed: int
+                ) -> ExportedModel:
+    """Write the chosen weights (their epoch `best_epoch`, their (loss, accuracy) on the
+    validation and test sets; `files` the dataset's, path and SHA-256 by role) as
+    best/model.npz and model.json, their run's curves as best/history.csv, and the plots."""
+    model_dir = run_dir / BEST_DIR
+    config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
+    (val_loss, val_acc), (test_loss, test_acc) = val, test
+    model_dir.mkdir(parents=True, exist_ok=True)
+    write_frame(history, model_dir / BEST_HISTORY)
+    note = export_model(model_dir, params, {
+        "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
+        **settings.train_values(sweep), "seed": seed, "best_epoch": best_epoch,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "val_accuracy": val_acc, "val_loss": val_loss,
+        "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
+                    "split_seed": int(sweep["seed"]),
+                    "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
+                              for r, f in files.items()}},
+    })
+    draw_best_plots(run_dir, history, params)
+    return ExportedModel(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,
+                         [test_acc], model_dir, note=note)

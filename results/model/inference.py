@@ -13,7 +13,7 @@ from mlp_core.data import N_CLASSES, DataError, class_names, load_test_set
 from mlp_core.model import cross_entropy, forward, predict_proba
 
 from . import plots
-from .export import load_model
+from .load import load_model
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = N_CLASSES) -> np.ndarray:

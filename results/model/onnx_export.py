@@ -1,7 +1,7 @@
 """The exported model as ONNX (best/model.onnx): the README's NumPy lines as a graph, for the
 runtimes people run a small classifier in (onnxruntime in a service, a web page, a phone).
 
-Leaves out the weights' own format (export.py). Needs the `onnx` package (`pip install -e
+Leaves out the weights' own format (export.py, load.py). Needs the `onnx` package (`pip install -e
 '.[onnx]'`); without it the export writes the rest and says so in one line. Also a command, for
 a model exported without it:  python -m results.model.onnx_export runs/NAME/best
 """
@@ -16,7 +16,8 @@ from mlp_core.data import sha256_file
 from mlp_core.files import atomic_write
 from mlp_core.model import N_IN, N_OUT, Params
 
-MODEL_ONNX = "model.onnx"
+from ..columns import MODEL_JSON, MODEL_ONNX
+
 # Opset 13 and IR version 7: what onnxruntime has read since 1.6 (2020), so an older runtime in
 # a service or a browser takes the file too.
 OPSET, IR_VERSION = 13, 7
@@ -68,7 +69,7 @@ def write_onnx(model_dir: str | Path, params: Params) -> tuple[str | None, str |
 def main(argv: list[str] | None = None) -> int:
     """Write model.onnx beside an exported model.npz and record its SHA-256 in model.json."""
     from ..folder.table import write_json_atomic
-    from .export import MODEL_JSON, load_model, model_paths
+    from .load import load_model, model_paths
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

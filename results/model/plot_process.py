@@ -4,7 +4,7 @@ would not run beside the export; a process does. A sweep starts it at its tail, 
 are left than there are slots and a core would idle, so that its start and imports cost nothing
 the user waits for.
 
-Leaves out what the plots show (plots.py, retrain.draw_search_plots). No Ray.
+Leaves out what the plots show (plots.py, figures.draw_search_plots). No Ray.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _ready() -> None:
     # A Ctrl-C reaches the whole process group: the driver decides what it means, and ends this
     # process with its pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import retrain  # noqa: F401  matplotlib and pandas, imported while a core is idle
+    from . import figures  # noqa: F401  matplotlib and pandas, imported while a core is idle
 
 
 class PlotProcess:
@@ -45,7 +45,7 @@ class PlotProcess:
     def search_plots(self, run_dir: str | Path) -> Callable[[], None]:
         """Start drawing run_dir's search plots; returns the wait for them, which raises what
         drawing raised (a full disk, say)."""
-        from .retrain import draw_search_plots
+        from .figures import draw_search_plots
 
         self.start()
         drawn = None

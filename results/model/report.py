@@ -11,13 +11,13 @@ from pathlib import Path
 
 from mlp_core.files import atomic_write
 
+from ..columns import BEST_DIR, MODEL_JSON, PLOTS_DIR
 from ..folder import table as T
 from ..sweep import halving
 from ..sweep.settings import AXES, shown_value
 from ..views import effects, rounds
 from ..views.notes import edge_notes, failed_note
-from .export import MODEL_JSON, read_model_json
-from .retrain import BEST_DIR, PLOTS_DIR
+from .load import read_model_json
 
 PLOT_CAPTIONS = [
     ("search_effects.png", "Each hyperparameter's effect: every trial at the furthest point all "

@@ -1,8 +1,8 @@
 """The chosen trial exported as the sweep trained it: its best epoch's weights read back from its
 checkpoints, its train and validation curves its own epochs, the test set measured on each.
 
-Leaves out training: where the checkpoints are not at hand (remote storage, a run from before
-they were kept) retrain.py trains the trial again, which gives the same weights. No Ray.
+Leaves out training: where the checkpoints are not at hand (remote storage, or a trial whose
+checkpoints cannot be read) retrain.py trains the trial again, which gives the same weights. No Ray.
 """
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from mlp_core.model import PARAM_NAMES, UNREADABLE, Params, evaluate, params_fro
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 
 from ..folder import table as T
+from ..folder.dataset import held_out_test_set
 from ..folder.runfolder import epoch_states, trial_folder
-from .retrain import BEST_HISTORY_COLUMNS, RetrainOutcome, export_best, held_out_test_set, retrain, trial_threads
+from .export import BEST_HISTORY_COLUMNS, ExportedModel, write_export
+from .retrain import retrain, trial_threads
 
 
 def load_weights(path: Path) -> Params:
     return params_from_arrays(read_state(path, PARAM_NAMES), str(path))
 
 
-def export_chosen(run_dir: str | Path, log=print) -> RetrainOutcome:
+def export_from_checkpoints(run_dir: str | Path, log=print) -> ExportedModel:
     """Export the best trial of the run as it was trained (its best epoch's weights, bit for
     bit), with its epochs' curves and the test set measured on each epoch's weights; where its
     checkpoints are not all there, train it again instead (retrain.retrain)."""
@@ -53,8 +55,8 @@ def export_chosen(run_dir: str | Path, log=print) -> RetrainOutcome:
     history = epochs.assign(**{TEST_LOSS: [t[0] for t in tests], TEST_ACCURACY: [t[1] for t in tests]})
     history = history[BEST_HISTORY_COLUMNS].reset_index(drop=True)
     test = tests[wanted.index(int(best_epoch))]
-    outcome = export_best(run_dir, row, sweep, sweep.get("dataset_files") or {}, best, int(best_epoch), history,
-                          (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
-                          int(sweep["seed"]))
-    outcome.how = "exported"
+    outcome = write_export(run_dir, row, sweep, sweep.get("dataset_files") or {}, best, int(best_epoch), history,
+                           (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
+                           int(sweep["seed"]))
+    outcome.source = "checkpoints"
     return outcome
