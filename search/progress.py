@@ -1,9 +1,9 @@
 """The sweep's progress line: trials done, running, stopped early, diverged and paused at a rung,
 the best so far, elapsed time and ETA; rewritten in place in a terminal and in a Jupyter cell.
-It also tells when the sweep reaches its tail (fewer trials left than slots: a core idles), where
-the work after the sweep can start.
+Also the sweep's tail (AtTail: fewer trials left than slots, so a core idles), where the work
+after the sweep can start.
 
-Leaves out the tables (callbacks.py), whose recorder it reads.
+Leaves out the tables (callbacks.py), whose recorder both read.
 """
 from __future__ import annotations
 
@@ -26,19 +26,16 @@ class Progress(Callback):
     """One line: trials done / running / stopped early / diverged, best so far, elapsed, ETA."""
 
     def __init__(self, recorder: RunRecorder, total: int, stream=None, every_s: float = 2.0,
-                 display=None, at_tail: tuple[int, Callable[[], None] | None] = (0, None),
-                 paused: PausedCheckpoints | None = None):
+                 display=None, paused: PausedCheckpoints | None = None):
         """`display`: an object with update(text), such as IPython's display handle; without
         one, a Jupyter kernel gets one of its own (the line is updated in place in the cell,
         with no carriage returns), a terminal gets the line rewritten in place, and anything
-        else a new line every 30 s. `at_tail`: (slots, then), `then()` called once, when fewer
-        trials are left unfinished than there are slots. `paused`: the trials paused at a rung
-        (halving's), said with the checkpoints they hold."""
+        else a new line every 30 s. `paused`: the trials paused at a rung (halving's), said with
+        the checkpoints they hold."""
         self.recorder = recorder
         self.paused = paused
         self.running: set[str] = set()  # trials started and not ended (a paused one has not ended)
         self.total = total
-        self.slots, self.at_tail = at_tail
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self.display = display if display is not None else (notebook_display() if stream is None else None)
@@ -118,15 +115,28 @@ class Progress(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.running.discard(trial.trial_id)
         self._emit(force=self.tty)
-        if self.at_tail and self.total - len(self.recorder.rows) < self.slots:
-            then, self.at_tail = self.at_tail, None
-            then()
 
     def on_experiment_end(self, trials, **info):
         self._emit(force=True)
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class AtTail(Callback):
+    """`then()` called once, when fewer of the sweep's `total` trials are left unfinished than
+    there are `slots` (from then on a core idles: the plots after the sweep start there)."""
+
+    def __init__(self, recorder: RunRecorder, total: int, slots: int, then: Callable[[], None] | None):
+        self.recorder, self.total, self.slots, self.then = recorder, total, slots, then
+
+    def __reduce__(self):  # a restored experiment reports to this driver's (session.py says why)
+        return member, (str(self.recorder.run_dir), "tail")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.then and self.total - len(self.recorder.rows) < self.slots:
+            then, self.then = self.then, None
+            then()
 
 
 class NotebookLine:

@@ -1,17 +1,17 @@
-"""One sweep in this driver: what its Tuner, its Tune callbacks (the recorder and the progress
-line), its halving scheduler and the fits around them share, built once by sweep.run_sweep and
-handed to each.
+"""One sweep in this driver: what its Tuner, its Tune callbacks (the recorder, the paused tally,
+the progress line, the tail's watch), its halving scheduler and the fits around them share,
+built once by sweep.run_sweep and handed to each.
 
 Why a session is looked up by its run folder at all: Tune pickles the callbacks into tuner.pkl
 and the scheduler into its experiment snapshot, and a restore (--resume, or fitting's restore in
-the same process) runs the unpickled copies; Tuner.restore takes no new callbacks. So the
-recorder, the paused tally and the progress line pickle as a reference to a member of the open session of their
-run folder (`member`), and a halving scheduler, restored, puts its decisions back in that
-session (`decisions`), where the recorder reads each stopped trial's rung. A session is open
-only inside run_sweep's `with`; a copy unpickled outside one fails with a message, not with an
-empty recorder.
+the same process) runs the unpickled copies; Tuner.restore takes no new callbacks. So each
+callback pickles as a reference to a member of the open session of its run folder (`member`),
+and a halving scheduler, restored, puts its decisions back in that session (`decisions`), where
+the recorder reads each stopped trial's rung. A session is open only inside run_sweep's `with`;
+a copy unpickled outside one fails with a message, not with an empty recorder.
 
-Leaves out what the callbacks and the scheduler do (callbacks.py, progress.py, scheduler.py).
+Leaves out what the callbacks and the scheduler do (callbacks.py, checkpoints.py, progress.py,
+scheduler.py).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from .callbacks import RunRecorder
     from .checkpoints import PausedCheckpoints
-    from .progress import Progress
+    from .progress import AtTail, Progress
 
 _OPEN: dict[str, SweepSession] = {}  # by str(run folder): the sweeps running in this driver
 
@@ -38,6 +38,7 @@ class SweepSession:
     recorder: RunRecorder
     paused: PausedCheckpoints
     progress: Progress | None = None
+    tail: AtTail | None = None
     data: Any = None  # the split data; dropped once in Ray's object store and no round needs it
     searcher_max: int = 0  # trials the searcher hands out at once (cluster.searcher_limit)
     verbose: bool = False
@@ -58,7 +59,13 @@ class SweepSession:
     def callbacks(self) -> list:
         """Tune's callbacks for this sweep, in the order Tune calls them: the tables first, so that
         the progress line counts a trial that just ended."""
-        return [self.recorder, self.paused, self.progress]
+        return [self.recorder, self.paused, self.progress, self.tail]
+
+    def add_trials(self, n: int) -> int:
+        """A round's trials added to the sweep's total (the progress line's, the tail's)."""
+        self.progress.total += n
+        self.tail.total += n
+        return self.progress.total
 
 
 def open_session(run_dir: str | Path) -> SweepSession | None:
@@ -66,7 +73,7 @@ def open_session(run_dir: str | Path) -> SweepSession | None:
 
 
 def member(run_dir: str, name: str):
-    """What a pickled callback (`name`: the recorder, paused, progress) of the sweep of `run_dir`
+    """What a pickled callback (`name`: recorder, paused, progress, tail) of the sweep of `run_dir`
     becomes."""
     session = open_session(run_dir)
     if session is None:

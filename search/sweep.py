@@ -41,7 +41,7 @@ from .cluster import (
 from .errors import MAX_FAILURES, SweepError
 from .fitting import Silent, fit_retrying
 from .prepare import claim_run_folder, load_checked_data
-from .progress import Progress
+from .progress import AtTail, Progress
 from .queues import QueuedASHA, QueuedFIFO
 from .ray_api import BasicVariantGenerator, ray, tune
 from .scheduler import HalvingScheduler
@@ -118,8 +118,8 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
         session = SweepSession(spec, run_dir, resume, recorder, PausedCheckpoints(run_dir), data=data,
                                searcher_max=searcher_limit(spec, started), verbose=verbose, stream=stream)
         data = None  # the session's only: fit_rounds drops it once no round needs it
-        session.progress = progress = Progress(recorder, len(configs), progress_stream,
-                                               at_tail=(n_slots, at_tail), paused=session.paused)
+        session.progress = progress = Progress(recorder, 0, progress_stream, paused=session.paused)
+        session.tail = AtTail(recorder, 0, n_slots, at_tail)
         with session:
             disk_full, total, complete = fit_rounds(session, configs)
         handed_over = started and stop_later and complete and disk_full is None
@@ -160,7 +160,7 @@ def fit_rounds(session: SweepSession, configs: list[dict]):
     it is in Ray's object store and no round will need it again. Returns (a full disk or None,
     the trials of the rounds run, whether every one finished)."""
     spec, recorder, progress = session.spec, session.recorder, session.progress
-    round_, total, disk_full = 0, 0, None  # `progress`: one line for every round
+    round_, total, disk_full = 0, 0, None  # (one progress line for every round)
     while True:
         if round_:
             planned = plan_round(session, round_)
@@ -169,8 +169,7 @@ def fit_rounds(session: SweepSession, configs: list[dict]):
             added, configs = planned
             print(f"round {round_} of --extend-edges: {describe(added)}: {len(configs)} more trials",
                   file=session.stream, flush=True)
-        total += len(configs)
-        progress.total = total
+        total = session.add_trials(len(configs))
         if not all_finished(configs, recorder):
             recorder.start_round(round_)
             storage_path, tune_name = tune_location(session.run_dir, spec.storage, round_)

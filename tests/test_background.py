@@ -2,7 +2,6 @@
 the progress line's call at the sweep's tail, and a full disk that crosses a process whole."""
 from __future__ import annotations
 
-import io
 import pickle
 import threading
 from types import SimpleNamespace
@@ -11,7 +10,7 @@ import pytest
 
 from mlp_core.files import DiskFull
 from search.background import Background
-from search.progress import Progress
+from search.progress import AtTail
 
 
 def test_background_runs_beside_the_caller_and_hands_back_its_value():
@@ -53,10 +52,10 @@ def recorder(done: int):
 def test_the_tail_is_announced_once_when_fewer_trials_are_left_than_slots(slots, calls_after):
     calls = []
     rec = recorder(0)
-    progress = Progress(rec, 5, stream=io.StringIO(), at_tail=(slots, lambda: calls.append(1)))
+    tail = AtTail(rec, 5, slots, lambda: calls.append(1))
     seen = []
     for done in range(1, 6):  # five trials end, one by one
         rec.rows[done] = None
-        progress.on_trial_complete(0, [], SimpleNamespace(trial_id=done))
+        tail.on_trial_complete(0, [], SimpleNamespace(trial_id=done))
         seen.append(len(calls))
     assert seen == calls_after
