@@ -40,7 +40,7 @@ def training_data(data_dir: str | None, n: int):
 def tuner_fit_seconds():
     """Yields a list that gets the seconds of each ray.tune.Tuner.fit call made in the block."""
     from search import rayenv
-    rayenv.configure()  # before Ray is imported, as every driver of this tool does
+    rayenv.configure()  # before Ray is imported, as every entry point of this tool does
     from ray import tune
 
     spent, fit = [], tune.Tuner.fit

@@ -107,7 +107,10 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     spec, run_dir = settings(out, name, resume, **values)
     # Ray reads its environment when it is imported (search/ray_api.py): set for this sweep's
     # address (a local run's, or a cluster's) before the sweep, and so Ray, is imported.
-    rayenv.configure(spec.address)
+    try:
+        rayenv.configure(spec.address)
+    except rayenv.WrongRayEnvironment as e:
+        raise SweepError(f"--address: {e}") from None
     with PlotProcess() as plots:  # started at the sweep's tail, on the core it leaves idle
         return _run(spec, run_dir, resume, retrain, verbose, stream, log, plots)
 

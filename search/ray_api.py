@@ -2,7 +2,8 @@
 environment is set: Ray reads some of it into constants at its own import (its single-machine
 mode, Tune's logger switches), so it must be set first. The entry points (search.api.run, and
 through it the run command) set it for the sweep's address before they import the sweep; a
-module that imports this one without them (a test, a script) gets a local run's settings.
+module that imports this one without them (a test, a script) gets a local run's settings
+(rayenv.ensure).
 
 Leaves out what the settings are (rayenv.py). A trial's code (trainable.py) imports Ray from
 here too, so that whichever module comes first, Ray comes after its settings; on a node, where
@@ -10,7 +11,7 @@ Ray is already running, they change nothing.
 """
 from . import rayenv
 
-rayenv.configure()  # after an entry point's configure(address), a no-op: the first call decides
+rayenv.ensure()  # after an entry point's configure(address), a no-op
 
 import logging  # noqa: E402
 

@@ -1,7 +1,10 @@
-"""Ray's environment for a driver of this tool. Ray reads some of it once, when it is imported:
-search.api.run (and through it the run command) calls configure(address) before it imports the
-sweep, and search/ray_api.py, the one module that imports Ray, calls configure() before it does,
-for whoever imports it first; the first call decides.
+"""Ray's environment for a driver of this tool. Ray reads some of it once, when it is imported, so
+it is set before: the entry point decides, visibly (search.api.run, and through it the run
+command, calls configure(address) before it imports the sweep); search/ray_api.py, the one
+module that imports Ray, calls ensure() first, which sets a local run's (or $RAY_ADDRESS's)
+environment for a script or test that imports it without an entry point. A process keeps what
+it set: a later sweep of the other kind (local after cluster, or cluster after local) is
+refused with the reason, not run with the wrong settings.
 
 Leaves out starting Ray (cluster.py).
 """
@@ -9,7 +12,18 @@ from __future__ import annotations
 
 import os
 
-_configured = False
+_configured_for: str | None = None  # "local" or "cluster", once set
+
+
+class WrongRayEnvironment(RuntimeError):
+    """A sweep of the other kind than the one this process set Ray's environment for."""
+
+
+def ensure() -> None:
+    """Ray's environment for a local run (or the cluster $RAY_ADDRESS names), unless an entry
+    point has set it."""
+    if _configured_for is None:
+        configure()
 
 
 def configure(address: str | None = None) -> None:
@@ -22,12 +36,18 @@ def configure(address: str | None = None) -> None:
     there instead of on all interfaces (ray.init(_node_ip_address="127.0.0.1") alone is
     re-resolved to the external address). For a cluster the user's settings stand: on a cluster
     that runs without token authentication, a driver forced into it loses its trials (or cannot
-    connect). Values already set win, and so does the first call: Ray keeps what it read when
-    it was imported."""
-    global _configured
-    if _configured:
+    connect). Values already set win. Called again for the other kind of run (Ray keeps what it
+    read when it was imported): WrongRayEnvironment."""
+    global _configured_for
+    kind = "cluster" if (address or os.environ.get("RAY_ADDRESS")) else "local"
+    if _configured_for is not None:
+        if kind != _configured_for:
+            raise WrongRayEnvironment(
+                f"this Python process set up Ray for a {_configured_for} run, which Ray keeps once it is "
+                f"imported; run the sweep on {'a cluster' if kind == 'cluster' else 'a local Ray'} in a new "
+                f"Python process (or a new notebook kernel)")
         return
-    _configured = True
+    _configured_for = kind
     # Tune's own settings that cost per trial stay at Tune's defaults, which a user's value
     # overrides (BENCHMARKS.md, "Per-trial overhead" has why): TUNE_GLOBAL_CHECKPOINT_S "auto" (a resume
     # needs no fresher snapshot: trials that ended after it are in the run's tables and return

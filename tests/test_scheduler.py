@@ -12,8 +12,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-# search first: it sets Ray's environment (search/rayenv.py) before Ray is imported, which
-# Ray reads once (run alone, or first, this module would otherwise start Ray without it)
 from mlp_core.train import MID_EPOCH
 from results.sweep.halving import RUNG_LOG, Halving
 from results.sweep.settings import grid_key

@@ -93,6 +93,12 @@ def test_rays_settings_follow_the_address_of_the_sweep_not_the_order_of_imports(
         assert r.stdout.split() == ["token", "0"], r.stderr
     r = fresh_python(f"import search.sweep; {SETTINGS}", RAY_ADDRESS="10.0.0.5:6379")
     assert r.stdout.split() == ["None", "None"], r.stderr
+    # a sweep of the other kind in the same process is refused, before anything starts
+    r = fresh_python("import search.sweep; from search import api\n"
+                     "try:\n    api.run('/nonexistent', 'x', address='10.0.0.5:6379')\n"
+                     "except api.SweepError as e:\n    print(e)")
+    assert r.stdout.startswith("--address: this Python process set up Ray for a local run"), r.stderr
+    assert "in a new Python process" in r.stdout
 
 
 def test_a_local_sweep_refuses_a_ray_imported_before_it_could_be_kept_local(small_data_dir, tmp_path):

@@ -95,20 +95,32 @@ class ExportedModel:
         return text + f"\nmodel: {self.model_dir}" + (f"\nnote: {self.note}" if self.note else "")
 
 
-def write_export(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params: Params,
-                best_epoch: int, history: pd.DataFrame, val: tuple, test: tuple, seed: int
-                ) -> ExportedModel:
-    """Write the chosen weights (their epoch `best_epoch`, their (loss, accuracy) on the
-    validation and test sets; `files` the dataset's, path and SHA-256 by role) as
-    best/model.npz and model.json, their run's curves as best/history.csv, and the plots."""
+@dataclass
+class Weights:
+    """The weights to export and what they were measured at: their epoch, (loss, accuracy) on
+    the validation and test sets, the seed they were trained with, and their run's epochs
+    (BEST_HISTORY_COLUMNS)."""
+    params: Params
+    best_epoch: int
+    val: tuple[float, float]
+    test: tuple[float, float]
+    seed: int
+    history: pd.DataFrame
+
+
+def write_export(run_dir: Path, row: pd.Series, sweep: dict, files: dict, weights: Weights) -> ExportedModel:
+    """Write trial `row`'s chosen weights as best/model.npz, model.onnx and model.json, their
+    run's epochs as best/history.csv, and their plots (`files`: the dataset's, path and SHA-256
+    by role)."""
     model_dir = run_dir / BEST_DIR
     config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
-    (val_loss, val_acc), (test_loss, test_acc) = val, test
+    (val_loss, val_acc), (test_loss, test_acc) = weights.val, weights.test
+    best_epoch = weights.best_epoch
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_frame(history, model_dir / BEST_HISTORY)
-    note = export_model(model_dir, params, {
+    write_frame(weights.history, model_dir / BEST_HISTORY)
+    note = export_model(model_dir, weights.params, {
         "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
-        **settings.train_values(sweep), "seed": seed, "best_epoch": best_epoch,
+        **settings.train_values(sweep), "seed": weights.seed, "best_epoch": best_epoch,
         "test_accuracy": test_acc, "test_loss": test_loss,
         "val_accuracy": val_acc, "val_loss": val_loss,
         "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
@@ -116,6 +128,6 @@ def write_export(run_dir: Path, row: pd.Series, sweep: dict, files: dict, params
                     "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
                               for r, f in files.items()}},
     })
-    draw_best_plots(run_dir, history, params)
+    draw_best_plots(run_dir, weights.history, weights.params)
     return ExportedModel(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,
                          [test_acc], model_dir, note=note)

@@ -16,7 +16,7 @@ from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 from ..folder import table as T
 from ..folder.dataset import held_out_test_set
 from ..folder.runfolder import epoch_states, trial_folder
-from .export import BEST_HISTORY_COLUMNS, ExportedModel, write_export
+from .export import BEST_HISTORY_COLUMNS, ExportedModel, Weights, write_export
 from .retrain import retrain, trial_threads
 
 
@@ -55,8 +55,8 @@ def export_from_checkpoints(run_dir: str | Path, log=print) -> ExportedModel:
     history = epochs.assign(**{TEST_LOSS: [t[0] for t in tests], TEST_ACCURACY: [t[1] for t in tests]})
     history = history[BEST_HISTORY_COLUMNS].reset_index(drop=True)
     test = tests[wanted.index(int(best_epoch))]
-    outcome = write_export(run_dir, row, sweep, sweep.get("dataset_files") or {}, best, int(best_epoch), history,
-                           (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
-                           int(sweep["seed"]))
+    outcome = write_export(run_dir, row, sweep, sweep.get("dataset_files") or {}, Weights(
+        best, int(best_epoch), (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
+        int(sweep["seed"]), history))
     outcome.source = "checkpoints"
     return outcome

@@ -22,7 +22,7 @@ from ..folder import table as T
 from ..folder.dataset import dataset_for_run
 from ..folder.writer import write_frame
 from ..sweep import settings
-from .export import BEST_HISTORY_COLUMNS, ExportedModel, write_export
+from .export import BEST_HISTORY_COLUMNS, ExportedModel, Weights, write_export
 
 
 def choose_trial(results: pd.DataFrame, trial_id: str | None) -> pd.Series:
@@ -79,9 +79,9 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
             per_seed.append({"seed": cfg.seed, "best_epoch": best_epoch, VAL_ACCURACY: val_acc,
                              TEST_ACCURACY: test_acc, TEST_LOSS: test_loss})
             if k == 0:
-                exported = write_export(run_dir, row, sweep, data.files, best, best_epoch,
-                                        pd.DataFrame(history)[BEST_HISTORY_COLUMNS],
-                                        (val_loss, val_acc), (test_loss, test_acc), cfg.seed)
+                exported = write_export(run_dir, row, sweep, data.files, Weights(
+                    best, best_epoch, (val_loss, val_acc), (test_loss, test_acc), cfg.seed,
+                    pd.DataFrame(history)[BEST_HISTORY_COLUMNS]))
     if seeds > 1:
         write_frame(pd.DataFrame(per_seed), run_dir / BEST_DIR / "seeds.csv")
     exported.seed_test_accuracies = [s[TEST_ACCURACY] for s in per_seed]
