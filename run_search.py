@@ -127,10 +127,14 @@ def build_parser() -> Parser:
     e.add_argument("--data-dir", help="folder with the dataset's IDX files")
     e.add_argument("--dataset", choices=settings.BY_NAME["dataset"].kind.choices,
                    help="default: the dataset named in model.json")
+    e.add_argument("--data", help="a model of your own data: where its run's data file is now, if it moved")
 
-    d = sub.add_parser("predict", help="the class and its probability for 28x28 images (PNG or .npy)")
+    d = sub.add_parser("predict", help="the class and its probability for 28x28 images (PNG or .npy), "
+                                       "or for each row of a CSV or .npy of features (a model of your own data)")
     d.add_argument("model_dir")
     d.add_argument("files", nargs="+")
+    d.add_argument("--out", help="a model of your own data: write the predictions to this CSV "
+                                 "(file, row, index, class, probability)")
     return p
 
 
@@ -301,8 +305,9 @@ def print_importance(run_dir, results, fmt: str) -> None:
 def cmd_evaluate(args) -> int:
     from results.model.inference import evaluate_model
 
-    r = evaluate_model(args.model_dir, args.data_dir, args.dataset)
-    print(f"{r['dataset']} test set, {r['n']} images: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
+    r = evaluate_model(args.model_dir, args.data_dir, args.dataset, args.data)
+    print(f"{r['dataset']} test set, {r['n']} {'rows' if r['rows'] else 'images'}: "
+          f"accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}")
     names = r["classes"]
     print("per-class accuracy: "
           + "  ".join(f"{n}: {a:.3f}" for n, a in zip(names, r["per_class_accuracy"], strict=True)))
@@ -316,8 +321,21 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from results.model.inference import predict_files
+    from results.model.inference import predict_files, predict_rows, takes_features
+    from results.model.load import load_model
 
+    if takes_features(load_model(args.model_dir)[1]):
+        rows = predict_rows(args.model_dir, args.files)
+        if args.out:
+            import pandas as pd
+
+            from results.folder.writer import write_frame
+            write_frame(pd.DataFrame(rows), args.out)
+            print(f"{len(rows)} predictions: {args.out}")
+            return 0
+        for r in rows:
+            print(f"{r['file']}:{r['row']}: {r['class']} (probability {r['probability']:.3f})")
+        return 0
     for r in predict_files(args.model_dir, args.files):
         label = r["class"] if r["class"] == str(r["digit"]) else f"{r['digit']} ({r['class']})"
         note = " [dark on light: inverted first]" if r["inverted"] else ""

@@ -383,7 +383,8 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 @dataclass
 class Dataset:
-    """Float32 features in [0, 1] of shape (N, 784) and int64 labels, already split."""
+    """The model's float32 inputs (N, D), already scaled (MNIST's: pixels / 255, D = 784), and
+    int64 classes 0..C-1, already split."""
 
     name: str
     X_train: np.ndarray
@@ -393,6 +394,19 @@ class Dataset:
     X_test: np.ndarray
     y_test: np.ndarray
     files: dict[str, dict] = field(default_factory=dict)  # role -> {"path", "sha256"}
+    classes: tuple[str, ...] = DatasetSpec("", ()).classes  # class k's name
+    # How raw features became these inputs (tabular.Scaling; None: MNIST's pixels / 255)
+    scaling: object = None
+    source: str = ""  # where the data came from, as the report and model.json name it
+    feature_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
 
 
 def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
@@ -405,7 +419,8 @@ def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
     y = train_labels.astype(np.int64)
     tr, va = split_indices(len(train_images), val_fraction, seed)
     return Dataset(name, to_features(train_images[tr]), y[tr], to_features(train_images[va]), y[va],
-                   to_features(test_images), test_labels.astype(np.int64), files or {})
+                   to_features(test_images), test_labels.astype(np.int64), files or {},
+                   class_names(name), source=f"{name}: IDX files")
 
 
 def load_test_set(name: str = "mnist", data_dir: str | os.PathLike | None = None,

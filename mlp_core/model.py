@@ -1,8 +1,9 @@
-"""The 784-H-10 ReLU MLP: initialisation, forward pass, softmax cross-entropy, gradients, .npz I/O.
+"""The D-H-C ReLU MLP (784-H-10 for MNIST): initialisation, forward pass, softmax cross-entropy,
+gradients, .npz I/O.
 
-Leaves out the training loop (train.py) and data handling (data.py). Pure NumPy.
+Leaves out the training loop (train.py) and data handling (data.py, tabular.py). Pure NumPy.
 
-Conventions: a batch `X` is (B, 784) float32, labels `y` are integer class indices (B,).
+Conventions: a batch `X` is (B, D) float32, labels `y` are integer class indices (B,) in 0..C-1.
     logits = relu(X @ W1 + b1) @ W2 + b2
 The objective minimised in training is
     mean softmax cross-entropy over the batch + (l2 / 2) * (sum(W1**2) + sum(W2**2))
@@ -20,9 +21,12 @@ import numpy as np
 
 from .files import atomic_write
 
-N_IN = 784
+N_IN = 784  # MNIST's inputs and classes: the defaults; a user's data brings its own D and C
 N_OUT = 10
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
+# In an exported model of standardised features: the raw features' mean and standard deviation,
+# each (D,), applied before W1 (raw_inputs)
+SCALING_NAMES = ("x_mean", "x_std")
 
 
 class ModelFileError(Exception):
@@ -45,40 +49,51 @@ def read_state(path: str | os.PathLike, keys=None) -> dict[str, np.ndarray]:
 
 @dataclass
 class Params:
-    W1: np.ndarray  # (784, H)
+    W1: np.ndarray  # (D, H)
     b1: np.ndarray  # (H,)
-    W2: np.ndarray  # (H, 10)
-    b2: np.ndarray  # (10,)
+    W2: np.ndarray  # (H, C)
+    b2: np.ndarray  # (C,)
+    # An exported model's (x_mean, x_std) when it takes raw features it standardises itself
+    scaling: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def hidden_size(self) -> int:
         return self.W1.shape[1]
 
+    @property
+    def n_inputs(self) -> int:
+        return self.W1.shape[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.W2.shape[1]
+
     def as_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in PARAM_NAMES}
 
     def copy(self) -> Params:
-        return Params(*(getattr(self, n).copy() for n in PARAM_NAMES))
+        return Params(*(getattr(self, n).copy() for n in PARAM_NAMES), self.scaling)
 
     def astype(self, dtype) -> Params:
-        return Params(*(getattr(self, n).astype(dtype) for n in PARAM_NAMES))
+        return Params(*(getattr(self, n).astype(dtype) for n in PARAM_NAMES), self.scaling)
 
     def is_finite(self) -> bool:
         return all(np.isfinite(getattr(self, n)).all() for n in PARAM_NAMES)
 
 
-def init_params(hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> Params:
+def init_params(hidden_size: int, rng: np.random.Generator, dtype=np.float32, n_inputs: int = N_IN,
+                n_classes: int = N_OUT) -> Params:
     """He-normal weights (std sqrt(2 / fan_in), suited to ReLU), zero biases."""
-    W1 = rng.standard_normal((N_IN, hidden_size), dtype=np.float32) * np.float32(np.sqrt(2.0 / N_IN))
-    W2 = rng.standard_normal((hidden_size, N_OUT), dtype=np.float32) * np.float32(np.sqrt(2.0 / hidden_size))
+    W1 = rng.standard_normal((n_inputs, hidden_size), dtype=np.float32) * np.float32(np.sqrt(2.0 / n_inputs))
+    W2 = rng.standard_normal((hidden_size, n_classes), dtype=np.float32) * np.float32(np.sqrt(2.0 / hidden_size))
     return Params(W1.astype(dtype, copy=False), np.zeros(hidden_size, dtype),
-                  W2.astype(dtype, copy=False), np.zeros(N_OUT, dtype))
+                  W2.astype(dtype, copy=False), np.zeros(n_classes, dtype))
 
 
 def forward(params: Params, X: np.ndarray) -> np.ndarray:
-    """Logits (B, 10)."""
+    """Logits (B, C)."""
     A1 = np.maximum(X @ params.W1 + params.b1, 0)  # (B, H)
-    return A1 @ params.W2 + params.b2  # (B, 10)
+    return A1 @ params.W2 + params.b2  # (B, C)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -105,13 +120,13 @@ def loss_and_grads(params: Params, X: np.ndarray, y: np.ndarray, l2: float
     implementation: clear rather than fast; the training loop uses a fused in-place version."""
     Z1 = X @ params.W1 + params.b1  # (B, H)
     A1 = np.maximum(Z1, 0)
-    logits = A1 @ params.W2 + params.b2  # (B, 10)
+    logits = A1 @ params.W2 + params.b2  # (B, C)
     B = len(y)
     logp = log_softmax(logits)
     loss = -logp[np.arange(B), y].mean() + l2_penalty(params, l2)
     dlogits = np.exp(logp)
     dlogits[np.arange(B), y] -= 1
-    dlogits /= B  # (B, 10)
+    dlogits /= B  # (B, C)
     dW2 = A1.T @ dlogits + l2 * params.W2
     db2 = dlogits.sum(axis=0)
     dA1 = dlogits @ params.W2.T
@@ -140,16 +155,29 @@ def predict_proba(params: Params, X: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(forward(params, X)))
 
 
+def raw_inputs(params: Params, X: np.ndarray) -> np.ndarray:
+    """Raw features (N, D) as the model takes them: standardised by its own x_mean and x_std
+    where it has them (float32 in any case)."""
+    X = np.asarray(X, dtype=np.float32)
+    if params.scaling is None:
+        return X
+    mean, std = params.scaling
+    return (X - mean) / std
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
 def save_params(path: str | os.PathLike, params: Params) -> None:
-    """Write W1, b1, W2, b2 (float32) to an .npz, atomically (temporary file, then rename)."""
+    """Write W1, b1, W2, b2 (float32), and x_mean, x_std where the model has them, to an .npz,
+    atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = params.as_dict()
+    if params.scaling is not None:
+        arrays.update(zip(SCALING_NAMES, params.scaling, strict=True))
     with atomic_write(path) as f:
-        np.savez(f, **{k: np.ascontiguousarray(v, dtype=np.float32)
-                       for k, v in params.as_dict().items()})
+        np.savez(f, **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
 
 
 def params_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> Params:
@@ -157,24 +185,38 @@ def params_from_arrays(arrays: dict[str, np.ndarray], source: str = "model") -> 
     missing = [n for n in PARAM_NAMES if n not in arrays]
     if missing:
         raise ModelFileError(f"{source}: missing array(s) {', '.join(missing)}")
-    extra = sorted(set(arrays) - set(PARAM_NAMES))
+    extra = sorted(set(arrays) - set(PARAM_NAMES) - set(SCALING_NAMES))
     if extra:
         raise ModelFileError(f"{source}: unexpected array(s) {', '.join(extra)}")
+    if (SCALING_NAMES[0] in arrays) != (SCALING_NAMES[1] in arrays):
+        raise ModelFileError(f"{source}: x_mean and x_std go together; it holds only one of them")
     for n in PARAM_NAMES:
         if arrays[n].dtype != np.float32:
             raise ModelFileError(f"{source}: {n} has dtype {arrays[n].dtype}, expected float32")
     W1, b1, W2, b2 = (arrays[n] for n in PARAM_NAMES)
-    if W1.ndim != 2 or W1.shape[0] != N_IN or W1.shape[1] < 1:
-        raise ModelFileError(f"{source}: W1 has shape {W1.shape}, expected ({N_IN}, H)")
+    if W1.ndim != 2 or W1.shape[0] < 1 or W1.shape[1] < 1:
+        raise ModelFileError(f"{source}: W1 has shape {W1.shape}, expected (D, H)")
     H = W1.shape[1]
-    expected = {"b1": (H,), "W2": (H, N_OUT), "b2": (N_OUT,)}
+    C = W2.shape[1] if W2.ndim == 2 else 0
+    if C < 2:
+        raise ModelFileError(f"{source}: W2 has shape {W2.shape}, expected ({H}, C) with C >= 2 classes")
+    expected = {"b1": (H,), "W2": (H, C), "b2": (C,)}
     for n, shape in expected.items():
         if arrays[n].shape != shape:
             raise ModelFileError(f"{source}: {n} has shape {arrays[n].shape}, expected {shape}")
-    for n in PARAM_NAMES:
+    scaling = None
+    if SCALING_NAMES[0] in arrays:
+        for n in SCALING_NAMES:
+            if arrays[n].dtype != np.float32 or arrays[n].shape != (W1.shape[0],):
+                raise ModelFileError(f"{source}: {n} has dtype {arrays[n].dtype} and shape {arrays[n].shape}, "
+                                     f"expected float32 ({W1.shape[0]},)")
+        if not (arrays["x_std"] > 0).all():
+            raise ModelFileError(f"{source}: x_std holds a value that is not positive")
+        scaling = (arrays["x_mean"], arrays["x_std"])
+    for n in (*PARAM_NAMES, *(SCALING_NAMES if scaling else ())):
         if not np.isfinite(arrays[n]).all():
             raise ModelFileError(f"{source}: {n} contains NaN or infinite values")
-    return Params(W1, b1, W2, b2)
+    return Params(W1, b1, W2, b2, scaling)
 
 
 # Weights barely compress (float32 noise): an archive member that inflates more than this is not

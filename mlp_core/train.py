@@ -40,6 +40,8 @@ RULES = {
     "batch_size": (int, lambda v: v >= 1, "must be a positive integer"),
     "momentum": (float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "seed": (int, lambda v: v >= 0, "must be non-negative"),
+    "n_inputs": (int, lambda v: v >= 1, "must be a positive integer"),
+    "n_classes": (int, lambda v: v >= 2, "must be at least 2"),
 }
 
 
@@ -64,6 +66,9 @@ class TrainConfig:
     batch_size: int = 256
     momentum: float = 0.0
     seed: int = 0
+    # The model's shape beside its hidden size: what the data brings (MNIST: 784 pixels, 10 digits)
+    n_inputs: int = N_IN
+    n_classes: int = N_OUT
 
     def __post_init__(self):
         for name in RULES:
@@ -90,23 +95,25 @@ class Trainer:
                  rng: np.random.Generator | None = None):
         self.config = config
         self.rng = rng if rng is not None else np.random.default_rng(config.seed)
-        self.params = params if params is not None else init_params(config.hidden_size, self.rng)
+        self.params = params if params is not None else init_params(
+            config.hidden_size, self.rng, n_inputs=config.n_inputs, n_classes=config.n_classes)
         self.velocity = (Params(*(np.zeros_like(a) for a in self.params.as_dict().values()))
                          if config.momentum > 0 else None)
         self.epochs_done = 0
         H, B = config.hidden_size, config.batch_size
         f32 = np.float32
         # Buffers reused by every step; views [:b] serve the last, shorter batch.
-        self._X = np.empty((B, N_IN), f32)
+        D, C = config.n_inputs, config.n_classes
+        self._X = np.empty((B, D), f32)
         self._Z1 = np.empty((B, H), f32)
         self._mask = np.empty((B, H), bool)
-        self._logits = np.empty((B, N_OUT), f32)
+        self._logits = np.empty((B, C), f32)
         self._dA1 = np.empty((B, H), f32)
-        self._dW1 = np.empty((N_IN, H), f32)
-        self._dW2 = np.empty((H, N_OUT), f32)
+        self._dW1 = np.empty((D, H), f32)
+        self._dW2 = np.empty((H, C), f32)
         self._rowmax = np.empty((B, 1), f32)
         self._rowsum = np.empty((B, 1), f32)
-        self._ones = np.ones((N_OUT, 1), f32)
+        self._ones = np.ones((C, 1), f32)
         self._rows = np.arange(B)
         # Set while an epoch is stopped at one of its fractions (epoch_parts yielded there): what
         # continuing it exactly needs. The RNG state from before the epoch's permutation (to draw
@@ -171,7 +178,7 @@ class Trainer:
         logits += p.b2
 
         # The row maximum is read at the argmax the accuracy needs anyway: NumPy's max over a
-        # 10-wide axis costs several times argmax plus a gather. A NaN row gives NaN either way.
+        # class axis (10 wide for MNIST) costs several times argmax plus a gather. A NaN row gives NaN either way.
         top = logits.argmax(axis=1)
         correct = int(np.count_nonzero(top == y))
         rowmax[:, 0] = logits[rows, top]
@@ -194,7 +201,7 @@ class Trainer:
         np.matmul(logits, p.W2.T, out=dA1)  # (b, H)
         dA1 *= mask
         db1 = dA1.sum(axis=0)
-        np.matmul(X.T, dA1, out=self._dW1)  # (784, H)
+        np.matmul(X.T, dA1, out=self._dW1)  # (D, H)
         self._apply((self._dW1, db1, self._dW2, db2))
         return loss_sum, correct
 

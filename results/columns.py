@@ -18,6 +18,8 @@ JOURNAL_FILE = "journal.jsonl"
 # In each of a trial's Tune checkpoints (a folder checkpoint_NNNNNN in its trial folder): its
 # trainer's state and the report it was saved with.
 STATE_FILE = "state.npz"
+# The arrays a sweep from Python was given (X, y, X_test, y_test), kept for its resume and export
+DATA_FILE = "data.npz"
 # What Ray and Tune said of failing trials (tracebacks, dead workers), appended to by every driver.
 RAY_LOG = "ray.log"
 # After the sweep: the exported model's folder and files, and the plots' folder

@@ -11,13 +11,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from mlp_core.files import size_text
-from results.columns import RAY_LOG
+from mlp_core.tabular import Labelled, flat_features
+from results.columns import DATA_FILE, RAY_LOG
 from results.errors import SweepError
 from results.folder.runfolder import absolute_storage, default_name, run_folder
 from results.folder.table import RESULTS_FILE, SWEEP_FILE, RunError, load_sweep
 from results.model.plot_process import PlotProcess
-from results.sweep.settings import BY_NAME, PLACEMENT, SWEEP, shown_value
+from results.sweep.settings import BY_NAME, FROM_FILE, PLACEMENT, SWEEP, shown_value
 from results.sweep.settings import DEFAULTS as DECLARED_DEFAULTS
 from results.sweep.spec import SweepSpec
 
@@ -57,6 +60,26 @@ def _plain(value):
     return value
 
 
+def _data_source(values: dict) -> dict:
+    """--data as the settings it stands for: a folder is --data-dir (IDX files); a file is
+    --dataset file with its absolute path. Checked: a file or folder that is there, and no
+    other data named beside it."""
+    data = values.get("data")
+    if data is None:
+        return values
+    path = Path(data).expanduser()
+    if path.is_dir():
+        if "data_dir" in values:
+            raise SweepError(f"--data: {data} is a folder, as --data-dir: give one of them")
+        return {**{k: v for k, v in values.items() if k != "data"}, "data_dir": str(path)}
+    if not path.is_file():
+        raise SweepError(f"--data: {data}: no such file or folder")
+    if values.get("dataset", FROM_FILE) != FROM_FILE:
+        raise SweepError(f"--data: {data} names the data; --dataset {values['dataset']} names other "
+                         f"data: give one of them")
+    return {**values, "dataset": FROM_FILE, "data": str(path.resolve())}
+
+
 def settings(out: str | Path = "runs", name: str | None = None, resume: bool = False,
              **values) -> tuple[SweepSpec, Path]:
     """The sweep's settings and its run folder OUT/NAME, every value checked: SweepError naming
@@ -67,7 +90,7 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
     if unknown:
         raise SweepError(f"unknown setting(s) {', '.join(unknown)}; choose from "
                          f"{', '.join([*DEFAULTS, *PLACEMENT])}")
-    values = {k: _plain(v) for k, v in values.items() if v is not None}
+    values = _data_source({k: _plain(v) for k, v in values.items() if v is not None})
     if resume and not name:
         raise SweepError("--resume needs --name: the run folder OUT/NAME to continue")
     run_dir = run_folder(str(out), name or default_name())
@@ -96,15 +119,22 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
 
 
 def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
-        retrain: bool = True, verbose: bool = False, stream=None, log=None, **values) -> Run:
+        retrain: bool = True, verbose: bool = False, stream=None, log=None, *, X=None, y=None,
+        X_test=None, y_test=None, **values) -> Run:
     """Run (or resume) a sweep, then draw its search plots, export its best trial (unless
     `retrain` is False) and write its report; returns the finished run, whose `results` is the
     table as a DataFrame. Raises SweepError for a bad setting (nothing started or written)
     and SweepInterrupted when the sweep stopped early (Ctrl-C), SweepStalled when it could not
     go on (no trial could run, even after restoring it); resume either with `resume=True`.
     Progress goes to `stream` (default stderr) as one line, updated in place in a terminal and
-    in a Jupyter cell; `log` (default: nothing) gets the retraining's messages."""
+    in a Jupyter cell; `log` (default: nothing) gets the retraining's messages.
+    The data: `dataset`/`data` (as the command line's), or arrays: X (N, D) features (uint8
+    images (N, H, W) too) and y (N,) labels of any kind, optionally X_test and y_test; they
+    are kept in the run folder (data.npz), so a resume or `retrain` needs only the folder."""
+    given = _given_arrays(X, y, X_test, y_test, values, resume)
     spec, run_dir = settings(out, name, resume, **values)
+    if given is not None:
+        spec.dataset, spec.data = FROM_FILE, str(run_dir / DATA_FILE)  # written there before sweep.json
     # Ray reads its environment when it is imported (search/ray_api.py): set for this sweep's
     # address (a local run's, or a cluster's) before the sweep, and so Ray, is imported.
     try:
@@ -112,11 +142,35 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     except rayenv.WrongRayEnvironment as e:
         raise SweepError(f"--address: {e}") from None
     with PlotProcess() as plots:  # started at the sweep's tail, on the core it leaves idle
-        return _run(spec, run_dir, resume, retrain, verbose, stream, log, plots)
+        return _run(spec, run_dir, resume, retrain, verbose, stream, log, plots, given)
+
+
+def _given_arrays(X, y, X_test, y_test, values: dict, resume: bool) -> Labelled | None:
+    """Arrays handed to run() as the data (None: the settings name it)."""
+    if X is None and y is None and X_test is None and y_test is None:
+        return None
+    if resume:
+        raise SweepError("X, y: a resumed sweep reads the arrays it was given from its run folder; leave them out")
+    if X is None or y is None:
+        raise SweepError("X and y: give both, the features and their labels")
+    if (X_test is None) != (y_test is None):
+        raise SweepError("X_test and y_test: give both or neither")
+    for k in ("data", "data_dir", "label", "features", "drop"):
+        if values.get(k):
+            raise SweepError(f"X, y: the data is given as arrays; leave out {BY_NAME[k].flag}")
+    if values.get("dataset", FROM_FILE) != FROM_FILE:
+        raise SweepError(f"X, y: the data is given as arrays; leave out --dataset {values['dataset']}")
+    source = "arrays given to api.run"
+    arrays = [np.asarray(a) for a in (X, y, X_test, y_test) if a is not None]
+    arrays = [a.astype(str) if a.dtype == object else a for a in arrays]  # text labels, never pickled
+    X, y, *test = arrays
+    return Labelled(flat_features(X, f"{source}: X"), y, source,
+                    flat_features(test[0], f"{source}: X_test") if test else None, test[1] if test else None,
+                    [f"x{j}" for j in range(X.reshape(len(X), -1).shape[1])])
 
 
 def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: bool, stream, log,
-         plots: PlotProcess) -> Run:
+         plots: PlotProcess, given: Labelled | None = None) -> Run:
     # Imported here, not above: matplotlib and Pillow are not needed while the sweep runs.
     from results.run import CHECKPOINTS, Run, finish
 
@@ -124,7 +178,7 @@ def _run(spec: SweepSpec, run_dir: Path, resume: bool, retrain: bool, verbose: b
 
     try:
         outcome = run_sweep(spec, run_dir, resume=resume, verbose=verbose, stream=stream,
-                            stop_later=True, at_tail=plots.start)
+                            stop_later=True, at_tail=plots.start, given=given)
     except KeyboardInterrupt:
         if not (run_dir / SWEEP_FILE).is_file():
             raise  # nothing was written: nothing to resume

@@ -8,40 +8,45 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from mlp_core.data import N_CLASSES, load_dataset, resolve_data_dir
+from mlp_core.data import DATASETS, resolve_data_dir
+from mlp_core.tabular import Labelled
 from results.folder import table as T
+from results.folder.dataset import keep_arrays, load_data
 from results.folder.runfolder import LOCK_FILE, create_run_folder, take_folders
 from results.sweep.spec import SweepSpec, changed_files
 
 from .errors import SweepError
 
 
-def load_checked_data(spec: SweepSpec, resume: bool):
+def load_checked_data(spec: SweepSpec, resume: bool, given: Labelled | None = None):
     """The sweep's dataset, split by its seed; SweepError when the split leaves too few
-    validation images, the batch outgrows the training set, or a resume finds other data.
+    validation rows, the batch outgrows the training set, or a resume finds other data.
     Records the data's folder and files' SHA-256 in `spec` for sweep.json."""
-    data = load_dataset(spec.dataset, spec.data_dir, spec.val_fraction, spec.seed)
-    if len(data.X_val) < N_CLASSES:
+    data = load_data(spec, given)
+    rows = "images" if spec.dataset in DATASETS else "rows"
+    if len(data.X_val) < data.n_classes:
         raise SweepError(f"--val-fraction: {spec.val_fraction} holds out {len(data.X_val)} of "
-                         f"{len(data.X_train) + len(data.X_val)} training images, fewer than the "
-                         f"{N_CLASSES} classes: validation accuracy would mean nothing")
+                         f"{len(data.X_train) + len(data.X_val)} training {rows}, fewer than the "
+                         f"{data.n_classes} classes: validation accuracy would mean nothing")
     if spec.batch_size > len(data.X_train):
         raise SweepError(f"--batch-size: {spec.batch_size} is larger than the training set "
-                         f"({len(data.X_train)} images)")
+                         f"({len(data.X_train)} {rows})")
     if resume and spec.dataset_files:
         changed = changed_files(spec.dataset_files, data.files)
         if changed:
             raise SweepError(f"--resume: the dataset differs from the one the sweep started with "
                              f"({', '.join(changed)})")
-    spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
+    if spec.dataset in DATASETS:
+        spec.data_dir = str(resolve_data_dir(spec.dataset, spec.data_dir))
     spec.dataset_files = data.files
     return data
 
 
 def claim_run_folder(spec: SweepSpec, run_dir: Path, resume: bool, storage_path: str,
-                     tune_name: str) -> list:
+                     tune_name: str, given: Labelled | None = None) -> list:
     """Create the run folder (a new sweep), take this driver's locks, write sweep.json (a new
-    sweep); a new folder is removed again when its lock cannot be had. Returns the locks."""
+    sweep), with data.npz before it for arrays `given` from Python; a new folder is removed again
+    when its lock cannot be had. Returns the locks."""
     if not resume:
         create_run_folder(run_dir)
     try:
@@ -52,6 +57,9 @@ def claim_run_folder(spec: SweepSpec, run_dir: Path, resume: bool, storage_path:
             run_dir.rmdir()
         raise
     if not resume:
+        if given is not None:
+            spec.dataset_files = keep_arrays(run_dir, given)
+            spec.data = spec.dataset_files["data"]["path"]
         T.write_json_atomic({**spec.to_json(), "created": _dt.datetime.now().isoformat(timespec="seconds")},
                             run_dir / T.SWEEP_FILE)
     return locks

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlp_core.data import locate_files
+from mlp_core.data import DATASETS, DataError, locate_files
 from mlp_core.files import DiskFull
+from mlp_core.tabular import Labelled
 from mlp_core.train import EPOCH, VAL_ACCURACY
 from results.folder.runfolder import absolute_storage, check_run_folder, tune_location
 from results.sweep import edges, settings, space
@@ -86,12 +87,13 @@ class SweepOutcome:
 
 
 def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: bool = False,
-              stream=None, stop_later: bool = False, at_tail: Callable[[], None] | None = None
-              ) -> SweepOutcome:
+              stream=None, stop_later: bool = False, at_tail: Callable[[], None] | None = None,
+              given: Labelled | None = None) -> SweepOutcome:
     """Run (or resume) the sweep into run_dir; returns when every trial has finished or the sweep
     was stopped (Ctrl-C). `at_tail` is called once fewer trials are left than slots (a core
     idles from then on); with `stop_later`, a finished sweep leaves a Ray it started running,
-    for the caller to stop (SweepOutcome.stop_ray)."""
+    for the caller to stop (SweepOutcome.stop_ray). `given`: the data as arrays (from Python),
+    kept in the run folder."""
     # the progress line takes the stream as given: none, in a Jupyter kernel, is a display of its own
     progress_stream = stream
     stream = stream or sys.stderr
@@ -99,7 +101,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     configs = checked_before_start(spec, run_dir, resume)
     storage_path, tune_name = tune_location(run_dir, spec.storage)
     # The data is read, checked and split while Ray starts (BENCHMARKS.md, "The time around the trials").
-    loading = Background(load_checked_data, spec, resume)
+    loading = Background(load_checked_data, spec, resume, given)
     with interrupts_kept() as interrupted:
         started = start_ray(spec.address, verbose, local_cpus(spec))
     handed_over = False
@@ -108,11 +110,11 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
             raise KeyboardInterrupt
         data = loading.result()
         check_where(spec, storage_path, stream)  # before anything is written
-        locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name)
+        locks = claim_run_folder(spec, run_dir, resume, storage_path, tune_name, given)
         recorder = RunRecorder(run_dir, spec.epochs, spec.storage, rounds=spec.extend_edges > 0)
         n_slots = slots(spec, started)
         print(f"sweep {run_dir}: {len(configs)} trials, ≤{spec.epochs} epochs each, "
-              f"scheduler {spec.scheduler}, {len(data.X_train)} training images, "
+              f"scheduler {spec.scheduler}, {describe_data(data)}, "
               f"{n_slots} trial{'s' if n_slots != 1 else ''} at a time"
               + (f" (resuming: {len(recorder.rows)} done)" if resume else ""), file=stream, flush=True)
         session = SweepSession(spec, run_dir, resume, recorder, PausedCheckpoints(run_dir), data=data,
@@ -139,6 +141,14 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
                         (progress.failures, progress.restores))
 
 
+def describe_data(data) -> str:
+    """The sweep's data in its opening line: 6400 training images, or rows, inputs and classes."""
+    if data.scaling is None:  # MNIST's IDX files
+        return f"{len(data.X_train)} training images"
+    return (f"{data.source}: {len(data.X_train)} training rows of {data.n_inputs} features, "
+            f"{data.n_classes} classes")
+
+
 def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool) -> list[dict]:
     """The sweep's grid points in its seeded order, once what can fail on bad input has failed,
     before the run folder or Ray exist (but for the data's contents, read while Ray starts)."""
@@ -148,9 +158,12 @@ def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool) -> list[d
     if spec.max_concurrent and spec.scheduler == "halving" and (cluster_address(spec.address) or ray.is_initialized()):
         raise SweepError("--max-concurrent: with --scheduler halving it applies to a Ray this sweep "
                          "starts itself; on an existing cluster the trials use the CPUs it offers")
-    # The data's files are found (or downloaded) first, so that a wrong --data-dir fails before
-    # Ray starts
-    locate_files(spec.dataset, spec.data_dir)
+    # The data's files are found (or downloaded) first, so that a wrong --data-dir or --data fails
+    # before Ray starts
+    if spec.dataset in DATASETS:
+        locate_files(spec.dataset, spec.data_dir)
+    elif spec.data and not Path(spec.data).is_file():
+        raise DataError(f"{spec.data}: file not found")
     return space.shuffled(spec.configs(), spec.seed)
 
 
@@ -228,7 +241,8 @@ def build_tuner(session: SweepSession, configs: list[dict], tune_path: str, resu
     as --resume reads it."""
     spec = session.spec
     data = session.data if session.data is not None else load_checked_data(spec, True)
-    shared = Shared(spec.train_values(), spec.cpus_per_trial, spec.report_fractions(),
+    shape = {"n_inputs": data.n_inputs, "n_classes": data.n_classes}  # the model follows the data
+    shared = Shared({**spec.train_values(), **shape}, spec.cpus_per_trial, spec.report_fractions(),
                     spec.partial_val == "scaled",
                     # Ray's ASHA reads the epoch as its time attribute; ours read it unpacked
                     top=(EPOCH, VAL_ACCURACY) if spec.scheduler == "asha" else (VAL_ACCURACY,),

@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mlp_core.files import FULL, DiskFull
-from mlp_core.model import N_IN, N_OUT, UNREADABLE, read_state
+from mlp_core.model import UNREADABLE, read_state
 from mlp_core.train import DIVERGED, EPOCH, VAL_ACCURACY, TrainConfig, Trainer, train
 from results.columns import BLAS_THREADS, ENDED_AT, NODE_ID, STATE_FILE
 
@@ -107,8 +107,8 @@ def save_state(path: str, trainer: Trainer, metrics: dict, earlier: list = ()) -
 
 def _load_state(config: TrainConfig, path: str) -> tuple[Trainer, dict | None, list]:
     state = read_state(path)
-    h = config.hidden_size
-    for name, shape in (("W1", (N_IN, h)), ("b1", (h,)), ("W2", (h, N_OUT)), ("b2", (N_OUT,))):
+    h, d, c = config.hidden_size, config.n_inputs, config.n_classes
+    for name, shape in (("W1", (d, h)), ("b1", (h,)), ("W2", (h, c)), ("b2", (c,))):
         if state[name].shape != shape:
             raise ValueError(f"{name} has shape {state[name].shape}, not this trial's {shape}")
     last = json.loads(str(state["last_metrics"])) if "last_metrics" in state else None

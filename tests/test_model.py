@@ -138,7 +138,9 @@ def _arrays(H=4):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda a: a.pop("b2"), "missing array(s) b2"),
-    (lambda a: a.update(W1=a["W1"][:700]), "W1 has shape (700, 4)"),
+    (lambda a: a.update(W1=a["W1"][0]), "W1 has shape (4,), expected (D, H)"),
+    (lambda a: a.update(W1=a["W1"][:, :3]), "b1 has shape (4,), expected (3,)"),
+    (lambda a: a.update(W2=a["W2"][:, :1], b2=a["b2"][:1]), "expected (4, C) with C >= 2 classes"),
     (lambda a: a.update(W2=np.zeros((5, 10), np.float32)), "W2 has shape (5, 10), expected (4, 10)"),
     (lambda a: a.update(b1=a["b1"].astype(np.float64)), "b1 has dtype float64"),
     (lambda a: a["W2"].__setitem__((0, 0), np.nan), "W2 contains NaN"),

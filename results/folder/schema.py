@@ -11,7 +11,7 @@ import numbers
 from pathlib import Path
 
 from ..sweep import settings
-from ..sweep.settings import NUMBER, NUMBERS, TEXT, WHOLE
+from ..sweep.settings import NUMBER, NUMBERS, TEXT, TEXTS, WHOLE
 
 OBJECT, FLAG = "an object", "true or false"
 
@@ -38,6 +38,7 @@ def _is(kind: str, v) -> bool:
     return {NUMBER: real, WHOLE: real and float(v).is_integer(), TEXT: isinstance(v, str),
             NUMBERS: isinstance(v, list) and all(isinstance(x, numbers.Real) and not isinstance(x, bool)
                                                  for x in v),
+            TEXTS: isinstance(v, list) and all(isinstance(x, str) for x in v),
             OBJECT: isinstance(v, dict), FLAG: isinstance(v, bool)}[kind]
 
 

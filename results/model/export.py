@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mlp_core.data import sha256_file
+from mlp_core.data import Dataset, sha256_file
 from mlp_core.model import Params, save_params
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
 
@@ -33,6 +33,31 @@ BEST_HISTORY_COLUMNS = [EPOCH, TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURAC
                         TEST_ACCURACY]
 INPUT_FORMAT = ("28x28 image flattened row-major to 784 values, pixels / 255 as float32 "
                 "(white digit on black, as in MNIST); logits = relu(x @ W1 + b1) @ W2 + b2")
+MLP = "logits = relu(x @ W1 + b1) @ W2 + b2"
+
+
+def input_format(data: Dataset, params: Params) -> str:
+    """What model.json says the model takes, for data other than MNIST's IDX files."""
+    D = params.n_inputs
+    kind = data.scaling.kind
+    if kind == "pixels":
+        return f"{D} pixel values (an image flattened row-major), / 255 as float32; {MLP}"
+    order = f"the {D} features in the order of dataset.feature_names"
+    if kind == "standard":
+        return (f"{order}, raw, as float32: the model standardises them, x = (raw - x_mean) / x_std "
+                f"(model.npz, and inside model.onnx); {MLP}")
+    return f"{order}, as float32, as given; {MLP}"
+
+
+def data_facts(data: Dataset) -> dict:
+    """What model.json and the report say of data other than MNIST's IDX files."""
+    counts = np.bincount(np.concatenate([data.y_train, data.y_val, data.y_test]), minlength=data.n_classes)
+    return {"source": data.source, "rows": {"train": len(data.y_train), "validation": len(data.y_val),
+                                            "test": len(data.y_test)},
+            "features": data.n_inputs, "feature_names": list(data.feature_names),
+            "classes": list(data.classes),
+            "class_counts": {c: int(n) for c, n in zip(data.classes, counts, strict=True)},
+            "scaling": data.scaling.kind}
 
 
 def library_versions() -> dict[str, str]:
@@ -57,8 +82,9 @@ def export_model(model_dir: str | Path, params: Params, meta: dict) -> str | Non
            # copied from elsewhere, is caught on loading instead of mislabelled
            "model_npz_sha256": sha256_file(model_dir / MODEL_NPZ),
            **({"model_onnx_sha256": onnx_sha256} if onnx_sha256 else {}),
-           "arrays": {"W1": [784, params.hidden_size], "b1": [params.hidden_size],
-                      "W2": [params.hidden_size, 10], "b2": [10]},
+           "arrays": {"W1": [params.n_inputs, params.hidden_size], "b1": [params.hidden_size],
+                      "W2": [params.hidden_size, params.n_classes], "b2": [params.n_classes],
+                      **({"x_mean": [params.n_inputs], "x_std": [params.n_inputs]} if params.scaling else {})},
            "libraries": library_versions(),
            "exported_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            **meta}
@@ -108,17 +134,24 @@ class Weights:
     history: pd.DataFrame
 
 
-def write_export(run_dir: Path, row: pd.Series, sweep: dict, files: dict, weights: Weights) -> ExportedModel:
+def write_export(run_dir: Path, row: pd.Series, sweep: dict, weights: Weights, data: Dataset) -> ExportedModel:
     """Write trial `row`'s chosen weights as best/model.npz, model.onnx and model.json, their
-    run's epochs as best/history.csv, and their plots (`files`: the dataset's, path and SHA-256
-    by role)."""
+    run's epochs as best/history.csv, and their plots. `data`: the sweep's (its files, path and
+    SHA-256 by role; of data other than MNIST's, its classes and scaling, which the model keeps:
+    it then takes raw features)."""
     model_dir = run_dir / BEST_DIR
     config = {s.column: s.kind.item(row[s.column]) for s in settings.AXES}
     (val_loss, val_acc), (test_loss, test_acc) = weights.val, weights.test
-    best_epoch = weights.best_epoch
+    best_epoch, params, files = weights.best_epoch, weights.params, data.files
+    own = {}  # what model.json says of data other than MNIST's IDX files
+    if data.scaling is not None:
+        if data.scaling.kind == "standard":
+            params = replace(params, scaling=(data.scaling.mean, data.scaling.std))
+        own = {"input": input_format(data, params), "classes": list(data.classes)}
     model_dir.mkdir(parents=True, exist_ok=True)
     write_frame(weights.history, model_dir / BEST_HISTORY)
-    note = export_model(model_dir, weights.params, {
+    note = export_model(model_dir, params, {
+        **own,
         "trial_id": str(row[T.TRIAL_ID]), "hyperparameters": config,
         **settings.train_values(sweep), "seed": weights.seed, "best_epoch": best_epoch,
         "test_accuracy": test_acc, "test_loss": test_loss,
@@ -126,8 +159,9 @@ def write_export(run_dir: Path, row: pd.Series, sweep: dict, files: dict, weight
         "dataset": {"name": sweep["dataset"], "val_fraction": sweep["val_fraction"],
                     "split_seed": int(sweep["seed"]),
                     "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
-                              for r, f in files.items()}},
+                              for r, f in files.items()},
+                    **(data_facts(data) if own else {})},
     })
-    draw_best_plots(run_dir, weights.history, weights.params)
+    draw_best_plots(run_dir, weights.history, params)
     return ExportedModel(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,
                          [test_acc], model_dir, note=note)

@@ -14,7 +14,7 @@ from mlp_core.model import PARAM_NAMES, UNREADABLE, Params, evaluate, params_fro
 from mlp_core.train import EPOCH, TEST_ACCURACY, TEST_LOSS
 
 from ..folder import table as T
-from ..folder.dataset import held_out_test_set
+from ..folder.dataset import test_data
 from ..folder.runfolder import epoch_states, trial_folder
 from .export import BEST_HISTORY_COLUMNS, ExportedModel, Weights, write_export
 from .retrain import retrain, trial_threads
@@ -40,7 +40,8 @@ def export_from_checkpoints(run_dir: str | Path, log=print) -> ExportedModel:
     if not wanted or float(best_epoch) not in wanted or any(e not in states for e in wanted):
         log(f"trial {tid}'s checkpoints are not all at hand: training it again")
         return retrain(run_dir, log=log)
-    X_test, y_test = held_out_test_set(sweep)
+    data = test_data(sweep)
+    X_test, y_test = data.X_test, data.y_test
     tests = []
     try:
         with threadpool_limits(limits=trial_threads(row)):  # its own threads: its own figures
@@ -55,8 +56,8 @@ def export_from_checkpoints(run_dir: str | Path, log=print) -> ExportedModel:
     history = epochs.assign(**{TEST_LOSS: [t[0] for t in tests], TEST_ACCURACY: [t[1] for t in tests]})
     history = history[BEST_HISTORY_COLUMNS].reset_index(drop=True)
     test = tests[wanted.index(int(best_epoch))]
-    outcome = write_export(run_dir, row, sweep, sweep.get("dataset_files") or {}, Weights(
+    outcome = write_export(run_dir, row, sweep, Weights(
         best, int(best_epoch), (float(row[T.VAL_LOSS]), float(row[T.VAL_ACCURACY])), test,
-        int(sweep["seed"]), history))
+        int(sweep["seed"]), history), data)
     outcome.source = "checkpoints"
     return outcome

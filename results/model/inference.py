@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from mlp_core.data import N_CLASSES, DataError, class_names, load_test_set
-from mlp_core.model import cross_entropy, forward, predict_proba
+from mlp_core.model import cross_entropy, forward, predict_proba, raw_inputs
 
+from ..errors import RunError
+from ..folder.dataset import dataset_for_run
+from ..folder.table import load_sweep
 from . import plots
 from .load import load_model
 
@@ -22,27 +25,56 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = N_CLASSES)
     return cm
 
 
-def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: str | None = None
-                   ) -> dict:
+def takes_features(meta: dict) -> bool:
+    """Whether the model was trained on data other than MNIST's IDX files (a table, an .npz, a
+    bundled set): it takes rows of features and names its classes in model.json."""
+    return "classes" in meta
+
+
+def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: str | None = None,
+                   data: str | None = None) -> dict:
     """Test-set accuracy, loss, per-class accuracy and confusion matrix of an exported model;
-    writes confusion_matrix.png beside the model."""
+    writes confusion_matrix.png beside the model. The test set: MNIST's (or `dataset`'s) test
+    files; for a model of other data, its run's test split (`data`: where the run's data file is
+    now, if it moved), read raw and scaled by the model itself, as any user's rows would be."""
     params, meta = load_model(model_dir)
-    name = dataset or (meta.get("dataset") or {}).get("name") or "mnist"
-    X_test, y_test = load_test_set(name, data_dir)  # the training files need not be there
+    if takes_features(meta):
+        name, classes, X_test, y_test = _run_test_split(Path(model_dir), meta, data)
+        X_test = raw_inputs(params, X_test)
+    else:
+        name = dataset or (meta.get("dataset") or {}).get("name") or "mnist"
+        classes = class_names(name)
+        X_test, y_test = load_test_set(name, data_dir)  # the training files need not be there
     logits = forward(params, X_test)  # one pass serves loss, accuracy and the matrix
     loss = cross_entropy(logits, y_test)
     pred = logits.argmax(axis=1)
     acc = float(np.mean(pred == y_test))
-    cm = confusion_matrix(y_test, pred)
+    cm = confusion_matrix(y_test, pred, len(classes))
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     model_dir = Path(model_dir)
     folder = model_dir if model_dir.is_dir() else model_dir.parent
-    classes = class_names(name)
     png = plots.save_figure(plots.plot_confusion(cm, f"Confusion matrix on the {name} test set "
                                                      f"(accuracy {acc:.4f})", classes),
                             folder / "confusion_matrix.png")
-    return {"dataset": name, "classes": list(classes), "n": int(len(y_test)), "accuracy": acc, "loss": loss,
+    return {"dataset": name, "rows": takes_features(meta), "classes": list(classes), "n": int(len(y_test)),
+            "accuracy": acc, "loss": loss,
             "per_class_accuracy": per_class, "confusion_matrix": cm.tolist(), "png": str(png)}
+
+
+def _run_test_split(model_dir: Path, meta: dict, data: str | None):
+    """(its name, the classes, raw test features, test classes) of the run the model was
+    exported from: the run folder holding best/."""
+    folder = (model_dir if model_dir.is_dir() else model_dir.parent).parent
+    try:
+        sweep = load_sweep(folder)
+    except RunError:
+        raise DataError(f"{model_dir}: a model of your own data is evaluated on its run's test split; "
+                        f"keep it in its run folder (RUN/best)") from None
+    # raw features: a standardising model scales them itself (an image model takes pixels / 255)
+    found = dataset_for_run({**sweep, "scale": "none"} if sweep["scale"] != "pixels" else sweep, data)
+    if list(found.classes) != list(meta["classes"]):
+        raise DataError(f"{model_dir}: its classes are not those of the run's data {found.source}")
+    return found.source, found.classes, found.X_test, found.y_test
 
 
 # Decoded formats: these only (never a file handed to Ghostscript or another outside decoder).
@@ -126,3 +158,71 @@ def predict_files(model_dir: str | Path, files: list[str]) -> list[dict]:
              "probability": float(p.max()), "inverted": inv}
             for f, p, inv in zip(files, proba, inverted, strict=True)]
 
+
+def read_rows(path: str | Path, meta: dict) -> np.ndarray:
+    """Rows of raw features for a model of your own data: a CSV or TSV whose columns are matched
+    to the model's features by name (others, such as the label, are left out), or a .npy (N, D)
+    or (D,) in the model's order."""
+    path = Path(path)
+    names = list((meta.get("dataset") or {}).get("feature_names") or [])
+    D = meta["arrays"]["W1"][0]
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.suffix.lower() == ".npy":
+        X = _plain_npy(path)
+        X = X.reshape(1, -1) if X.ndim == 1 else X
+        if X.ndim != 2 or X.shape[1] != D:
+            raise DataError(f"{path}: shape {X.shape}; the model takes rows of {D} features")
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        import pandas as pd
+        try:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        except (ValueError, OSError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: not a readable table ({str(e).splitlines()[0]})") from None
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: no column {', '.join(map(repr, missing[:5]))}"
+                            f"{' ...' if len(missing) > 5 else ''}; the model takes {', '.join(names[:8])}"
+                            f"{' ...' if len(names) > 8 else ''}")
+        for n in names:
+            numbers = pd.to_numeric(frame[n], errors="coerce")
+            bad = np.flatnonzero(numbers.isna().to_numpy())
+            if bad.size:
+                i = int(bad[0])
+                raise DataError(f"{path}: column {n!r}, row {i + 1} (line {i + 2}): {frame[n].iloc[i]!r} "
+                                f"is not a number")
+        X = frame[names].to_numpy(dtype=np.float32)
+    else:
+        raise DataError(f"{path}: rows of features come as .csv, .tsv or .npy")
+    if not np.isfinite(np.asarray(X, dtype=np.float64)).all():
+        raise DataError(f"{path}: holds missing or infinite values")
+    return X
+
+
+def _plain_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: refused: not a .npy file")
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f"{path}: refused: not a plain .npy array ({e})") from None
+    if X.dtype.kind not in "uif":
+        raise DataError(f"{path}: dtype {X.dtype}; features must be numbers")
+    return X
+
+
+def predict_rows(model_dir: str | Path, files: list[str]) -> list[dict]:
+    """For a model of your own data: each row's class (its name), the class's index and its
+    probability, row by row of each file (read_rows)."""
+    params, meta = load_model(model_dir)
+    classes = meta["classes"]
+    out = []
+    for f in files:
+        X = read_rows(f, meta)
+        if meta.get("dataset", {}).get("scaling") == "pixels":
+            X = X / np.float32(255)
+        proba = predict_proba(params, raw_inputs(params, X))
+        out += [{"file": str(f), "row": i + 1, "index": int(p.argmax()), "class": classes[int(p.argmax())],
+                 "probability": float(p.max())} for i, p in enumerate(proba)]
+    return out

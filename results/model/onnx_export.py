@@ -14,36 +14,48 @@ import numpy as np
 
 from mlp_core.data import sha256_file
 from mlp_core.files import atomic_write
-from mlp_core.model import N_IN, N_OUT, Params
+from mlp_core.model import SCALING_NAMES, Params
 
 from ..columns import MODEL_JSON, MODEL_ONNX
 
 # Opset 13 and IR version 7: what onnxruntime has read since 1.6 (2020), so an older runtime in
 # a service or a browser takes the file too.
 OPSET, IR_VERSION = 13, 7
-INPUT, LOGITS, PROBABILITIES = "pixels", "logits", "probabilities"
+# The input: MNIST's pixels scaled to [0, 1] (as every image model takes them), or a table's raw
+# features, which a standardising model scales itself
+INPUT, FEATURES, LOGITS, PROBABILITIES = "pixels", "features", "logits", "probabilities"
 MISSING = (f"{MODEL_ONNX} not written: the onnx package is not installed (pip install -e '.[onnx]', "
            f"then python -m results.model.onnx_export MODEL_DIR)")
 
 
 def onnx_bytes(params: Params) -> bytes:
-    """The model as an ONNX graph: float32 pixels [N, 784] scaled to [0, 1] in, the 10 logits
-    and their softmax probabilities out."""
+    """The model as an ONNX graph: float32 inputs [N, D] in (MNIST's: pixels [N, 784] scaled to
+    [0, 1]; a standardising model's: raw features, (x - x_mean) / x_std inside the graph), the C
+    logits and their softmax probabilities out."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    arrays = params.as_dict()
+    nodes, x = [], INPUT
+    if params.scaling is not None:
+        arrays.update(zip(SCALING_NAMES, params.scaling, strict=True))
+        x = FEATURES
+        nodes += [helper.make_node("Sub", [x, "x_mean"], ["centred"]),
+                  helper.make_node("Div", ["centred", "x_std"], ["standardised"])]
     weights = [numpy_helper.from_array(np.ascontiguousarray(a, dtype=np.float32), name)
-               for name, a in params.as_dict().items()]
-    nodes = [helper.make_node("MatMul", [INPUT, "W1"], ["xW1"]),
-             helper.make_node("Add", ["xW1", "b1"], ["z1"]),
-             helper.make_node("Relu", ["z1"], ["a1"]),  # (N, H)
-             helper.make_node("MatMul", ["a1", "W2"], ["a1W2"]),
-             helper.make_node("Add", ["a1W2", "b2"], [LOGITS]),  # (N, 10)
-             helper.make_node("Softmax", [LOGITS], [PROBABILITIES], axis=1)]
+               for name, a in arrays.items()]
+    first = nodes[-1].output[0] if nodes else x
+    D, C = params.n_inputs, params.n_classes
+    nodes += [helper.make_node("MatMul", [first, "W1"], ["xW1"]),
+              helper.make_node("Add", ["xW1", "b1"], ["z1"]),
+              helper.make_node("Relu", ["z1"], ["a1"]),  # (N, H)
+              helper.make_node("MatMul", ["a1", "W2"], ["a1W2"]),
+              helper.make_node("Add", ["a1W2", "b2"], [LOGITS]),  # (N, C)
+              helper.make_node("Softmax", [LOGITS], [PROBABILITIES], axis=1)]
     graph = helper.make_graph(
-        nodes, "mlp_sweep", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", N_IN])],
-        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["N", N_OUT]),
-         helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", N_OUT])],
+        nodes, "mlp_sweep", [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", D])],
+        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, ["N", C]),
+         helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", C])],
         initializer=weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="mlp-sweep")

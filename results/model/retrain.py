@@ -68,7 +68,8 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
     per_seed, exported = [], None
     with threadpool_limits(limits=trial_threads(row)):
         for k in range(seeds):
-            cfg = TrainConfig(**{**settings.train_values(sweep), **config, "seed": base_seed + k})
+            cfg = TrainConfig(**{**settings.train_values(sweep), **config, "seed": base_seed + k,
+                                 "n_inputs": data.n_inputs, "n_classes": data.n_classes})
             log(f"retraining {row[T.TRIAL_ID]} with seed {cfg.seed} for {cfg.epochs} epochs ...")
             history, best, best_epoch = _train_keep_best(cfg, data)
             if best is None:
@@ -79,9 +80,9 @@ def retrain(run_dir: str | Path, trial_id: str | None = None, seeds: int = 1,
             per_seed.append({"seed": cfg.seed, "best_epoch": best_epoch, VAL_ACCURACY: val_acc,
                              TEST_ACCURACY: test_acc, TEST_LOSS: test_loss})
             if k == 0:
-                exported = write_export(run_dir, row, sweep, data.files, Weights(
+                exported = write_export(run_dir, row, sweep, Weights(
                     best, best_epoch, (val_loss, val_acc), (test_loss, test_acc), cfg.seed,
-                    pd.DataFrame(history)[BEST_HISTORY_COLUMNS]))
+                    pd.DataFrame(history)[BEST_HISTORY_COLUMNS]), data)
     if seeds > 1:
         write_frame(pd.DataFrame(per_seed), run_dir / BEST_DIR / "seeds.csv")
     exported.seed_test_accuracies = [s[TEST_ACCURACY] for s in per_seed]

@@ -19,12 +19,17 @@ from functools import partial
 from typing import Any
 
 from mlp_core.data import DATASETS
+from mlp_core.tabular import BUNDLED, LABEL_DEFAULT, SCALINGS
 from mlp_core.train import RULES
 
 from . import space
 
 # sweep.json's kinds of value (results/folder/schema.py checks a file against them)
-NUMBER, WHOLE, TEXT, NUMBERS = "a number", "a whole number", "text", "a list of numbers"
+NUMBER, WHOLE, TEXT, NUMBERS, TEXTS = "a number", "a whole number", "text", "a list of numbers", "a list of text"
+# Where a sweep's data comes from (--dataset): MNIST's or Fashion-MNIST's IDX files, one of
+# scikit-learn's bundled sets, or FROM_FILE, the file --data names (or the arrays given to api.run)
+FROM_FILE = "file"
+SOURCES = (*DATASETS, *BUNDLED, FROM_FILE)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,17 @@ def optional_text() -> Kind:
     return Kind(str, lambda v: None if v is None or isinstance(v, str) else f"{v!r} is not text", TEXT)
 
 
+def names() -> Kind:
+    """A comma-separated list of a table's column names (empty: none)."""
+    def problem(v):
+        ok = isinstance(v, (list, tuple)) and all(isinstance(n, str) and n and "," not in n for n in v)
+        return None if ok else f"{v!r} is not a list of column names"
+
+    def parse(text: str) -> tuple:
+        return tuple(n.strip() for n in text.split(",") if n.strip())
+    return Kind(parse, problem, TEXTS, item=str)
+
+
 def number_list(parse_text: Callable[[str], tuple], integers: bool = False, noun: str = "value") -> Kind:
     """A comma-separated list (the grid's values, the rungs): the API's lists are checked by
     the same parser as the command line's text."""
@@ -146,9 +162,25 @@ def shown_value(v) -> str:
 
 
 SETTINGS = (
-    Setting("dataset", "mnist", choice(*DATASETS), ""),
+    Setting("dataset", "mnist", choice(*SOURCES),
+            f"MNIST's or Fashion-MNIST's IDX files, one of scikit-learn's bundled sets, or {FROM_FILE} "
+            "(set by --data)"),
     Setting("data_dir", None, optional_text(), "folder holding the four IDX files, downloaded there "
             "if missing)", "$MLP_SWEEP_CACHE/<dataset> or ~/.cache/mlp-sweep/<dataset>", placement=True),
+    Setting("data", None, optional_text(), "your data: an .npz (X, y, optionally X_test, y_test), a "
+            ".csv, .tsv or .parquet table (numeric features and a label column), or a folder of "
+            "IDX files (as --data-dir)", "none: --dataset", placement=True),
+    Setting("label", None, optional_text(), "a table's label column",
+            f"{LABEL_DEFAULT!r} if there is one, else the last column"),
+    Setting("features", (), names(), "a table's feature columns to keep, comma-separated",
+            "every column but the label"),
+    Setting("drop", (), names(), "a table's columns to leave out, comma-separated", "none"),
+    Setting("test_fraction", 0.2, real(lambda v: 0 < v < 1, "must be between 0 and 1"),
+            "share of the data held out as the test set, stratified, where the data gives none"),
+    Setting("scale", "auto", choice(*SCALINGS),
+            "the inputs: standard, standardised by the training part's mean and deviation (kept "
+            "in the model); pixels, / 255; none, as given; auto, pixels for uint8 images, else "
+            "standard"),
     Setting("hidden", (64, 128, 256, 512, 1024),
             number_list(partial(space.parse_int_list, ""), integers=True),
             "hidden sizes, comma-separated", column="hidden_size"),

@@ -26,6 +26,12 @@ class SweepSpec:
     """A sweep's settings, defaults and all (each field is settings.BY_NAME[name])."""
     dataset: str = _DEFAULT["dataset"]
     data_dir: str | None = _DEFAULT["data_dir"]
+    data: str | None = _DEFAULT["data"]
+    label: str | None = _DEFAULT["label"]
+    features: tuple = _DEFAULT["features"]
+    drop: tuple = _DEFAULT["drop"]
+    test_fraction: float = _DEFAULT["test_fraction"]
+    scale: str = _DEFAULT["scale"]
     hidden: tuple = _DEFAULT["hidden"]
     lr: tuple = _DEFAULT["lr"]
     l2: tuple = _DEFAULT["l2"]
@@ -58,6 +64,15 @@ class SweepSpec:
         wrong = settings.problems({s.name: getattr(self, s.name) for s in settings.SETTINGS})
         if wrong:
             raise SweepError(wrong[0])
+        if self.dataset == settings.FROM_FILE and not self.data:
+            raise SweepError(f"--dataset {settings.FROM_FILE}: name the file with --data PATH")
+        if self.data and self.dataset != settings.FROM_FILE:
+            raise SweepError(f"--data: names the data; --dataset {self.dataset} names other data: give one of them")
+        if (self.label or self.features or self.drop) and self.dataset != settings.FROM_FILE:
+            raise SweepError("--label, --features and --drop choose a table's columns: give them with --data TABLE")
+        clash = set(self.features) & set(self.drop) or ({self.label} & set(self.features))
+        if clash:
+            raise SweepError(f"--features, --drop and --label: {', '.join(sorted(clash))} named twice")
 
     def report_fractions(self) -> tuple:
         """Fractions of the first epoch at which every trial also reports."""
