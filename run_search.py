@@ -111,7 +111,8 @@ def build_parser() -> Parser:
     t.add_argument("--trial", help="trial id to retrain (default: best validation accuracy)")
     t.add_argument("--seeds", type=positive_int, default=1,
                    help="retrain with this many seeds and report mean ± std of test accuracy")
-    t.add_argument("--data-dir", help="where the dataset is now, if it moved")
+    t.add_argument("--data-dir", "--data", dest="data_dir",
+                   help="where the dataset (its IDX folder, or your data file) is now, if it moved")
 
     s = sub.add_parser("show", help="the top trials of a run, or a pivot")
     s.add_argument("run_dir")
@@ -142,6 +143,7 @@ def build_parser() -> Parser:
 def cmd_run(args) -> int:
     """`run`: search.api.run, as a notebook calls it, with the command line's messages."""
     from mlp_core.files import DiskFull
+    from mlp_core.tabular import BadData
     from results.folder.runfolder import default_name
     from search import api
 
@@ -154,7 +156,7 @@ def cmd_run(args) -> int:
     try:
         run = api.run(args.out, name, args.resume, retrain=not args.no_retrain, verbose=args.verbose,
                       log=lambda m: print(m, file=sys.stderr), **values)
-    except api.SweepError as e:
+    except (api.SweepError, BadData) as e:  # a bad setting, or data that cannot be swept as it is
         raise CliError(str(e), EXIT_USAGE) from None
     except DiskFull as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -408,6 +408,17 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    def facts(self) -> dict:
+        """What sweep.json, model.json and the report say of the data: where it came from, its
+        rows per split, its features and classes, each class's rows, how its inputs are scaled."""
+        counts = np.bincount(np.concatenate([self.y_train, self.y_val, self.y_test]), minlength=self.n_classes)
+        return {"source": self.source, "rows": {"train": len(self.y_train), "validation": len(self.y_val),
+                                                "test": len(self.y_test)},
+                "features": self.n_inputs, "feature_names": list(self.feature_names),
+                "classes": list(self.classes),
+                "class_counts": {c: int(n) for c, n in zip(self.classes, counts, strict=True)},
+                "scaling": self.scaling.kind if self.scaling is not None else "pixels"}
+
 
 def make_dataset(name: str, train_images: np.ndarray, train_labels: np.ndarray,
                  test_images: np.ndarray, test_labels: np.ndarray,

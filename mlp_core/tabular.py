@@ -274,17 +274,19 @@ def _name(v) -> str:
 # ---------------------------------------------------------------------------------------------
 # Splits and scaling
 # ---------------------------------------------------------------------------------------------
-def stratified_split(y: np.ndarray, fraction: float, seed, what: str, source: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: np.ndarray, fraction: float, seed, what: str, source: str,
+                     names: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held-out) row indices, each class held out in `fraction` of its rows (at least one,
-    never all), by a generator seeded with `seed`: the same split on every machine."""
+    never all), by a generator seeded with `seed`: the same split on every machine. `names`:
+    the classes' names, for the message."""
     rng = np.random.default_rng(seed)
     kept, held = [], []
     counts = np.bincount(y)
     for c, n in enumerate(counts):
         if n < 2:
-            raise BadData(f"{source}: class {c} has {n} row{'s' if n != 1 else ''} left for the {what} "
-                            f"split; stratifying needs at least 2 of each class there")
+            name = repr(names[c]) if c < len(names) else c
+            raise BadData(f"{source}: class {name} has {n} row{'s' if n != 1 else ''} left for the {what} "
+                          f"split; stratifying needs at least 2 of each class there")
         rows = rng.permutation(np.flatnonzero(y == c))
         k = min(max(int(round(n * fraction)), 1), n - 1)
         held.append(rows[:k])
@@ -338,10 +340,10 @@ def make_labelled_dataset(data: Labelled, name: str, val_fraction: float, test_f
     images = X.dtype == np.uint8
     if X_test is None:
         keep, test = (split_indices(len(y), test_fraction, [seed, 1]) if images
-                      else stratified_split(y, test_fraction, [seed, 1], "test", data.source))
+                      else stratified_split(y, test_fraction, [seed, 1], "test", data.source, classes))
         X, X_test, y, y_test = X[keep], X[test], y[keep], y[test]
     tr, va = (split_indices(len(y), val_fraction, seed) if images
-              else stratified_split(y, val_fraction, [seed, 2], "validation", data.source))
+              else stratified_split(y, val_fraction, [seed, 2], "validation", data.source, classes))
     scaling = Scaling.fit(scale, X[tr])
     return Dataset(name, scaling.apply(X[tr]), y[tr], scaling.apply(X[va]), y[va], scaling.apply(X_test),
                    y_test, data.files, classes, scaling, data.source, data.feature_names)

@@ -98,7 +98,7 @@ def run_sweep(spec: SweepSpec, run_dir: Path, resume: bool = False, verbose: boo
     progress_stream = stream
     stream = stream or sys.stderr
     t0 = time.monotonic()
-    configs = checked_before_start(spec, run_dir, resume)
+    configs = checked_before_start(spec, run_dir, resume, arrays=given is not None)
     storage_path, tune_name = tune_location(run_dir, spec.storage)
     # The data is read, checked and split while Ray starts (BENCHMARKS.md, "The time around the trials").
     loading = Background(load_checked_data, spec, resume, given)
@@ -149,7 +149,7 @@ def describe_data(data) -> str:
             f"{data.n_classes} classes")
 
 
-def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool) -> list[dict]:
+def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool, arrays: bool = False) -> list[dict]:
     """The sweep's grid points in its seeded order, once what can fail on bad input has failed,
     before the run folder or Ray exist (but for the data's contents, read while Ray starts)."""
     spec.validate()
@@ -162,7 +162,7 @@ def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool) -> list[d
     # before Ray starts
     if spec.dataset in DATASETS:
         locate_files(spec.dataset, spec.data_dir)
-    elif spec.data and not Path(spec.data).is_file():
+    elif spec.data and not arrays and not Path(spec.data).is_file():  # (arrays: written into the run folder)
         raise DataError(f"{spec.data}: file not found")
     return space.shuffled(spec.configs(), spec.seed)
 

@@ -19,13 +19,15 @@ OBJECT, FLAG = "an object", "true or false"
 # declared, and what the sweep records beside them.
 SWEEP_FIELDS = {
     **{s.name: (s.kind.schema, s.name in settings.SWEEP_REQUIRED) for s in settings.SETTINGS},
-    "dataset_files": (OBJECT, False), "measure_rungs": (FLAG, False), "created": (TEXT, False),
+    "dataset_files": (OBJECT, False), "data_facts": (OBJECT, False), "measure_rungs": (FLAG, False),
+    "created": (TEXT, False),
 }
 MODEL_FIELDS = {
     "dataset": (OBJECT, False), "dataset.name": (TEXT, False), "hyperparameters": (OBJECT, False),
     "test_accuracy": (NUMBER, False), "test_loss": (NUMBER, False), "val_accuracy": (NUMBER, False),
     "val_loss": (NUMBER, False), "best_epoch": (NUMBER, False), "trial_id": (TEXT, False),
     "model_npz_sha256": (TEXT, False), "model_onnx_sha256": (TEXT, False), "arrays": (OBJECT, False),
+    "classes": (TEXTS, False),
     # the training's settings, as declared: the grid point under "hyperparameters", the others
     # (epochs, batch_size, momentum, seed) beside it
     **{f"hyperparameters.{s.column}": (WHOLE if s.kind.item is int else NUMBER, False) for s in settings.AXES},

@@ -49,17 +49,6 @@ def input_format(data: Dataset, params: Params) -> str:
     return f"{order}, as float32, as given; {MLP}"
 
 
-def data_facts(data: Dataset) -> dict:
-    """What model.json and the report say of data other than MNIST's IDX files."""
-    counts = np.bincount(np.concatenate([data.y_train, data.y_val, data.y_test]), minlength=data.n_classes)
-    return {"source": data.source, "rows": {"train": len(data.y_train), "validation": len(data.y_val),
-                                            "test": len(data.y_test)},
-            "features": data.n_inputs, "feature_names": list(data.feature_names),
-            "classes": list(data.classes),
-            "class_counts": {c: int(n) for c, n in zip(data.classes, counts, strict=True)},
-            "scaling": data.scaling.kind}
-
-
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("numpy", "pandas", "matplotlib", "ray"):
@@ -160,7 +149,7 @@ def write_export(run_dir: Path, row: pd.Series, sweep: dict, weights: Weights, d
                     "split_seed": int(sweep["seed"]),
                     "files": {r: {"name": Path(f["path"]).name, "sha256": f["sha256"]}
                               for r, f in files.items()},
-                    **(data_facts(data) if own else {})},
+                    **(data.facts() if own else {})},
     })
     draw_best_plots(run_dir, weights.history, params)
     return ExportedModel(str(row[T.TRIAL_ID]), config, best_epoch, val_acc, test_acc, test_loss,

@@ -123,6 +123,7 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
              f"<li>dataset: {esc(sweep['dataset'])}; epochs ≤ {esc(sweep['epochs'])}, "
              f"batch {esc(sweep['batch_size'])}, scheduler {esc(sweep['scheduler'])}, "
              f"seed {esc(sweep['seed'])}</li>",
+             *data_html(sweep.get("data_facts")),
              "<li>grid: " + ", ".join(f"{s.column} {esc(shown_value(sweep[s.name]))}" for s in AXES) + "</li>",
              *(["<li>after the rounds of --extend-edges: " + ", ".join(
                  f"{s.column} {esc(shown_value(sorted(results[s.column].unique().tolist())))}" for s in AXES)
@@ -141,6 +142,21 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
                      f"test_loss {num(meta.get('test_loss'), '.4f')} (best epoch "
                      f"{esc(meta.get('best_epoch'))}); files in <code>{esc(BEST_DIR)}/</code></li>")
     return parts + ["</ul>"]
+
+
+def data_html(facts: dict | None) -> list[str]:
+    """The data in one line: where it came from, rows per split, features, classes and balance."""
+    if not facts:
+        return []
+    rows = facts["rows"]
+    counts = facts["class_counts"]
+    total = sum(counts.values()) or 1
+    shown = list(counts.items())
+    balance = ", ".join(f"{esc(c)} {100 * n / total:.0f}%" for c, n in shown[:12])
+    more = f", and {len(shown) - 12} more" if len(shown) > 12 else ""
+    return [f"<li>data: {esc(facts['source'])}: {rows['train']} training, {rows['validation']} validation "
+            f"and {rows['test']} test rows of {facts['features']} features ({esc(facts['scaling'])}); "
+            f"{len(counts)} classes: {balance}{more}</li>"]
 
 
 def plots_html(run_dir: Path) -> str:

@@ -57,6 +57,9 @@ class SweepSpec:
     # Set by the sweep: each data file's path and SHA-256, so that a resume or a retraining can
     # tell the data changed.
     dataset_files: dict = field(default_factory=dict)
+    # Set by the sweep: what its data is (Dataset.facts: source, rows per split, features,
+    # classes and their rows), for the report
+    data_facts: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Check every setting, grid values included, as the command line does: SweepError
