@@ -113,58 +113,91 @@ def flat_features(X: np.ndarray, name: str) -> np.ndarray:
 
 
 def read_table(path: Path, label: str | None, features: tuple, drop: tuple) -> Labelled:
-    """A table's numeric feature columns (as float32, parsed so: no float64 copy of the whole
-    table) and its label column (of any kind)."""
+    """A table's numeric feature columns (as float32) and its label column (of any kind), parsed
+    by pyarrow (which Ray Tune brings) batch by batch straight into one preallocated float32
+    array: the driver holds the features about once (BENCHMARKS.md, "Your own data")."""
     columns = _table_columns(path)
     label = label or (LABEL_DEFAULT if LABEL_DEFAULT in columns else columns[-1])
     unknown = [c for c in (label, *features, *drop) if c not in columns]
     if unknown:
         raise BadData(f"{path}: no column {', '.join(map(repr, unknown))}; its columns are "
-                        f"{', '.join(columns[:20])}{', ...' if len(columns) > 20 else ''}")
+                      f"{', '.join(columns[:20])}{', ...' if len(columns) > 20 else ''}")
     names = [c for c in (features or columns) if c != label and c not in drop]
     if not names:
         raise BadData(f"{path}: no feature columns left beside the label column {label!r}")
-    frame = _read_columns(path, names, label)
-    X = np.empty((len(frame), len(names)), np.float32)
-    for j, c in enumerate(names):  # column by column: one float32 copy of the table, no more
-        X[:, j] = frame.pop(c).to_numpy()
-    labels = frame.pop(label).to_numpy()
-    if labels.dtype == object:
-        if any(v is None or v != v for v in labels):  # an empty label cell
-            first = next(i for i, v in enumerate(labels) if v is None or v != v)
+    rows, batches = _batches(path, names, label)
+    X = np.empty((rows, len(names)), np.float32)
+    labels, at = [], 0
+    for batch in batches:
+        n = batch.num_rows
+        for j, c in enumerate(names):
+            X[at:at + n, j] = batch.column(c).to_numpy(zero_copy_only=False)  # (an empty cell: NaN)
+        column = batch.column(label)
+        if column.null_count:
+            first = at + int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise BadData(f"{path}: column {label!r}, row {first + 1} (line {first + 2}): no label")
-        labels = labels.astype(str)
-    return Labelled(X, labels, str(path), feature_names=names)
+        values = column.to_numpy(zero_copy_only=False)
+        labels.append(values.astype(str) if values.dtype == object else values)
+        at += n
+    X = X[:at] if at < rows else X  # (rows counted by lines: a quoted line break counts one more)
+    return Labelled(X, np.concatenate(labels) if labels else np.empty(0), str(path), feature_names=names)
 
 
 def _table_columns(path: Path) -> list[str]:
-    pd = _pandas()
+    import pyarrow as pa
     try:
         if path.suffix.lower() == ".parquet":
-            return [str(c) for c in _parquet(path).schema.names]
-        return [str(c) for c in pd.read_csv(path, sep=_sep(path), nrows=0).columns]
-    except (ValueError, OSError, UnicodeDecodeError) as e:
+            return [str(c) for c in _parquet(path).schema_arrow.names]
+        return [str(c) for c in _pandas().read_csv(path, sep=_sep(path), nrows=0).columns]
+    except (ValueError, OSError, UnicodeDecodeError, pa.ArrowException) as e:
         raise BadData(f"{path}: not a readable table ({str(e).splitlines()[0]})") from None
 
 
-def _read_columns(path: Path, names: list[str], label: str):
-    """The frame of these columns: features parsed as float32, the label as it is; a cell that is
-    no number named by its column and row."""
-    pd = _pandas()
+def _batches(path: Path, names: list[str], label: str):
+    """(at most how many rows, an iterator of pyarrow record batches of these columns: features
+    as float32, the label as it is, a CSV's as text); a cell that is no number is named by its
+    column and row."""
+    import pyarrow as pa
     if path.suffix.lower() == ".parquet":
-        frame = _parquet(path).read(columns=[*names, label]).to_pandas()
+        pf = _parquet(path)
+        schema = pf.schema_arrow
         for c in names:
-            if frame[c].dtype.kind not in "uifb":
-                _not_numeric(path, frame[c], c)
-            frame[c] = frame[c].astype(np.float32)
-        return frame
+            kind = schema.field(c).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+                _not_numeric(path, pf.read(columns=[c]).column(c).to_pandas(), c)
+        target = pa.schema([*(pa.field(c, pa.float32()) for c in names), schema.field(label)])
+        return pf.metadata.num_rows, (b.select([*names, label]).cast(target)
+                                      for b in pf.iter_batches(columns=[*names, label]))
+    return _count_lines(path), _csv_batches(path, names, label)
+
+
+def _csv_batches(path: Path, names: list[str], label: str):
+    import pyarrow as pa
+    from pyarrow import csv
     try:
-        return pd.read_csv(path, sep=_sep(path), usecols=[*names, label],
-                           dtype={**{c: np.float32 for c in names}, label: object})
-    except ValueError:  # a feature cell that is not a number: found again, to name it
+        reader = csv.open_csv(path, parse_options=csv.ParseOptions(delimiter=_sep(path)),
+                              convert_options=csv.ConvertOptions(
+                                  include_columns=[*names, label],
+                                  # only an empty cell is missing: a class may be called "NA"
+                                  null_values=[""], strings_can_be_null=True,
+                                  column_types={**{c: pa.float32() for c in names}, label: pa.string()}))
+        yield from reader
+    except pa.ArrowInvalid as e:  # a feature cell that is not a number: found again, to name it
+        pd = _pandas()
         for c in names:
-            _not_numeric(path, pd.read_csv(path, sep=_sep(path), usecols=[c], dtype=object)[c], c)
-        raise
+            _not_numeric(path, pd.read_csv(path, sep=_sep(path), usecols=[c], dtype=object,
+                                           keep_default_na=False, na_values=[""])[c], c)
+        raise BadData(f"{path}: not a readable table ({str(e).splitlines()[0]})") from None
+
+
+def _count_lines(path: Path) -> int:
+    """The rows a CSV can hold at most: its line breaks (a last line without one counts too)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return max(count - (last == b"\n"), 0)  # less the header line
 
 
 def _not_numeric(path: Path, column, name: str) -> None:

@@ -202,3 +202,11 @@ def test_labels_given_as_arrays_of_any_kind():
 
 def _str(v) -> str:
     return str(int(v)) if isinstance(v, float) else str(v)
+
+
+def test_rows_are_counted_right_whatever_the_last_line_and_quoted_line_breaks(tmp_path):
+    for text in ('a,label\n1,x\n2,y\n3,"two\nlines"\n', 'a,label\n1,x\n2,y\n3,z'):
+        (tmp_path / "t.csv").write_text(text)
+        data = read_source(tmp_path / "t.csv")
+        assert data.X[:, 0].tolist() == [1, 2, 3] and len(data.labels) == 3
+    assert data.labels.tolist() == ["x", "y", "z"]

@@ -14,7 +14,7 @@ from mlp_core.files import atomic_write
 from ..columns import BEST_DIR, MODEL_JSON, PLOTS_DIR
 from ..folder import table as T
 from ..sweep import halving
-from ..sweep.settings import AXES, shown_value
+from ..sweep.settings import AXES, FROM_FILE, shown_value
 from ..views import effects, rounds
 from ..views.notes import edge_notes, failed_note
 from .load import read_model_json
@@ -120,7 +120,7 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
     counts = T.counts(results)
     best = T.best_trial(results)
     parts = ["<h2>Summary</h2><ul>",
-             f"<li>dataset: {esc(sweep['dataset'])}; epochs ≤ {esc(sweep['epochs'])}, "
+             f"<li>dataset: {esc(data_name(sweep))}; epochs ≤ {esc(sweep['epochs'])}, "
              f"batch {esc(sweep['batch_size'])}, scheduler {esc(sweep['scheduler'])}, "
              f"seed {esc(sweep['seed'])}</li>",
              *data_html(sweep.get("data_facts")),
@@ -136,12 +136,17 @@ def summary_html(run_dir: Path, sweep: dict, results) -> list[str]:
     model_json = run_dir / BEST_DIR / MODEL_JSON
     if model_json.exists():
         meta = read_model_json(model_json)
-        dataset = (meta.get("dataset") or {}).get("name", "?")
+        dataset = data_name(sweep)
         parts.append(f"<li>exported model, trial {esc(meta.get('trial_id'))} ({esc(dataset)}): "
                      f"test_accuracy {num(meta.get('test_accuracy'), '.4f')}, "
                      f"test_loss {num(meta.get('test_loss'), '.4f')} (best epoch "
                      f"{esc(meta.get('best_epoch'))}); files in <code>{esc(BEST_DIR)}/</code></li>")
     return parts + ["</ul>"]
+
+
+def data_name(sweep: dict) -> str:
+    """The data as a short name: MNIST's or a bundled set's, or the file's."""
+    return Path(sweep["data"]).name if sweep["dataset"] == FROM_FILE and sweep.get("data") else sweep["dataset"]
 
 
 def data_html(facts: dict | None) -> list[str]:
