@@ -243,11 +243,12 @@ def cmd_show(args) -> int:
                        f"resume the sweep or wait for it")
     if args.rungs:
         from results.sweep.halving import sweep_rungs
+        from results.views.rungs import rungs_frame
         if not sweep_rungs(sweep):
             raise CliError(f"{args.run_dir}: this sweep ran without early stopping (scheduler "
                            f"{sweep.get('scheduler')}): it has no rungs")
-        summary = T.rungs_frame(args.run_dir, sweep, results, T.load_history(args.run_dir),
-                                T.load_partial(args.run_dir))
+        summary = rungs_frame(args.run_dir, sweep, results, T.load_history(args.run_dir),
+                              T.load_partial(args.run_dir))
         print(format_table(summary, args.format))
         return 0
     if args.pivot:

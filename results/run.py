@@ -23,6 +23,7 @@ from .model.plot_process import PlotProcess
 from .model.report import write_report
 from .model.retrain import retrain
 from .views import effects, rounds
+from .views.rungs import rungs_frame
 
 
 class Run:
@@ -66,7 +67,7 @@ class Run:
 
     def rungs(self) -> pd.DataFrame:
         """Per rung of early stopping: trials entered, went on, stopped there, and the cutoff."""
-        return T.rungs_frame(self.path, self.settings, self.results, self.history, self.partial)
+        return rungs_frame(self.path, self.settings, self.results, self.history, self.partial)
 
     def rounds(self) -> pd.DataFrame:
         """Per round of --extend-edges (0: the grid given): the values it added, its trials and

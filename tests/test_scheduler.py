@@ -507,7 +507,8 @@ def test_a_ctrl_c_that_python_drops_during_start_up_is_still_kept():
 def test_the_per_rung_view_of_an_interrupted_sweep_leaves_an_incomplete_rung_undecided(tmp_path):
     """rungs.jsonl of a sweep stopped with 3 of its 4 trials' values at the first rung and 2 rows
     in results.csv: the rung is open (entrants so far, no decision), not decided on the rows."""
-    from results.sweep.halving import RUNG_LOG, append_record, rung_summary
+    from results.sweep.halving import RUNG_LOG, append_record
+    from results.views.rungs import rung_summary
 
     for tid, v in (("a", 0.9), ("b", 0.5), ("c", 0.7)):
         append_record(tmp_path / RUNG_LOG, tid, 1, v, (tid,))

@@ -37,7 +37,7 @@ from ..columns import (  # noqa: F401
     Status,
 )
 from ..errors import RunError, read_log  # noqa: F401 (RunError: T.RunError to its readers)
-from ..sweep import edges, halving, settings
+from ..sweep import edges, settings
 from .schema import SWEEP_FIELDS, read_json
 
 HYPERPARAMETERS = settings.HYPERPARAMETERS  # the grid axes' columns, as declared
@@ -247,16 +247,6 @@ def edge_advice(results: pd.DataFrame, sweep: dict | None = None) -> list[str]:
 
 def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
-
-
-def rungs_frame(run_dir, sweep: dict, results: pd.DataFrame, history: pd.DataFrame,
-                partial: pd.DataFrame) -> pd.DataFrame:
-    """halving.rung_summary as a frame: per rung, entered, went on, stopped, cutoff."""
-    reports = pd.concat([partial, history])[[TRIAL_ID, EPOCH, VAL_ACCURACY]]
-    rows = halving.rung_summary(run_dir, sweep, len(settings.grid(sweep)),
-                                results[[TRIAL_ID, STATUS, EPOCHS]].to_dict("records"),
-                                reports.to_dict("records"))
-    return pd.DataFrame(rows, columns=halving.SUMMARY_COLUMNS)
 
 
 def counts(results: pd.DataFrame) -> dict[str, int]:

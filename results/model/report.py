@@ -17,6 +17,7 @@ from ..sweep import halving
 from ..sweep.settings import AXES, FROM_FILE, shown_value
 from ..views import effects, rounds
 from ..views.notes import edge_notes, failed_note
+from ..views.rungs import rungs_frame
 from .load import read_model_json
 
 PLOT_CAPTIONS = [
@@ -89,7 +90,7 @@ def write_report(run_dir: str | Path, top: int = 10) -> Path:
                      "<p>Per rung (in epochs): the trials that competed there, how many went on, "
                      "how many stopped there, and the lowest validation accuracy that went on"
                      + (", in the grid given (round 0)" if rounds.extends(sweep) else "") + ".</p>")
-        parts.append(T.rungs_frame(run_dir, sweep, results, history, partial).to_html(
+        parts.append(rungs_frame(run_dir, sweep, results, history, partial).to_html(
             index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="trials", na_rep=""))
     point, shares = effects.importance_at_common_point(results, history, partial)
     if shares is not None:
