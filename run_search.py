@@ -327,7 +327,7 @@ def cmd_predict(args) -> int:
     from results.model.inference import predict_files, predict_rows, takes_features
     from results.model.load import load_model
 
-    if takes_features(load_model(args.model_dir)[1]):
+    if takes_features(load_model(args.model_dir)[1], args.files):
         rows = predict_rows(args.model_dir, args.files)
         if args.out:
             import pandas as pd

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlp_core.data import DATASETS, DataError, locate_files
+from mlp_core.data import DATASETS, locate_files
 from mlp_core.files import DiskFull
-from mlp_core.tabular import Labelled
+from mlp_core.tabular import BadData, Labelled
 from mlp_core.train import EPOCH, VAL_ACCURACY
 from results.folder.runfolder import absolute_storage, check_run_folder, tune_location
 from results.sweep import edges, settings, space
@@ -163,7 +163,7 @@ def checked_before_start(spec: SweepSpec, run_dir: Path, resume: bool, arrays: b
     if spec.dataset in DATASETS:
         locate_files(spec.dataset, spec.data_dir)
     elif spec.data and not arrays and not Path(spec.data).is_file():  # (arrays: written into the run folder)
-        raise DataError(f"{spec.data}: file not found")
+        raise BadData(f"{spec.data}: file not found")
     return space.shuffled(spec.configs(), spec.seed)
 
 

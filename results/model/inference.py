@@ -25,10 +25,14 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int = N_CLASSES)
     return cm
 
 
-def takes_features(meta: dict) -> bool:
-    """Whether the model was trained on data other than MNIST's IDX files (a table, an .npz, a
-    bundled set): it takes rows of features and names its classes in model.json."""
-    return "classes" in meta
+def takes_features(meta: dict, files: list[str] = ()) -> bool:
+    """Whether the model takes rows of features (predict_rows) rather than 28x28 images: one
+    trained on data other than MNIST's IDX files (it names its classes in model.json), unless it
+    is an image model of 28x28 pixels and `files` are images."""
+    if "classes" not in meta:
+        return False
+    images = meta["arrays"]["W1"][0] == 784 and (meta.get("dataset") or {}).get("scaling") == "pixels"
+    return not (images and files and all(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in files))
 
 
 def evaluate_model(model_dir: str | Path, data_dir: str | None = None, dataset: str | None = None,
@@ -79,6 +83,7 @@ def _run_test_split(model_dir: Path, meta: dict, data: str | None):
 
 # Decoded formats: these only (never a file handed to Ghostscript or another outside decoder).
 IMAGE_FORMATS = ["PNG", "JPEG", "BMP", "PPM"]  # PPM covers PGM too
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm")
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -149,7 +154,7 @@ def predict_files(model_dir: str | Path, files: list[str]) -> list[dict]:
     label's name in the model's dataset (`class`), its probability, and whether the image was
     inverted first (`inverted`: a dark figure on a light background)."""
     params, meta = load_model(model_dir)
-    classes = class_names((meta.get("dataset") or {}).get("name"))
+    classes = meta.get("classes") or class_names((meta.get("dataset") or {}).get("name"))
     images = [load_image(f) for f in files]
     inverted = [light_background(x) for x in images]  # shown to the model as MNIST draws them
     X = np.stack([1 - x if inv else x for x, inv in zip(images, inverted, strict=True)])
