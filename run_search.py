@@ -105,6 +105,11 @@ def build_parser() -> Parser:
     r.add_argument("--resume", action="store_true", help="continue the interrupted sweep OUT/NAME")
     r.add_argument("--no-retrain", action="store_true", help="skip retraining, plots of the best and export")
     r.add_argument("-v", "--verbose", action="store_true", help="show Ray's own output")
+    r.add_argument("--mlflow", nargs="?", const=True, default=None, metavar="URI",
+                   help="log the sweep to MLflow as it runs: one parent run, one nested run per trial, the "
+                        "model (default URI: $MLFLOW_TRACKING_URI, else MLflow's sqlite:///mlflow.db here)")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files under RUN/tensorboard (scalars and HParams)")
 
     t = sub.add_parser("retrain", help="retrain a run's best (or chosen) configuration and export it")
     t.add_argument("run_dir")
@@ -122,6 +127,10 @@ def build_parser() -> Parser:
     s.add_argument("--rungs", action="store_true",
                    help="per rung of early stopping: trials that entered, went on, were stopped, and the cutoff")
     s.add_argument("--format", choices=["text", "csv", "markdown", "json"], default="text")
+
+    m = sub.add_parser("mlflow", help="log a run folder to MLflow, as --mlflow would have (again: no copies)")
+    m.add_argument("run_dir")
+    m.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's sqlite:///mlflow.db here)")
 
     e = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy and confusion matrix of a model")
     e.add_argument("model_dir")
@@ -155,7 +164,8 @@ def cmd_run(args) -> int:
     args.stops.resumable = (run_dir, resume_cmd)
     try:
         run = api.run(args.out, name, args.resume, retrain=not args.no_retrain, verbose=args.verbose,
-                      log=lambda m: print(m, file=sys.stderr), **values)
+                      log=lambda m: print(m, file=sys.stderr), mlflow=args.mlflow,
+                      tensorboard=args.tensorboard, **values)
     except (api.SweepError, BadData) as e:  # a bad setting, or data that cannot be swept as it is
         raise CliError(str(e), EXIT_USAGE) from None
     except DiskFull as e:
@@ -305,6 +315,19 @@ def print_importance(run_dir, results, fmt: str) -> None:
     print(format_table(effects.in_percent(shares), fmt))
 
 
+def cmd_mlflow(args) -> int:
+    """`mlflow`: a run folder logged to MLflow, finished or not; what is there already is kept."""
+    from results.trackers.mlflow_log import TrackerError, log_run
+
+    try:
+        logged = log_run(args.run_dir, args.uri)
+    except TrackerError as e:
+        raise CliError(str(e), EXIT_FAILURE) from None
+    print(f"{logged.trials} trial runs logged now, {logged.total} in all, under the parent run {logged.parent} "
+          f"(experiment mlp-sweep) at {logged.uri}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from results.model.inference import evaluate_model
 
@@ -347,7 +370,7 @@ def cmd_predict(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "retrain": cmd_retrain, "show": cmd_show, "evaluate": cmd_evaluate,
-            "predict": cmd_predict}
+            "predict": cmd_predict, "mlflow": cmd_mlflow}
 
 
 def main(argv: list[str] | None = None) -> int:

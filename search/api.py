@@ -120,7 +120,8 @@ def settings(out: str | Path = "runs", name: str | None = None, resume: bool = F
 
 def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
         retrain: bool = True, verbose: bool = False, stream=None, log=None, *, X=None, y=None,
-        X_test=None, y_test=None, **values) -> Run:
+        X_test=None, y_test=None, mlflow: str | bool | None = None, tensorboard: bool = False,
+        **values) -> Run:
     """Run (or resume) a sweep, then draw its search plots, export its best trial (unless
     `retrain` is False) and write its report; returns the finished run, whose `results` is the
     table as a DataFrame. Raises SweepError for a bad setting (nothing started or written)
@@ -130,9 +131,13 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
     in a Jupyter cell; `log` (default: nothing) gets the retraining's messages.
     The data: `dataset`/`data` (as the command line's), or arrays: X (N, D) features (uint8
     images (N, H, W) too) and y (N,) labels of any kind, optionally X_test and y_test; they
-    are kept in the run folder (data.npz), so a resume or `retrain` needs only the folder."""
+    are kept in the run folder (data.npz), so a resume or `retrain` needs only the folder.
+    Trackers: `mlflow` (True, or a tracking URI: logged live, beside the sweep; True uses
+    $MLFLOW_TRACKING_URI or MLflow's own default) and `tensorboard` (event files under the run
+    folder), README's "Experiment trackers"."""
     given = _given_arrays(X, y, X_test, y_test, values, resume)
     spec, run_dir = settings(out, name, resume, **values)
+    trackers = Trackers.check(mlflow, tensorboard, run_dir)
     if given is not None:
         spec.dataset, spec.data = FROM_FILE, str(run_dir / DATA_FILE)  # written there before sweep.json
     # Ray reads its environment when it is imported (search/ray_api.py): set for this sweep's
@@ -141,8 +146,60 @@ def run(out: str | Path = "runs", name: str | None = None, resume: bool = False,
         rayenv.configure(spec.address)
     except rayenv.WrongRayEnvironment as e:
         raise SweepError(f"--address: {e}") from None
+    def say(message: str) -> None:
+        print(message, file=stream or sys.stderr, flush=True)
+
     with PlotProcess() as plots:  # started at the sweep's tail, on the core it leaves idle
-        return _run(spec, run_dir, resume, retrain, verbose, stream, log, plots, given)
+        trackers.start(say)
+        complete = False
+        try:
+            done = _run(spec, run_dir, resume, retrain, verbose, stream, log, plots, given)
+            complete = True
+            return done
+        finally:
+            trackers.end(say, complete)
+
+
+class Trackers:
+    """The experiment trackers a sweep logs to (search/tracking.py, results/trackers/)."""
+
+    def __init__(self, mlflow_uri: str | None, mlflow: bool, tensorboard: bool, run_dir: Path):
+        self.mlflow_uri, self.mlflow, self.tensorboard, self.run_dir = mlflow_uri, mlflow, tensorboard, run_dir
+        self.sync = None
+
+    @classmethod
+    def check(cls, mlflow, tensorboard: bool, run_dir: Path) -> Trackers:
+        """Checked before anything starts: the packages they need are there."""
+        import importlib.util
+        if mlflow and importlib.util.find_spec("mlflow") is None:
+            raise SweepError("--mlflow needs MLflow: pip install -e '.[mlflow]'")
+        if tensorboard and importlib.util.find_spec("tensorboardX") is None:
+            raise SweepError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'")
+        uri = mlflow if isinstance(mlflow, str) else None
+        return cls(uri, bool(mlflow), bool(tensorboard), run_dir)
+
+    def later(self) -> str:
+        return f"mlp-sweep mlflow {self.run_dir}" + (f" --uri {self.mlflow_uri}" if self.mlflow_uri else "")
+
+    def start(self, say) -> None:
+        if self.mlflow:
+            from .tracking import MlflowSync
+            self.sync = MlflowSync(self.run_dir, self.mlflow_uri, say, self.later()).start()
+
+    def end(self, say, complete: bool) -> None:
+        """The closing lines: what was logged where. An interrupted sweep logs no more (a
+        Ctrl-C should stop at once): the command that logs it later is said instead."""
+        if self.sync is not None:
+            say(self.sync.finish() if complete else
+                f"mlflow: the finished trials so far are logged by: {self.later()}")
+        if self.tensorboard and (self.run_dir / SWEEP_FILE).is_file():
+            from results.trackers.mlflow_log import TrackerError
+            from results.trackers.tensorboard_log import write_events
+            try:
+                out, n = write_events(self.run_dir)
+                say(f"tensorboard: {n} new trial{'s' if n != 1 else ''} in {out}: tensorboard --logdir {out}")
+            except (TrackerError, OSError) as e:
+                say(f"warning: tensorboard: {e}")
 
 
 def _given_arrays(X, y, X_test, y_test, values: dict, resume: bool) -> Labelled | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,10 +88,16 @@ def fit_quietly(tuner, verbose: bool, log_path: Path) -> None:
     tune_logger.propagate = False  # Ray's own handler on "ray" would print it all again
     tune_logger.addHandler(log)
     tune_logger.addHandler(console)
+    # Tune puts in its own SIGINT handler for the fit and leaves it there after a fit that was not
+    # interrupted: the next Ctrl-C (in a notebook, the next cell's) would only be logged
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
     try:
         with contextlib.redirect_stdout(Diverted(sys.stdout, log_path, verbose)):
             tuner.fit()
     finally:
+        if main and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
         tune_logger.removeHandler(log)
         tune_logger.removeHandler(console)
         log.close()

@@ -17,7 +17,8 @@ RAY = {"mlp_core": False, "results": False, "search": True}
 
 # results/'s rooms, bottom up: a module may import its own room and the rooms below it
 # (columns.py and errors.py import nothing; run.py is the façade over the rest)
-RESULTS_ORDER = {"columns": 0, "errors": 0, "sweep": 1, "folder": 2, "views": 3, "model": 4, "run": 5}
+RESULTS_ORDER = {"columns": 0, "errors": 0, "sweep": 1, "folder": 2, "views": 3, "model": 4, "trackers": 5,
+                 "run": 6}
 
 
 def modules(package: str, root: Path = ROOT):

@@ -6,6 +6,7 @@ anything is written."""
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pandas as pd
@@ -108,8 +109,10 @@ def test_arrays_from_python_are_kept_in_the_run_folder_for_resume_and_retrain(tm
 
     d = sklearn_datasets.load_digits()
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    sigint = signal.getsignal(signal.SIGINT)
     run = api.run(tmp_path, "digits", X=d.data, y=names[d.target], hidden=[32], lr=[0.1], l2=[0.0001],
                   epochs=3, batch_size=32)
+    assert signal.getsignal(signal.SIGINT) is sigint  # not Tune's, left behind: a notebook's next Ctrl-C works
     assert (tmp_path / "digits" / "data.npz").is_file()
     assert run.settings["data"] == str(tmp_path / "digits" / "data.npz")
     params, meta = run.model()
