@@ -20,8 +20,12 @@ from results.trackers.mlflow_log import Logged, TrackerError, log_run
 class MlflowSync:
     """log_run(run_dir, uri) every `every_s` seconds while the sweep runs, then finish()."""
 
+    # How often: each sync reads the tables and asks the server which trials it has, so not
+    # too often; a trial's run appears at most this long after it ends
+    EVERY_S = 30.0
+
     def __init__(self, run_dir: Path, uri: str | None, say: Callable[[str], None], later: str,
-                 every_s: float = 10.0):
+                 every_s: float = EVERY_S):
         self.run_dir, self.uri, self.say, self.later = run_dir, uri, say, later
         self.every_s = every_s
         self.failed: str | None = None  # the last failure, said once

@@ -7,7 +7,8 @@ and accuracies as metrics with their step; its status, epochs, rung and node).
 Everything is read from the run folder's tables, so logging a folder live (search/tracking.py,
 beside the sweep), after a resume, or later (`mlp-sweep mlflow RUN`) gives the same runs: the
 parent is found again by its tag (the run folder's path), each trial's run by its trial id, and
-a trial's run is marked complete only once all of it is logged (one cut short is logged again).
+a trial's run is complete once it is ended (FINISHED, or FAILED for a trial that failed for
+good), its last call: one still RUNNING was cut short and is logged again.
 Nothing here touches the sweep. Needs the mlflow extra (pip install -e '.[mlflow]').
 
 Leaves out when it is called (search/tracking.py, run_search.py's `mlflow` command).
@@ -27,7 +28,7 @@ from ..columns import BEST_DIR, MODEL_JSON, MODEL_NPZ, MODEL_ONNX, PLOTS_DIR, SW
 from ..folder import table as T
 
 EXPERIMENT = "mlp-sweep"
-RUN_DIR_TAG, TRIAL_TAG, COMPLETE_TAG = "mlp_sweep_run_dir", "mlp_sweep_trial_id", "mlp_sweep_complete"
+RUN_DIR_TAG, TRIAL_TAG = "mlp_sweep_run_dir", "mlp_sweep_trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 EPOCH_METRICS = (TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY)
 IN_EPOCH_1 = "_in_epoch_1"  # a rung inside the first epoch: its metrics, step = percent of the epoch
@@ -140,7 +141,7 @@ def _children(client, experiment_id: str, parent: str) -> dict:
             tid = run.data.tags.get(TRIAL_TAG)
             if tid is None:
                 continue
-            if run.data.tags.get(COMPLETE_TAG) == "1":
+            if run.info.status in ("FINISHED", "FAILED"):
                 out[tid] = "complete"
             elif out.get(tid) != "complete":
                 out[tid], out[tid + "#id"] = "partial", run.info.run_id
@@ -169,10 +170,10 @@ def _log_trial(client, experiment_id: str, parent: str, row: dict, epochs, parti
     params = [Param(h, _text(row[h])) for h in T.HYPERPARAMETERS]
     tags = [RunTag("status", str(row[T.STATUS])), RunTag("epochs", _text(row[T.EPOCHS])),
             RunTag("node_id", _text(row.get(T.NODE_ID))), RunTag("stopped_at_rung", _text(row.get(T.STOPPED_AT_RUNG)))]
-    client.log_batch(run_id, params=params, tags=tags)
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[i:i + 1000])
-    client.set_tag(run_id, COMPLETE_TAG, "1")
+    # three calls a trial (each a commit of the store): created, logged in one batch, ended
+    for i in range(0, max(len(metrics), 1), 1000):
+        client.log_batch(run_id, metrics=metrics[i:i + 1000], params=params if i == 0 else (),
+                         tags=tags if i == 0 else ())
     failed = row[T.STATUS] == T.Status.ERROR
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
 
