@@ -34,6 +34,11 @@ class MlflowSync:
         self._thread = threading.Thread(target=self._loop, name="mlflow-sync", daemon=True)
 
     def start(self) -> MlflowSync:
+        # MLflow and what it imports (IPython among them) are imported here, in the main thread:
+        # a first import in this thread while the main thread imports the same modules (the
+        # export does) can hand one of them a partially initialised module
+        import mlflow.entities  # noqa: F401
+        import mlflow.tracking  # noqa: F401
         self._thread.start()
         return self
 
