@@ -189,9 +189,11 @@ class Trackers:
     def end(self, say, complete: bool) -> None:
         """The closing lines: what was logged where. An interrupted sweep logs no more (a
         Ctrl-C should stop at once): the command that logs it later is said instead."""
-        if self.sync is not None:
-            say(self.sync.finish() if complete else
-                f"mlflow: the finished trials so far are logged by: {self.later()}")
+        if self.sync is not None and complete:
+            say(self.sync.finish())
+        elif self.sync is not None:  # no thread left behind, in a notebook's kernel either
+            self.sync.stop(wait_s=15)
+            say(f"mlflow: the finished trials so far are logged by: {self.later()}")
         if self.tensorboard and (self.run_dir / SWEEP_FILE).is_file():
             from results.trackers.mlflow_log import TrackerError
             from results.trackers.tensorboard_log import write_events

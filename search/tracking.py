@@ -58,11 +58,17 @@ class MlflowSync:
         except Exception as e:  # noqa: BLE001 - a table being read as it is first written, say
             self.failed = f"{type(e).__name__}: {e}"
 
+    def stop(self, wait_s: float | None = None) -> None:
+        """No more syncs (an interrupted sweep: what was finished is logged later, on demand);
+        a sync under way is waited for, at most `wait_s` (a daemon thread, it ends with the
+        process)."""
+        self._stop.set()
+        self._thread.join(wait_s)
+
     def finish(self, final: bool = True) -> str:
         """Stop the thread, log what is left (`final`: the outcome and artifacts too); the
         closing line."""
-        self._stop.set()
-        self._thread.join()
+        self.stop()
         if (self.run_dir / SWEEP_FILE).is_file():
             self._sync(final)
         if self.failed is not None:
