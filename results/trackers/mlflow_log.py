@@ -85,11 +85,8 @@ def _log(client, uri: str, run_dir: Path, final: bool) -> Logged:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
     parent = _parent(client, experiment_id, run_dir, sweep)
-    results = T.load_results(run_dir)
     done = _children(client, experiment_id, parent)
-    history, partial = T.load_history(run_dir), T.load_partial(run_dir)
-    by_trial = {tid: rows for tid, rows in history.groupby(T.TRIAL_ID)}
-    partial_by = {tid: rows for tid, rows in partial.groupby(T.TRIAL_ID)} if len(partial) else {}
+    results, by_trial, partial_by = tables_by_trial(run_dir)
     logged = 0
     for row in results.to_dict("records"):
         tid = str(row[T.TRIAL_ID])
@@ -106,6 +103,13 @@ def _log(client, uri: str, run_dir: Path, final: bool) -> Logged:
         outcome.artifacts = True
         client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED))
     return outcome
+
+
+def tables_by_trial(run_dir: Path):
+    """results.csv, and each trial's rows of history.csv and of partial_epochs.csv."""
+    history, partial = T.load_history(run_dir), T.load_partial(run_dir)
+    return (T.load_results(run_dir), {tid: rows for tid, rows in history.groupby(T.TRIAL_ID)},
+            {tid: rows for tid, rows in partial.groupby(T.TRIAL_ID)} if len(partial) else {})
 
 
 def _parent(client, experiment_id: str, run_dir: Path, sweep: dict) -> str:
@@ -162,10 +166,10 @@ def _log_trial(client, experiment_id: str, parent: str, row: dict, epochs, parti
     metrics = []
     for r in ([] if epochs is None else epochs.to_dict("records")):
         stamp = _stamp(r, now)
-        metrics += [Metric(k, float(r[k]), stamp, int(r[EPOCH])) for k in EPOCH_METRICS if _finite(r.get(k))]
+        metrics += [Metric(k, float(r[k]), stamp, int(r[EPOCH])) for k in EPOCH_METRICS if finite(r.get(k))]
     for r in ([] if partial is None else partial.to_dict("records")):
         stamp, step = _stamp(r, now), int(round(float(r[EPOCH]) * 100))
-        metrics += [Metric(k + IN_EPOCH_1, float(r[k]), stamp, step) for k in EPOCH_METRICS if _finite(r.get(k))]
+        metrics += [Metric(k + IN_EPOCH_1, float(r[k]), stamp, step) for k in EPOCH_METRICS if finite(r.get(k))]
     metrics.append(Metric("epochs_run", float(row[T.EPOCHS]), now, 0))
     params = [Param(h, _text(row[h])) for h in T.HYPERPARAMETERS]
     tags = [RunTag("status", str(row[T.STATUS])), RunTag("epochs", _text(row[T.EPOCHS])),
@@ -186,14 +190,14 @@ def _log_outcome(client, parent: str, run_dir: Path, results) -> None:
     best = T.best_trial(results)
     tags = [RunTag("chosen_trial", str(best[T.TRIAL_ID]))]
     metrics = [Metric("trials", float(len(results)), now, 0)]
-    if _finite(best.get(VAL_ACCURACY)):
+    if finite(best.get(VAL_ACCURACY)):
         metrics.append(Metric("best_val_accuracy", float(best[VAL_ACCURACY]), now, 0))
     model_json = run_dir / BEST_DIR / MODEL_JSON
     if model_json.is_file():
         from ..model.load import read_model_json
         meta = read_model_json(model_json)
         for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "best_epoch"):
-            if _finite(meta.get(k)):
+            if finite(meta.get(k)):
                 metrics.append(Metric(f"model_{k}", float(meta[k]), now, 0))
         tags.append(RunTag("model_trial", str(meta.get("trial_id"))))
     client.log_batch(parent, metrics=metrics, tags=tags)
@@ -234,10 +238,11 @@ def _reason(e: Exception) -> str:
 
 def _stamp(row: dict, now: int) -> int:
     ended = row.get(T.ENDED_AT)
-    return int(float(ended) * 1000) if _finite(ended) else now
+    return int(float(ended) * 1000) if finite(ended) else now
 
 
-def _finite(v) -> bool:
+def finite(v) -> bool:
+    """A number that is not NaN or infinite (a table's cell may be empty, text or NaN)."""
     try:
         return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):

@@ -11,14 +11,13 @@ Leaves out when it is called (search/api.py, run_search.py).
 """
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
 from mlp_core.train import EPOCH, TRAIN_ACCURACY, TRAIN_LOSS, VAL_ACCURACY, VAL_LOSS
 
 from ..folder import table as T
-from .mlflow_log import TrackerError
+from .mlflow_log import TrackerError, finite, tables_by_trial
 
 TENSORBOARD_DIR = "tensorboard"
 SCALARS = (TRAIN_LOSS, TRAIN_ACCURACY, VAL_LOSS, VAL_ACCURACY)
@@ -36,10 +35,7 @@ def write_events(run_dir: str | Path) -> tuple[Path, int]:
         raise TrackerError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'") from None
     run_dir = Path(run_dir)
     out = run_dir / TENSORBOARD_DIR
-    results = T.load_results(run_dir)
-    history, partial = T.load_history(run_dir), T.load_partial(run_dir)
-    epochs = {tid: rows for tid, rows in history.groupby(T.TRIAL_ID)}
-    firsts = {tid: rows for tid, rows in partial.groupby(T.TRIAL_ID)} if len(partial) else {}
+    results, epochs, firsts = tables_by_trial(run_dir)
     written = 0
     for row in results.to_dict("records"):
         tid = str(row[T.TRIAL_ID])
@@ -50,15 +46,15 @@ def write_events(run_dir: str | Path) -> tuple[Path, int]:
         with SummaryWriter(str(folder)) as w:
             for r in ([] if tid not in epochs else epochs[tid].to_dict("records")):
                 for k in SCALARS:
-                    if _finite(r.get(k)):
+                    if finite(r.get(k)):
                         w.add_scalar(k, float(r[k]), int(r[EPOCH]), walltime=_walltime(r))
             for r in ([] if tid not in firsts else firsts[tid].to_dict("records")):
                 for k in SCALARS:
-                    if _finite(r.get(k)):
+                    if finite(r.get(k)):
                         w.add_scalar(f"in_epoch_1/{k}", float(r[k]), int(round(float(r[EPOCH]) * 100)),
                                      walltime=_walltime(r))
             config = {h: _value(row[h]) for h in T.HYPERPARAMETERS}
-            metrics = {name: float(row[col]) if _finite(row.get(col)) else float("nan")
+            metrics = {name: float(row[col]) if finite(row.get(col)) else float("nan")
                        for name, col in METRICS.items()}
             experiment, start, end = hparams(config, metrics)
             for summary in (experiment, start, end):
@@ -77,15 +73,8 @@ def _value(v):
 
 
 def _walltime(row: dict) -> float | None:
-    return float(row[T.ENDED_AT]) if _finite(row.get(T.ENDED_AT)) else None
-
-
-def _finite(v) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
+    return float(row[T.ENDED_AT]) if finite(row.get(T.ENDED_AT)) else None
 
 
 def _text(v) -> str:
-    return f"{float(v):g}" if _finite(v) else str(v)
+    return f"{float(v):g}" if finite(v) else str(v)
