@@ -160,9 +160,10 @@ def data_html(facts: dict | None) -> list[str]:
     shown = list(counts.items())
     balance = ", ".join(f"{esc(c)} {100 * n / total:.0f}%" for c, n in shown[:12])
     more = f", and {len(shown) - 12} more" if len(shown) > 12 else ""
+    of = (f"images of {facts['features']} pixels" if facts["scaling"] == "pixels"
+          else f"rows of {facts['features']} features ({esc(facts['scaling'])})")
     return [f"<li>data: {esc(facts['source'])}: {rows['train']} training, {rows['validation']} validation "
-            f"and {rows['test']} test rows of {facts['features']} features ({esc(facts['scaling'])}); "
-            f"{len(counts)} classes: {balance}{more}</li>"]
+            f"and {rows['test']} test {of}; {len(counts)} classes: {balance}{more}</li>"]
 
 
 def plots_html(run_dir: Path) -> str:
