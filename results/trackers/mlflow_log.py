@@ -85,18 +85,18 @@ def _log(client, uri: str, run_dir: Path, final: bool) -> Logged:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
     parent = _parent(client, experiment_id, run_dir, sweep)
-    done = _children(client, experiment_id, parent)
+    complete, cut_short = _children(client, experiment_id, parent)
+    for run_id in cut_short:  # left by an earlier call that stopped midway: its trial is logged again, whole
+        client.delete_run(run_id)
     results, by_trial, partial_by = tables_by_trial(run_dir)
     logged = 0
     for row in results.to_dict("records"):
         tid = str(row[T.TRIAL_ID])
-        if done.get(tid) == "complete":
+        if tid in complete:
             continue
-        if tid in done:  # cut short by an earlier call: logged again, whole
-            client.delete_run(done.pop(tid + "#id"))
         _log_trial(client, experiment_id, parent, row, by_trial.get(tid), partial_by.get(tid))
         logged += 1
-    total = sum(1 for v in done.values() if v == "complete") + logged
+    total = len(complete & set(results[T.TRIAL_ID].astype(str))) + logged
     outcome = Logged(parent, logged, total, uri)
     if final:
         _log_outcome(client, parent, run_dir, results)
@@ -135,9 +135,9 @@ def _parent(client, experiment_id: str, run_dir: Path, sweep: dict) -> str:
     return run.info.run_id
 
 
-def _children(client, experiment_id: str, parent: str) -> dict:
-    """trial id -> "complete" or "partial" (and "<id>#id" -> the run id of a partial one)."""
-    out, token = {}, None
+def _children(client, experiment_id: str, parent: str) -> tuple[set[str], list[str]]:
+    """(the trial ids whose runs are complete, the run ids of runs still RUNNING: cut short)."""
+    complete, cut_short, token = set(), [], None
     while True:
         page = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent}'", max_results=1000,
                                   page_token=token)
@@ -146,12 +146,12 @@ def _children(client, experiment_id: str, parent: str) -> dict:
             if tid is None:
                 continue
             if run.info.status in ("FINISHED", "FAILED"):
-                out[tid] = "complete"
-            elif out.get(tid) != "complete":
-                out[tid], out[tid + "#id"] = "partial", run.info.run_id
+                complete.add(tid)
+            else:
+                cut_short.append(run.info.run_id)
         token = page.token
         if not token:
-            return out
+            return complete, cut_short
 
 
 def _log_trial(client, experiment_id: str, parent: str, row: dict, epochs, partial) -> None:
